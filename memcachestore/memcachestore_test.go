@@ -1,0 +1,466 @@
+package memcachestore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/session"
+)
+
+// memcachedAddr returns the memcached named by LOCALLIBRARY_TEST_MEMCACHED,
+// skipping the test when it is unset unless LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
+func memcachedAddr(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
+	if addr == "" {
+		skipOrFail(t, "LOCALLIBRARY_TEST_MEMCACHED is not set (host:port of a memcached for tests)")
+	}
+	return addr
+}
+
+// skipOrFail skips the test, or fails it when the environment demands the
+// services be there.
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("%s, and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1", why)
+	}
+	t.Skip(why)
+}
+
+// uniquePrefix gives each test its own namespace in the shared memcached.
+func uniquePrefix(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "lltest:" + hex.EncodeToString(b) + ":"
+}
+
+// MustNew builds a Storage on the test memcached and closes it at cleanup.
+func MustNew(t *testing.T, cfg Config) *Storage {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%+v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// newTestStorage is a Storage on LOCALLIBRARY_TEST_MEMCACHED with a fresh prefix.
+func newTestStorage(t *testing.T) *Storage {
+	t.Helper()
+	return MustNew(t, Config{Servers: []string{memcachedAddr(t)}, KeyPrefix: uniquePrefix(t)})
+}
+
+func TestParseServers(t *testing.T) {
+	tests := []struct {
+		name    string
+		list    string
+		want    []string
+		wantErr string // substring of the error; "" means success
+	}{
+		{"one", "mc:11211", []string{"mc:11211"}, ""},
+		{"trimmed", "  a:1 ,b:2\t, c:3 ", []string{"a:1", "b:2", "c:3"}, ""},
+		{"ipv6", "[::1]:11211", []string{"[::1]:11211"}, ""},
+		{"statefulset names", "memcached-0.memcached:11211,memcached-1.memcached:11211",
+			[]string{"memcached-0.memcached:11211", "memcached-1.memcached:11211"}, ""},
+		{"empty list", "", nil, "empty"},
+		{"blank list", "  ", nil, "empty"},
+		{"empty entry", "a:1,,b:2", nil, "entry 2"},
+		{"trailing comma", "a:1,", nil, "entry 2"},
+		{"no port", "a:1,memcached", nil, `"memcached"`},
+		{"empty port", "memcached:", nil, `"memcached:"`},
+		{"bad port", "memcached:abc", nil, `"memcached:abc"`},
+		{"port out of range", "memcached:70000", nil, `"memcached:70000"`},
+		{"port zero", "memcached:0", nil, `"memcached:0"`},
+		{"no host", ":11211", nil, `":11211"`},
+		{"url", "tcp://memcached:11211", nil, `"tcp://memcached:11211"`},
+		{"space in host", "mem cached:11211", nil, `"mem cached:11211"`},
+		{"duplicate", "a:1, a:1", nil, "twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseServers(tt.list)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseServers(%q) = %v, %v; want error containing %q", tt.list, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseServers(%q): %v", tt.list, err)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("ParseServers(%q) = %q, want %q", tt.list, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no servers", Config{}},
+		{"empty entry", Config{Servers: []string{""}}},
+		{"no port", Config{Servers: []string{"127.0.0.1"}}},
+		{"bad port", Config{Servers: []string{"127.0.0.1:x"}}},
+		{"one bad among good", Config{Servers: []string{"127.0.0.1:11211", "127.0.0.1"}}},
+		{"negative timeout", Config{Servers: []string{"127.0.0.1:11211"}, Timeout: -time.Second}},
+		{"huge timeout", Config{Servers: []string{"127.0.0.1:11211"}, Timeout: time.Hour}},
+		{"negative idle conns", Config{Servers: []string{"127.0.0.1:11211"}, MaxIdleConns: -1}},
+		{"prefix with space", Config{Servers: []string{"127.0.0.1:11211"}, KeyPrefix: "ll :"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(tt.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatalf("New(%+v) succeeded, want an error", tt.cfg)
+			}
+		})
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name string
+		exp  time.Duration
+		want int32
+	}{
+		{"zero is no expiry", 0, 0},
+		{"negative is already expired", -time.Second, -1},
+		{"1ns rounds up to 1s", time.Nanosecond, 1},
+		{"1s", time.Second, 1},
+		{"1.5s rounds up", 1500 * time.Millisecond, 2},
+		{"24h", 24 * time.Hour, 86400},
+		{"30 days stays relative", 30 * 24 * time.Hour, 30 * 86400},
+		{"30 days and 1ns becomes absolute", 30*24*time.Hour + 1, int32(now.Unix()) + 30*86400 + 1},
+		{"31 days becomes absolute", 31 * 24 * time.Hour, int32(now.Unix()) + 31*86400},
+		{"past 2038 is clamped", 100 * 365 * 24 * time.Hour, 1<<31 - 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := expiry(tt.exp, now); got != tt.want {
+				t.Fatalf("expiry(%v) = %d, want %d", tt.exp, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGetMissingAndInvalidKeys(t *testing.T) {
+	s := newTestStorage(t)
+	tests := []struct{ name, key string }{
+		{"missing", "no-such-session"},
+		{"empty", ""},
+		{"251 bytes", strings.Repeat("k", 251)},
+		{"too long with prefix", strings.Repeat("k", 250-len(s.prefix)+1)},
+		{"space", "a b"},
+		{"newline", "a\nb"},
+		{"nul", "a\x00b"},
+		{"DEL", "a\x7fb"},
+		{"protocol injection", "x\r\nflush_all"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Get(tt.key)
+			if got != nil || err != nil {
+				t.Fatalf("Get(%q) = %q, %v; want nil, nil", tt.key, got, err)
+			}
+		})
+	}
+}
+
+func TestSetGetDelete(t *testing.T) {
+	s := newTestStorage(t)
+	longest := strings.Repeat("k", 250-len(s.prefix))
+	tests := []struct {
+		name string
+		key  string
+		val  []byte
+	}{
+		{"plain", "session-1", []byte("hello")},
+		{"binary value", "session-2", []byte{0, 1, 2, '\r', '\n', 255}},
+		{"longest key", longest, []byte("x")},
+		{"utf-8 key", "séance", []byte("x")},
+		{"large value", "big", []byte(strings.Repeat("v", 100_000))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.Set(tt.key, tt.val, time.Minute); err != nil {
+				t.Fatalf("Set: %v", err)
+			}
+			got, err := s.Get(tt.key)
+			if err != nil || string(got) != string(tt.val) {
+				t.Fatalf("Get = %.40q, %v; want %.40q", got, err, tt.val)
+			}
+			if err := s.Delete(tt.key); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if got, err := s.Get(tt.key); got != nil || err != nil {
+				t.Fatalf("Get after Delete = %q, %v; want nil, nil", got, err)
+			}
+			if err := s.Delete(tt.key); err != nil {
+				t.Fatalf("second Delete of a missing key: %v", err)
+			}
+		})
+	}
+}
+
+func TestSetInvalidKey(t *testing.T) {
+	s := newTestStorage(t)
+	for _, key := range []string{strings.Repeat("k", 251), "a b", "a\nb"} {
+		if err := s.Set(key, []byte("v"), time.Minute); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Set(%.20q) = %v, want ErrInvalidKey", key, err)
+		}
+		if err := s.Delete(key); err != nil {
+			t.Errorf("Delete(%.20q) = %v, want nil", key, err)
+		}
+	}
+	// fiber.Storage: an empty key or value is ignored without an error.
+	if err := s.Set("", []byte("v"), 0); err != nil {
+		t.Errorf("Set with empty key: %v", err)
+	}
+	if err := s.Set("empty-value", nil, 0); err != nil {
+		t.Errorf("Set with empty value: %v", err)
+	}
+	if got, _ := s.Get("empty-value"); got != nil {
+		t.Errorf("empty value was stored: %q", got)
+	}
+}
+
+func TestExpiryIsApplied(t *testing.T) {
+	s := newTestStorage(t)
+	// A negative TTL stores an already-expired item: memcached's own
+	// clock decides, so this needs no waiting.
+	if err := s.Set("gone", []byte("v"), -time.Second); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if got, err := s.Get("gone"); got != nil || err != nil {
+		t.Fatalf("Get of an expired item = %q, %v", got, err)
+	}
+	// More than 30 days: must be stored (as an absolute time), not read
+	// by memcached as a date in 1970 and dropped at once.
+	if err := s.Set("long", []byte("v"), 60*24*time.Hour); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+	if got, err := s.Get("long"); string(got) != "v" || err != nil {
+		t.Fatalf("Get of a 60-day item = %q, %v", got, err)
+	}
+}
+
+func TestTouch(t *testing.T) {
+	s := newTestStorage(t)
+	if err := s.Touch("missing", time.Minute); err != nil {
+		t.Fatalf("Touch of a missing key: %v", err)
+	}
+	if err := s.Set("k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Touch to a negative TTL expires the item now: proof Touch reached it.
+	if err := s.Touch("k", -time.Second); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if got, err := s.Get("k"); got != nil || err != nil {
+		t.Fatalf("Get after Touch(-1s) = %q, %v; want nil, nil", got, err)
+	}
+}
+
+func TestIncrement(t *testing.T) {
+	s := newTestStorage(t)
+	n, err := s.Increment("visits", time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("first Increment = %d, %v; want 1", n, err)
+	}
+	const workers = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Increment("visits", time.Hour); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Increment: %v", err)
+	}
+	if got, err := s.Get("visits"); string(got) != "51" || err != nil {
+		t.Fatalf("counter = %q, %v; want 51", got, err)
+	}
+}
+
+func TestIncrementConcurrentCreate(t *testing.T) {
+	// All 50 race to create the same missing counter: add wins once, the
+	// others must fall back to incr, and every +1 must land.
+	s := newTestStorage(t)
+	const workers = 50
+	var wg sync.WaitGroup
+	results := make(chan uint64, workers)
+	start := make(chan struct{})
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			n, err := s.Increment("fresh", time.Hour)
+			if err != nil {
+				t.Errorf("Increment: %v", err)
+			}
+			results <- n
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	seen := make(map[uint64]bool)
+	for n := range results {
+		if seen[n] {
+			t.Errorf("value %d returned twice", n)
+		}
+		seen[n] = true
+	}
+	for i := uint64(1); i <= workers; i++ {
+		if !seen[i] {
+			t.Errorf("value %d never returned", i)
+		}
+	}
+}
+
+func TestIncrementNonNumericIsNotUnavailable(t *testing.T) {
+	s := newTestStorage(t)
+	if err := s.Set("word", []byte("abc"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Increment("word", time.Minute)
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Increment of a non-number = %v; want an error that is not ErrUnavailable", err)
+	}
+}
+
+func TestResetRefuses(t *testing.T) {
+	s := newTestStorage(t)
+	if err := s.Set("keep", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reset(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("Reset = %v, want errors.ErrUnsupported", err)
+	}
+	if got, _ := s.Get("keep"); string(got) != "v" {
+		t.Fatalf("Reset deleted data: Get = %q", got)
+	}
+}
+
+func TestPing(t *testing.T) {
+	s := newTestStorage(t)
+	if err := s.Ping(); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func TestUnreachableIsUnavailable(t *testing.T) {
+	// Nothing listens on port 1 of loopback: connection refused.
+	s := MustNew(t, Config{Servers: []string{"127.0.0.1:1"}})
+	if _, err := s.Get("k"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Get = %v, want ErrUnavailable", err)
+	}
+	if err := s.Set("k", []byte("v"), 0); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Set = %v, want ErrUnavailable", err)
+	}
+	if err := s.Ping(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Ping = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestFiberSession wires the Storage into Fiber's session middleware the
+// way the service does and checks that forged ids get a fresh session.
+func TestFiberSession(t *testing.T) {
+	s := newTestStorage(t)
+	store := session.New(session.Config{Storage: s, Expiration: time.Hour})
+	app := fiber.New()
+	app.Get("/", func(c *fiber.Ctx) error {
+		sess, err := store.Get(c)
+		if err != nil {
+			return err
+		}
+		visits, _ := sess.Get("visits").(int)
+		visits++
+		sess.Set("visits", visits)
+		if err := sess.Save(); err != nil {
+			return err
+		}
+		return c.SendString(strings.Repeat("x", visits))
+	})
+
+	do := func(t *testing.T, cookie string) (status int, id, body string) {
+		t.Helper()
+		req := httptest.NewRequest("GET", "/", nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", "session_id="+cookie)
+		}
+		resp, err := app.Test(req, -1)
+		if err != nil {
+			t.Fatalf("app.Test: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, c := range resp.Cookies() {
+			if c.Name == "session_id" {
+				id = c.Value
+			}
+		}
+		return resp.StatusCode, id, string(b)
+	}
+
+	status, id, body := do(t, "")
+	if status != 200 || id == "" || body != "x" {
+		t.Fatalf("first request: status %d, id %q, body %q", status, id, body)
+	}
+	status, id2, body := do(t, id)
+	if status != 200 || id2 != id || body != "xx" {
+		t.Fatalf("second request: status %d, id %q (want %q), body %q", status, id2, id, body)
+	}
+
+	forged := []struct{ name, id string }{
+		{"unissued uuid", "0a1b2c3d-0000-4000-8000-000000000000"},
+		{"too long", strings.Repeat("a", 300)},
+		{"tab", "abc\tdef"},
+		{"protocol injection", "x%0d%0aflush_all"},
+	}
+	for _, tt := range forged {
+		t.Run(tt.name, func(t *testing.T) {
+			status, got, body := do(t, tt.id)
+			if status != 200 {
+				t.Fatalf("status %d, body %q; want 200", status, body)
+			}
+			if got == "" || got == tt.id || got == id {
+				t.Fatalf("session id %q; want a fresh one", got)
+			}
+			if body != "x" {
+				t.Fatalf("body %q; want a fresh session's %q", body, "x")
+			}
+		})
+	}
+}
