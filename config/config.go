@@ -1,0 +1,242 @@
+// Package config loads the service's settings from LOCALLIBRARY_* environment
+// variables into one struct, reporting every problem at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Prefix starts the name of every variable this package reads.
+const Prefix = "LOCALLIBRARY_"
+
+// Config is everything the service can be told from outside.
+type Config struct {
+	HTTPAddr string // address to listen on
+
+	MySQLDSN         string // empty: the embedded engine, where the build has it
+	DBMaxOpenConns   int
+	QueryTimeout     time.Duration // deadline given to every request's queries and cache calls
+	CountsTTL        time.Duration // how long the home page's counts are reused
+	CountsStaleLimit time.Duration // how long the last counts are served while MySQL is down
+
+	MemcachedServers      []string // empty: sessions in process memory
+	MemcachedTimeout      time.Duration
+	MemcachedMaxIdleConns int
+	MemcachedResolveEvery time.Duration
+	MemcachedKeyPrefix    string
+	SessionReplicas       int // memcached nodes each session is written to
+
+	SessionLifetime             time.Duration
+	SessionExpireAtBrowserClose bool
+	SessionSaveEveryRequest     bool
+	CookieSecure                bool
+
+	ShutdownDrain   time.Duration // /readyz says 503 this long before the listener stops
+	ShutdownTimeout time.Duration // in-flight requests get this long to finish
+
+	TrustedProxies []netip.Prefix // peers whose ProxyHeader is believed
+	ProxyHeader    string
+
+	LogLevel slog.Level
+}
+
+// Load reads the configuration through getenv (os.Getenv in production) and
+// returns every invalid setting in one joined error.
+func Load(getenv func(string) string) (Config, error) {
+	l := loader{getenv: getenv}
+	cfg := Config{
+		HTTPAddr:         l.str("HTTP_ADDR", ":8080"),
+		MySQLDSN:         l.str("MYSQL_DSN", ""),
+		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 32),
+		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
+		CountsTTL:        l.duration("COUNTS_TTL", time.Second),
+		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
+
+		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
+		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 100*time.Millisecond),
+		MemcachedMaxIdleConns: l.positiveInt("MEMCACHED_MAX_IDLE_CONNS", 256),
+		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
+		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
+		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
+
+		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
+		SessionExpireAtBrowserClose: l.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", false),
+		SessionSaveEveryRequest:     l.boolean("SESSION_SAVE_EVERY_REQUEST", false),
+		CookieSecure:                l.boolean("COOKIE_SECURE", false),
+
+		ShutdownDrain:   l.duration("SHUTDOWN_DRAIN", 5*time.Second),
+		ShutdownTimeout: l.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+
+		TrustedProxies: l.prefixes("TRUSTED_PROXIES"),
+		ProxyHeader:    l.str("PROXY_HEADER", "X-Forwarded-For"),
+
+		LogLevel: l.level("LOG_LEVEL", slog.LevelInfo),
+	}
+	if cfg.MySQLDSN != "" {
+		if _, err := mysql.ParseDSN(cfg.MySQLDSN); err != nil {
+			l.fail("MYSQL_DSN", "is not a valid go-sql-driver/mysql DSN (user:pass@tcp(host:3306)/db)")
+		}
+	}
+	for _, s := range cfg.MemcachedServers {
+		if _, port, ok := strings.Cut(s, ":"); !ok || port == "" {
+			l.fail("MEMCACHED_SERVERS", fmt.Sprintf("entry %q is not host:port", s))
+		}
+	}
+	if cfg.SessionReplicas > 2 {
+		l.fail("SESSION_REPLICAS", "must be 1 or 2")
+	}
+	if len(cfg.MemcachedServers) > 0 && cfg.SessionReplicas > len(cfg.MemcachedServers) {
+		l.fail("SESSION_REPLICAS", fmt.Sprintf("is %d but only %d memcached servers are listed", cfg.SessionReplicas, len(cfg.MemcachedServers)))
+	}
+	if cfg.SessionLifetime < time.Second {
+		l.fail("SESSION_LIFETIME", "must be at least 1s")
+	}
+	for name, d := range map[string]time.Duration{
+		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
+		"COUNTS_TTL": cfg.CountsTTL, "SHUTDOWN_TIMEOUT": cfg.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			l.fail(name, "must be more than 0")
+		}
+	}
+	return cfg, errors.Join(l.errs...)
+}
+
+// Attrs describes the configuration for the startup log, secrets masked.
+func (c Config) Attrs() []any {
+	return []any{
+		"http_addr", c.HTTPAddr,
+		"mysql_dsn", MaskDSN(c.MySQLDSN),
+		"memcached_servers", c.MemcachedServers,
+		"session_replicas", c.SessionReplicas,
+		"session_lifetime", c.SessionLifetime.String(),
+		"counts_ttl", c.CountsTTL.String(),
+		"cookie_secure", c.CookieSecure,
+	}
+}
+
+// MaskDSN hides the password of a DSN so it can be logged.
+func MaskDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	parsed, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(unparseable)"
+	}
+	if parsed.Passwd != "" {
+		parsed.Passwd = "xxxxx"
+	}
+	return parsed.FormatDSN()
+}
+
+// loader collects every problem instead of stopping at the first.
+type loader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (l *loader) fail(name, problem string) {
+	l.errs = append(l.errs, fmt.Errorf("%s%s %s", Prefix, name, problem))
+}
+
+func (l *loader) str(name, def string) string {
+	if v := strings.TrimSpace(l.getenv(Prefix + name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (l *loader) list(name string) []string {
+	raw := l.str(name, "")
+	if raw == "" {
+		return nil
+	}
+	var out []string
+	for _, part := range strings.Split(raw, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			l.fail(name, fmt.Sprintf("has an empty entry in %q", raw))
+			continue
+		}
+		out = append(out, part)
+	}
+	return out
+}
+
+func (l *loader) positiveInt(name string, def int) int {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n <= 0 {
+		l.fail(name, fmt.Sprintf("must be a whole number above 0, not %q", raw))
+		return def
+	}
+	return n
+}
+
+func (l *loader) duration(name string, def time.Duration) time.Duration {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 {
+		l.fail(name, fmt.Sprintf("must be a duration such as 500ms or 2h, not %q", raw))
+		return def
+	}
+	return d
+}
+
+func (l *loader) boolean(name string, def bool) bool {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		l.fail(name, fmt.Sprintf("must be true or false, not %q", raw))
+		return def
+	}
+	return b
+}
+
+func (l *loader) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range l.list(name) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			addr, addrErr := netip.ParseAddr(s)
+			if addrErr != nil {
+				l.fail(name, fmt.Sprintf("entry %q is neither a CIDR nor an IP address", s))
+				continue
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
+func (l *loader) level(name string, def slog.Level) slog.Level {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(raw)); err != nil {
+		l.fail(name, fmt.Sprintf("must be debug, info, warn or error, not %q", raw))
+		return def
+	}
+	return lvl
+}

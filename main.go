@@ -1,0 +1,22 @@
+// Command locallibrary serves the LocalLibrary catalog website.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/locallibrary/locallibrary/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "locallibrary:", err)
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,69 @@
+package routes
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/locallibrary/locallibrary/repository"
+)
+
+// countsCache keeps the catalog's record counts in process for a short
+// time, with one refresh in flight however busy the site, so the home
+// page's cost stays flat whatever the catalog's size. While MySQL is down
+// it serves the last counts it had, marked stale, for up to staleLimit.
+type countsCache struct {
+	load         func(context.Context) (repository.Counts, error)
+	ttl          time.Duration
+	staleLimit   time.Duration
+	queryTimeout time.Duration
+
+	latest  atomic.Pointer[countsEntry]
+	refresh singleflight.Group
+}
+
+type countsEntry struct {
+	counts    repository.Counts
+	fetchedAt time.Time
+}
+
+func newCountsCache(load func(context.Context) (repository.Counts, error), ttl, staleLimit, queryTimeout time.Duration) *countsCache {
+	return &countsCache{load: load, ttl: ttl, staleLimit: staleLimit, queryTimeout: queryTimeout}
+}
+
+// Get returns the counts, and whether they are older than the TTL because
+// the refresh failed.
+func (cc *countsCache) Get(ctx context.Context) (counts repository.Counts, stale bool, err error) {
+	entry := cc.latest.Load()
+	if entry != nil && time.Since(entry.fetchedAt) < cc.ttl {
+		return entry.counts, false, nil
+	}
+	// The refresh runs on its own deadline: the request that starts it may
+	// leave early, and the others waiting on it still want the result.
+	ch := cc.refresh.DoChan("counts", func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.Background(), cc.queryTimeout)
+		defer cancel()
+		counts, err := cc.load(qctx)
+		if err != nil {
+			return nil, err
+		}
+		fresh := &countsEntry{counts: counts, fetchedAt: time.Now()}
+		cc.latest.Store(fresh)
+		return fresh, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err == nil {
+			return res.Val.(*countsEntry).counts, false, nil
+		}
+		err = res.Err
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if entry != nil && time.Since(entry.fetchedAt) < cc.staleLimit {
+		return entry.counts, true, nil
+	}
+	return repository.Counts{}, false, err
+}

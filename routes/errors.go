@@ -1,0 +1,98 @@
+package routes
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/locallibrary/locallibrary/repository"
+)
+
+// errCatalogUnavailable means MySQL did not answer: the page is a 503 the
+// browser may retry, not a bug.
+var errCatalogUnavailable = errors.New("catalog unavailable")
+
+// retryAfterSeconds is what a 503 asks the browser to wait.
+const retryAfterSeconds = "5"
+
+// catalogError turns a catalog failure into what the error handler shows:
+// not found stays not found, a database that does not answer is a 503,
+// anything else stays an internal error.
+func catalogError(err error) error {
+	switch {
+	case errors.Is(err, repository.ErrNotFound):
+		return fiber.ErrNotFound
+	case unreachable(err):
+		return errors.Join(errCatalogUnavailable, err)
+	default:
+		return err
+	}
+}
+
+// unreachable tells connection trouble and deadlines from other failures.
+func unreachable(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.As(err, &netErr)
+}
+
+type errorPage struct {
+	Heading, Message string
+}
+
+// errorHandler is the one place errors become responses. Users see a page
+// in the site's layout and never the error's text; only 5xx are logged.
+func errorHandler(r *renderer, logger *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		status := fiber.StatusInternalServerError
+		var fe *fiber.Error
+		switch {
+		case errors.Is(err, errCatalogUnavailable):
+			status = fiber.StatusServiceUnavailable
+		case errors.As(err, &fe):
+			status = fe.Code
+		}
+		page := errorPageFor(status)
+		if status >= 500 && logger != nil {
+			logger.Error("request failed", "status", status, "method", c.Method(), "path", c.Path(),
+				"request_id", requestID(c), "err", err)
+		}
+		if status == fiber.StatusServiceUnavailable {
+			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
+		}
+		if status == fiber.StatusMethodNotAllowed {
+			c.Set(fiber.HeaderAllow, "GET, HEAD")
+		}
+		if renderErr := r.render(c, status, "error", page); renderErr != nil {
+			return c.Status(status).SendString(page.Heading)
+		}
+		return nil
+	}
+}
+
+func errorPageFor(status int) errorPage {
+	switch status {
+	case fiber.StatusNotFound:
+		return errorPage{"Not found", "There is nothing at this address. The book or author may have been removed, or the link may be mistyped."}
+	case fiber.StatusMethodNotAllowed:
+		return errorPage{"Method not allowed", "This address can only be read."}
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return errorPage{"Request headers too large", "Your browser sent more header data than this site accepts. Clearing this site's cookies usually helps."}
+	case fiber.StatusServiceUnavailable:
+		return errorPage{"The catalog is unavailable", "The library's catalog is not answering right now. Please try again in a few seconds."}
+	case fiber.StatusForbidden:
+		return errorPage{"Forbidden", "This request was refused. Reload the page and try again."}
+	}
+	if status >= 500 {
+		return errorPage{"Something went wrong", "The page could not be shown. The problem has been logged; please try again later."}
+	}
+	return errorPage{"Bad request", "The request could not be understood."}
+}

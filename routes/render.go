@@ -1,0 +1,122 @@
+package routes
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"mime"
+	"path"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/locallibrary/locallibrary/templates"
+)
+
+// pageNames are the pages; each is parsed with the layout into its own set,
+// so a page's blocks never collide with another's.
+var pageNames = []string{"home", "book_list", "author_list", "book_detail", "author_detail", "error"}
+
+type renderer struct {
+	pages map[string]*template.Template
+}
+
+func parsePages(a *assets) (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"asset":    a.url,
+		"date":     formatDate,
+		"lifespan": lifespan,
+	}
+	pages := make(map[string]*template.Template, len(pageNames))
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).
+			ParseFS(templates.FS, "layout.html", "pager.html", name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("page %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+// render executes a page into a pooled buffer first, so a template error
+// becomes a clean 500 instead of half a page.
+func (r *renderer) render(c *fiber.Ctx, status int, name string, data any) error {
+	t, ok := r.pages[name]
+	if !ok {
+		return fmt.Errorf("no page template %q", name)
+	}
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	if err := t.Execute(buf, data); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	return c.Send(buf.B) // Send copies into the response
+}
+
+func formatDate(t sql.NullTime) string {
+	if !t.Valid {
+		return ""
+	}
+	return t.Time.Format("Jan. 2, 2006")
+}
+
+// lifespan is the tutorial's "born - died" line.
+func lifespan(born, died sql.NullTime) string {
+	return strings.TrimSpace(formatDate(born) + " - " + formatDate(died))
+}
+
+// assets are the embedded static files, served under names that carry a
+// hash of their content so browsers may cache them for a year.
+type assets struct {
+	byName map[string]asset // "style.css" → content
+	byURL  map[string]asset // "style.3f2a9c1b.css" → content
+}
+
+type asset struct {
+	url         string
+	contentType string
+	body        []byte
+}
+
+func loadAssets() (*assets, error) {
+	a := &assets{byName: map[string]asset{}, byURL: map[string]asset{}}
+	err := fs.WalkDir(templates.FS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := fs.ReadFile(templates.FS, p)
+		if err != nil {
+			return err
+		}
+		name := path.Base(p)
+		sum := sha256.Sum256(body)
+		ext := path.Ext(name)
+		hashed := strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:4]) + ext
+		entry := asset{url: "/static/" + hashed, contentType: mime.TypeByExtension(ext), body: body}
+		a.byName[name] = entry
+		a.byURL[hashed] = entry
+		return nil
+	})
+	return a, err
+}
+
+func (a *assets) url(name string) string { return a.byName[name].url }
+
+// handler serves only the files it knows by their hashed names, so no
+// path can reach anything else.
+func (a *assets) handler(c *fiber.Ctx) error {
+	entry, ok := a.byURL[c.Params("name")]
+	if !ok {
+		return fiber.ErrNotFound
+	}
+	c.Set(fiber.HeaderContentType, entry.contentType)
+	c.Set(fiber.HeaderCacheControl, "public, max-age=31536000, immutable")
+	return c.Send(entry.body)
+}

@@ -1,0 +1,522 @@
+package routes_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/locallibrary/locallibrary/memcachestore"
+	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/routes"
+)
+
+// fakeCatalog is a catalog of n books by one author, in memory.
+type fakeCatalog struct {
+	books       int
+	authors     int
+	countsCalls atomic.Int64
+	err         error // returned by every call when set
+}
+
+func (f *fakeCatalog) Counts(context.Context) (repository.Counts, error) {
+	f.countsCalls.Add(1)
+	if f.err != nil {
+		return repository.Counts{}, f.err
+	}
+	return repository.Counts{Books: int64(f.books), Copies: int64(3 * f.books), CopiesAvailable: int64(f.books), Authors: int64(f.authors), Genres: 4}, nil
+}
+
+func (f *fakeCatalog) Books(_ context.Context, limit, offset int) ([]repository.BookSummary, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []repository.BookSummary
+	for i := offset; i < min(offset+limit, f.books); i++ {
+		out = append(out, repository.BookSummary{ID: int64(i + 1), Title: fmt.Sprintf("Book %03d", i+1),
+			AuthorID: sql.NullInt64{Int64: 1, Valid: true}, AuthorFirstName: sql.NullString{String: "Ada", Valid: true}, AuthorLastName: sql.NullString{String: "Lovelace", Valid: true}})
+	}
+	return out, nil
+}
+
+func (f *fakeCatalog) Authors(_ context.Context, limit, offset int) ([]repository.Author, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []repository.Author
+	for i := offset; i < min(offset+limit, f.authors); i++ {
+		out = append(out, repository.Author{ID: int64(i + 1), FirstName: "First", LastName: fmt.Sprintf("Last%03d", i+1)})
+	}
+	return out, nil
+}
+
+func (f *fakeCatalog) Book(_ context.Context, id int64) (repository.Book, error) {
+	if f.err != nil {
+		return repository.Book{}, f.err
+	}
+	if id > int64(f.books) {
+		return repository.Book{}, fmt.Errorf("book %d: %w", id, repository.ErrNotFound)
+	}
+	return repository.Book{ID: id, Title: fmt.Sprintf("Book %03d", id), Summary: "<script>alert(1)</script>", ISBN: "9780000000002",
+		AuthorID: sql.NullInt64{Int64: 1, Valid: true}, AuthorFirstName: sql.NullString{String: "Ada", Valid: true}, AuthorLastName: sql.NullString{String: "Lovelace", Valid: true},
+		Language: sql.NullString{String: "English", Valid: true}, Genres: []string{"Fantasy", "Poetry"},
+		Copies: []repository.Copy{{ID: "0b7e3c1e-3f7a-4c39-9a3e-1c2d3e4f5a6b", Imprint: "Penguin, 2003", Status: "o", DueBack: sql.NullTime{Time: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Valid: true}}}}, nil
+}
+
+func (f *fakeCatalog) Author(_ context.Context, id int64) (repository.AuthorDetail, error) {
+	if f.err != nil {
+		return repository.AuthorDetail{}, f.err
+	}
+	if id > int64(f.authors) {
+		return repository.AuthorDetail{}, fmt.Errorf("author %d: %w", id, repository.ErrNotFound)
+	}
+	return repository.AuthorDetail{Author: repository.Author{ID: id, FirstName: "Ada", LastName: "Lovelace"},
+		Books: []repository.BookSummary{{ID: 1, Title: "Book 001"}}}, nil
+}
+
+func (f *fakeCatalog) Ping(context.Context) error { return f.err }
+
+// mustApp builds the site as app does, on a fake catalog and in-memory
+// sessions unless deps say otherwise.
+func mustApp(t *testing.T, d routes.Deps) *fiber.App {
+	t.Helper()
+	if d.Catalog == nil {
+		d.Catalog = &fakeCatalog{books: 25, authors: 10}
+	}
+	if d.CountsTTL == 0 {
+		d.CountsTTL = time.Minute
+	}
+	app, err := routes.New(d)
+	if err != nil {
+		t.Fatalf("routes.New: %v", err)
+	}
+	t.Cleanup(func() { _ = app.Shutdown() })
+	return app
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func get(t *testing.T, app *fiber.App, method, target string, cookies ...*http.Cookie) response {
+	t.Helper()
+	req := httptest.NewRequest(method, "http://example.test/", nil)
+	req.URL.Opaque = target // keep the raw path and query as sent
+	req.RequestURI = target
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	resp, err := app.Test(req, 10_000)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}
+}
+
+func sessionCookie(t *testing.T, r response) *http.Cookie {
+	t.Helper()
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		if c.Name == routes.SessionCookieName {
+			return c
+		}
+	}
+	return nil
+}
+
+var visitsRE = regexp.MustCompile(`<p>You have visited this page (\d+) times?\.</p>`)
+
+func visits(t *testing.T, r response) int {
+	t.Helper()
+	m := visitsRE.FindStringSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no visit count in page (status %d):\n%s", r.status, r.body)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func TestStatusCodes(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	tests := []struct {
+		name, method, path string
+		want               int
+	}{
+		{"root redirects", "GET", "/", 302},
+		{"home", "GET", "/catalog/", 200},
+		{"home without slash", "GET", "/catalog", 200},
+		{"head home", "HEAD", "/catalog/", 200},
+		{"books", "GET", "/catalog/books/", 200},
+		{"books page 3 (last)", "GET", "/catalog/books/?page=3", 200},
+		{"books page last", "GET", "/catalog/books/?page=last", 200},
+		{"books page 4 out of range", "GET", "/catalog/books/?page=4", 404},
+		{"books page 0", "GET", "/catalog/books/?page=0", 404},
+		{"books page negative", "GET", "/catalog/books/?page=-1", 404},
+		{"books page not a number", "GET", "/catalog/books/?page=abc", 404},
+		{"books page huge", "GET", "/catalog/books/?page=99999999999999999999999", 404},
+		{"books page plus sign", "GET", "/catalog/books/?page=%2B2", 404},
+		{"books page repeated", "GET", "/catalog/books/?page=1&page=2", 200},
+		{"authors", "GET", "/catalog/authors/", 200},
+		{"authors page 2 out of range", "GET", "/catalog/authors/?page=2", 404},
+		{"book found", "GET", "/catalog/book/1", 200},
+		{"book unknown", "GET", "/catalog/book/26", 404},
+		{"book not a number", "GET", "/catalog/book/abc", 404},
+		{"book negative", "GET", "/catalog/book/-1", 404},
+		{"book zero", "GET", "/catalog/book/0", 404},
+		{"book overflow", "GET", "/catalog/book/9223372036854775808", 404},
+		{"book NUL", "GET", "/catalog/book/1%00", 404},
+		{"book invalid UTF-8", "GET", "/catalog/book/%ff%fe", 404},
+		{"author found", "GET", "/catalog/author/1", 200},
+		{"author unknown", "GET", "/catalog/author/11", 404},
+		{"unknown path", "GET", "/nope", 404},
+		{"static traversal", "GET", "/static/..%2f..%2fgo.mod", 404},
+		{"static unknown", "GET", "/static/style.css", 404},
+		{"post home", "POST", "/catalog/", 405},
+		{"delete book", "DELETE", "/catalog/book/1", 405},
+		{"livez", "GET", "/livez", 200},
+		{"readyz", "GET", "/readyz", 200},
+		{"long path", "GET", "/catalog/" + strings.Repeat("a", 9000), 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(t, app, tt.method, tt.path)
+			if r.status != tt.want {
+				t.Fatalf("%s %s = %d, want %d\n%s", tt.method, tt.path, r.status, tt.want, r.body)
+			}
+			if r.status >= 400 && tt.method == "GET" && !strings.Contains(r.body, `class="sidebar"`) {
+				t.Errorf("error page is not in the site's layout:\n%s", r.body)
+			}
+		})
+	}
+}
+
+func TestHomePageShowsCountsAndVisits(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	first := get(t, app, "GET", "/catalog/")
+	for _, want := range []string{
+		"<h1>Local Library Home</h1>",
+		"Dynamic content",
+		"<li><strong>Books:</strong> 25</li>",
+		"<li><strong>Copies:</strong> 75</li>",
+		"<li><strong>Copies available:</strong> 25</li>",
+		"<li><strong>Authors:</strong> 10</li>",
+		"<li><strong>Genres:</strong> 4</li>",
+		"<p>You have visited this page 1 time.</p>",
+	} {
+		if !strings.Contains(first.body, want) {
+			t.Errorf("home page lacks %q", want)
+		}
+	}
+	cookie := sessionCookie(t, first)
+	if cookie == nil {
+		t.Fatal("first visit set no session cookie")
+	}
+	for want := 2; want <= 3; want++ {
+		if got := visits(t, get(t, app, "GET", "/catalog/", cookie)); got != want {
+			t.Fatalf("visit %d reads %d", want, got)
+		}
+	}
+	if got := visits(t, get(t, app, "GET", "/catalog/")); got != 1 {
+		t.Errorf("a browser without the cookie reads %d, want 1", got)
+	}
+}
+
+func TestBookDetailEscapesCatalogText(t *testing.T) {
+	r := get(t, mustApp(t, routes.Deps{}), "GET", "/catalog/book/2")
+	if strings.Contains(r.body, "<script>alert(1)</script>") {
+		t.Fatal("summary was not escaped")
+	}
+	for _, want := range []string{"Title: Book 002", `<a href="/catalog/author/1">Lovelace, Ada</a>`, "9780000000002", "English", "Fantasy, Poetry", "On loan", "Dec. 1, 2026"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("book page lacks %q", want)
+		}
+	}
+}
+
+func TestPagination(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	tests := []struct {
+		path             string
+		first, last      string
+		hasPrev, hasNext bool
+		pageLine         string
+	}{
+		{"/catalog/books/", "Book 001", "Book 010", false, true, "Page 1 of 3."},
+		{"/catalog/books/?page=2", "Book 011", "Book 020", true, true, "Page 2 of 3."},
+		{"/catalog/books/?page=3", "Book 021", "Book 025", true, false, "Page 3 of 3."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			r := get(t, app, "GET", tt.path)
+			for _, want := range []string{tt.first, tt.last, tt.pageLine} {
+				if !strings.Contains(r.body, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if got := strings.Contains(r.body, `rel="prev"`); got != tt.hasPrev {
+				t.Errorf("previous link = %v, want %v", got, tt.hasPrev)
+			}
+			if got := strings.Contains(r.body, `rel="next"`); got != tt.hasNext {
+				t.Errorf("next link = %v, want %v", got, tt.hasNext)
+			}
+		})
+	}
+	empty := mustApp(t, routes.Deps{Catalog: &fakeCatalog{}})
+	if r := get(t, empty, "GET", "/catalog/books/"); r.status != 200 || !strings.Contains(r.body, "There are no books") {
+		t.Errorf("empty catalog: status %d", r.status)
+	}
+}
+
+func TestFailuresShowNoInternals(t *testing.T) {
+	secret := "secret-table-name-xyz"
+	tests := []struct {
+		name       string
+		err        error
+		want       int
+		retryAfter bool
+	}{
+		{"bug", errors.New(secret), 500, false},
+		{"database down", fmt.Errorf("%s: %w", secret, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), 503, true},
+		{"deadline", fmt.Errorf("%s: %w", secret, context.DeadlineExceeded), 503, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := mustApp(t, routes.Deps{Catalog: &fakeCatalog{err: tt.err}})
+			for _, path := range []string{"/catalog/", "/catalog/books/", "/catalog/book/1", "/catalog/author/1"} {
+				r := get(t, app, "GET", path)
+				if r.status != tt.want {
+					t.Errorf("%s = %d, want %d", path, r.status, tt.want)
+				}
+				if strings.Contains(r.body, secret) || strings.Contains(r.body, "goroutine") {
+					t.Errorf("%s shows internals:\n%s", path, r.body)
+				}
+				if got := r.header.Get("Retry-After") != ""; got != tt.retryAfter {
+					t.Errorf("%s Retry-After present = %v, want %v", path, got, tt.retryAfter)
+				}
+			}
+		})
+	}
+}
+
+func TestCountsAreCached(t *testing.T) {
+	catalog := &fakeCatalog{books: 5, authors: 2}
+	app := mustApp(t, routes.Deps{Catalog: catalog, CountsTTL: time.Hour})
+	for range 20 {
+		get(t, app, "GET", "/catalog/")
+	}
+	if n := catalog.countsCalls.Load(); n != 1 {
+		t.Fatalf("20 home pages ran %d counts queries, want 1", n)
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	r := get(t, mustApp(t, routes.Deps{}), "GET", "/catalog/")
+	for header, want := range map[string]string{
+		"Content-Security-Policy": "frame-ancestors 'none'",
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "same-origin",
+		"X-Frame-Options":         "DENY",
+	} {
+		if got := r.header.Get(header); !strings.Contains(got, want) {
+			t.Errorf("%s = %q, want it to contain %q", header, got, want)
+		}
+	}
+	if csp := r.header.Get("Content-Security-Policy"); strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("CSP allows inline code: %s", csp)
+	}
+	if r.header.Get("Server") != "" {
+		t.Errorf("Server banner: %q", r.header.Get("Server"))
+	}
+}
+
+func TestStaticFilesAreCached(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	home := get(t, app, "GET", "/catalog/")
+	m := regexp.MustCompile(`href="(/static/style\.[0-9a-f]+\.css)"`).FindStringSubmatch(home.body)
+	if m == nil {
+		t.Fatal("home page links no stylesheet")
+	}
+	css := get(t, app, "GET", m[1])
+	if css.status != 200 || !strings.HasPrefix(css.header.Get("Content-Type"), "text/css") {
+		t.Fatalf("stylesheet: status %d, type %q", css.status, css.header.Get("Content-Type"))
+	}
+	if cc := css.header.Get("Cache-Control"); !strings.Contains(cc, "max-age=31536000") {
+		t.Errorf("Cache-Control = %q", cc)
+	}
+}
+
+func TestCookieAttributes(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   routes.SessionOptions
+		secure bool
+		maxAge int
+	}{
+		{"defaults: two weeks", routes.SessionOptions{}, false, 14 * 24 * 3600},
+		{"secure, one hour", routes.SessionOptions{CookieSecure: true, Lifetime: time.Hour}, true, 3600},
+		{"ends with the browser", routes.SessionOptions{ExpireAtBrowserClose: true}, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(t, mustApp(t, routes.Deps{Sessions: tt.opts}), "GET", "/catalog/")
+			c := sessionCookie(t, r)
+			if c == nil {
+				t.Fatal("no session cookie")
+			}
+			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure != tt.secure || c.MaxAge != tt.maxAge {
+				t.Errorf("cookie %+v: want HttpOnly, Lax, Path=/, Secure=%v, MaxAge=%d", c, tt.secure, tt.maxAge)
+			}
+			if len(c.Value) < 22 || strings.ContainsAny(c.Value, " ;=") {
+				t.Errorf("session id %q is not an opaque 128-bit id", c.Value)
+			}
+		})
+	}
+}
+
+func TestForgedCookiesGiveAFreshSession(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	for _, value := range []string{
+		"not-an-issued-id",
+		strings.Repeat("A", 300),
+		"abc\x01def",
+		"%00%ff",
+		"",
+	} {
+		r := get(t, app, "GET", "/catalog/", &http.Cookie{Name: routes.SessionCookieName, Value: value})
+		if r.status != 200 || visits(t, r) != 1 {
+			t.Fatalf("forged %q: status %d", value, r.status)
+		}
+		if c := sessionCookie(t, r); c == nil || c.Value == value {
+			t.Errorf("forged id %q was adopted", value)
+		}
+	}
+}
+
+// memcachedForTest returns a Storage on LOCALLIBRARY_TEST_MEMCACHED, or
+// skips (fails with LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
+func memcachedForTest(t *testing.T) *memcachestore.Storage {
+	t.Helper()
+	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
+	if addr == "" {
+		if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatal("LOCALLIBRARY_TEST_MEMCACHED is not set and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1")
+		}
+		t.Skip("set LOCALLIBRARY_TEST_MEMCACHED=host:port to run against a real memcached")
+	}
+	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store
+}
+
+// sessionBackends runs a test on in-memory sessions and, when configured,
+// on a real memcached.
+func sessionBackends(t *testing.T, run func(t *testing.T, newApp func() *fiber.App)) {
+	t.Run("memory", func(t *testing.T) {
+		app := mustApp(t, routes.Deps{})
+		run(t, func() *fiber.App { return app })
+	})
+	t.Run("memcached", func(t *testing.T) {
+		store := memcachedForTest(t)
+		run(t, func() *fiber.App { return mustApp(t, routes.Deps{SessionStorage: store, Visits: store}) })
+	})
+}
+
+func TestConcurrentVisitsAreAllCounted(t *testing.T) {
+	sessionBackends(t, func(t *testing.T, newApp func() *fiber.App) {
+		app := newApp()
+		first := get(t, app, "GET", "/catalog/")
+		cookie := sessionCookie(t, first)
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				if r := get(t, app, "GET", "/catalog/", cookie); r.status != 200 {
+					t.Errorf("concurrent visit: %d", r.status)
+				}
+			})
+		}
+		wg.Wait()
+		if got := visits(t, get(t, app, "GET", "/catalog/", cookie)); got != 52 {
+			t.Fatalf("1 + 50 concurrent + 1 visits read %d, want 52", got)
+		}
+	})
+}
+
+func TestSessionContinuesAcrossInstancesAndRestarts(t *testing.T) {
+	store := memcachedForTest(t)
+	replicaA := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	replicaB := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	cookie := sessionCookie(t, get(t, replicaA, "GET", "/catalog/"))
+	if got := visits(t, get(t, replicaB, "GET", "/catalog/", cookie)); got != 2 {
+		t.Fatalf("second replica read %d, want 2", got)
+	}
+	_ = replicaA.Shutdown()
+	_ = replicaB.Shutdown()
+	restarted := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	if got := visits(t, get(t, restarted, "GET", "/catalog/", cookie)); got != 3 {
+		t.Fatalf("after a restart of every replica read %d, want 3", got)
+	}
+}
+
+func TestUndecodableSessionStartsAfresh(t *testing.T) {
+	store := memcachedForTest(t)
+	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	cookie := sessionCookie(t, get(t, app, "GET", "/catalog/"))
+	if err := store.Set(cookie.Value, []byte("this is not gob"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the browser is not stuck: every request answers
+		r := get(t, app, "GET", "/catalog/", cookie)
+		if r.status != 200 || visits(t, r) != 1 {
+			t.Fatalf("corrupt session: status %d", r.status)
+		}
+		if c := sessionCookie(t, r); c == nil || c.Value == cookie.Value {
+			t.Fatal("corrupt session kept its id")
+		}
+	}
+}
+
+func TestMemcachedDownDegradesHomePage(t *testing.T) {
+	// A port nothing listens on: every memcached call fails fast.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	r := get(t, app, "GET", "/catalog/", &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"})
+	if r.status != 200 || !strings.Contains(r.body, "visit count is unavailable") || !strings.Contains(r.body, "<strong>Books:</strong> 25") {
+		t.Fatalf("status %d:\n%s", r.status, r.body)
+	}
+	if visitsRE.MatchString(r.body) {
+		t.Error("a count was shown while memcached is down")
+	}
+	if b := get(t, app, "GET", "/catalog/books/"); b.status != 200 {
+		t.Errorf("book list with memcached down: %d", b.status)
+	}
+}

@@ -1,0 +1,220 @@
+package routes
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/session"
+	"github.com/gofiber/fiber/v2/utils"
+)
+
+// SessionCookieName is Django's name for the session cookie.
+const SessionCookieName = "sessionid"
+
+// savedAtKey holds when the session entry was last written (Unix seconds),
+// so its lifetime can be renewed now and then instead of on every visit.
+const savedAtKey = "t"
+
+// SessionOptions are the Django-like session settings.
+type SessionOptions struct {
+	Lifetime             time.Duration // SESSION_COOKIE_AGE
+	ExpireAtBrowserClose bool          // SESSION_EXPIRE_AT_BROWSER_CLOSE
+	SaveEveryRequest     bool          // SESSION_SAVE_EVERY_REQUEST
+	CookieSecure         bool          // SESSION_COOKIE_SECURE
+}
+
+// VisitCounter keeps a number per session beside the session data and
+// increments it atomically, so visits that arrive together are all counted.
+type VisitCounter interface {
+	// Increment adds one, creating the counter at 1 with the given lifetime.
+	Increment(key string, exp time.Duration) (uint64, error)
+	// Touch renews the counter's lifetime.
+	Touch(key string, exp time.Duration) error
+	Delete(key string) error
+}
+
+// sessionManager owns the browser's session: loading it, counting visits
+// and keeping both alive for the session's lifetime.
+type sessionManager struct {
+	store  *session.Store
+	visits VisitCounter
+	opts   SessionOptions
+	// renewAfter is how old a session entry may get before a visit writes it
+	// again. Renewing on every visit would cost a write per page view; this
+	// keeps a session alive at least 90% of its lifetime after the last visit.
+	renewAfter time.Duration
+}
+
+func newSessionManager(storage fiber.Storage, visits VisitCounter, opts SessionOptions) *sessionManager {
+	if opts.Lifetime <= 0 {
+		opts.Lifetime = 14 * 24 * time.Hour
+	}
+	cfg := session.Config{
+		Expiration:        opts.Lifetime,
+		KeyLookup:         "cookie:" + SessionCookieName,
+		CookiePath:        "/",
+		CookieSecure:      opts.CookieSecure,
+		CookieHTTPOnly:    true,
+		CookieSameSite:    "Lax",
+		CookieSessionOnly: opts.ExpireAtBrowserClose,
+		KeyGenerator:      newSessionID,
+	}
+	if storage != nil {
+		cfg.Storage = classifiedStorage{storage}
+	}
+	store := session.New(cfg) // with no storage, Fiber's in-process memory store
+	if visits == nil {
+		visits = &localVisitCounter{storage: store.Storage}
+	}
+	return &sessionManager{store: store, visits: visits, opts: opts, renewAfter: opts.Lifetime / 10}
+}
+
+// newSessionID returns 128 bits from crypto/rand: an id nobody can guess.
+// (Fiber's default, utils.UUIDv4, is fine; utils.UUID is predictable.)
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on Go ≥ 1.24
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func visitKey(sessionID string) string { return "v:" + sessionID }
+
+// load returns the browser's session. A stored entry Fiber cannot decode is
+// dropped and a fresh session begins, rather than failing every later
+// request from that browser. Failures of the storage itself are returned.
+func (m *sessionManager) load(c *fiber.Ctx) (*session.Session, error) {
+	sess, err := m.store.Get(c)
+	if err == nil {
+		return sess, nil
+	}
+	if errors.As(err, new(storeError)) {
+		return nil, err
+	}
+	id := utils.CopyString(c.Cookies(SessionCookieName))
+	if err := m.store.Delete(id); err != nil {
+		return nil, err
+	}
+	return m.store.Get(c)
+}
+
+// countVisit counts one home-page visit for the browser and returns its
+// total. A returning browser costs one storage read and one atomic increment.
+func (m *sessionManager) countVisit(c *fiber.Ctx) (uint64, error) {
+	sess, err := m.load(c)
+	if err != nil {
+		return 0, err
+	}
+	id := sess.ID()
+	fresh := sess.Fresh()
+	renew := !fresh && m.renewalDue(sess)
+	if fresh || renew {
+		sess.Set(savedAtKey, time.Now().Unix())
+		// Save releases the session, and leaves it locked when the write
+		// fails: it is not used again either way.
+		if err := sess.Save(); err != nil {
+			return 0, err
+		}
+	}
+	visits, err := m.visits.Increment(visitKey(id), m.opts.Lifetime)
+	if err != nil {
+		return 0, err
+	}
+	if renew {
+		_ = m.visits.Touch(visitKey(id), m.opts.Lifetime) // a miss only shortens the count's life
+	}
+	return visits, nil
+}
+
+// renewalDue tells whether the session entry should be written again to
+// renew its lifetime. With SaveEveryRequest it always is, as in Django.
+func (m *sessionManager) renewalDue(sess *session.Session) bool {
+	if m.opts.SaveEveryRequest {
+		return true
+	}
+	savedAt, ok := sess.Get(savedAtKey).(int64)
+	return !ok || time.Since(time.Unix(savedAt, 0)) > m.renewAfter
+}
+
+// saveEveryRequest renews a returning browser's session on every catalog
+// page when SESSION_SAVE_EVERY_REQUEST is on; the home page does it itself.
+func (m *sessionManager) saveEveryRequest(c *fiber.Ctx) error {
+	if !m.opts.SaveEveryRequest || c.Path() == "/catalog/" || c.Cookies(SessionCookieName) == "" {
+		return c.Next()
+	}
+	if sess, err := m.load(c); err == nil && !sess.Fresh() {
+		id := sess.ID()
+		sess.Set(savedAtKey, time.Now().Unix())
+		if sess.Save() == nil {
+			_ = m.visits.Touch(visitKey(id), m.opts.Lifetime)
+		}
+	}
+	return c.Next()
+}
+
+// storeError marks a failure of the session storage itself, as opposed to
+// stored data that Fiber could not decode.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return "session storage: " + e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+// classifiedStorage wraps every storage failure in storeError.
+type classifiedStorage struct{ fiber.Storage }
+
+func (s classifiedStorage) Get(key string) ([]byte, error) {
+	b, err := s.Storage.Get(key)
+	if err != nil {
+		return nil, storeError{err}
+	}
+	return b, nil
+}
+
+func (s classifiedStorage) Set(key string, val []byte, exp time.Duration) error {
+	if err := s.Storage.Set(key, val, exp); err != nil {
+		return storeError{err}
+	}
+	return nil
+}
+
+func (s classifiedStorage) Delete(key string) error {
+	if err := s.Storage.Delete(key); err != nil {
+		return storeError{err}
+	}
+	return nil
+}
+
+// localVisitCounter counts visits in a single process's storage; a mutex
+// makes its read-increment-write atomic. Memcached needs no such lock.
+type localVisitCounter struct {
+	mu      sync.Mutex
+	storage fiber.Storage
+}
+
+func (l *localVisitCounter) Increment(key string, exp time.Duration) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	raw, err := l.storage.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := strconv.ParseUint(string(raw), 10, 64) // missing counts as 0
+	n++
+	return n, l.storage.Set(key, strconv.AppendUint(nil, n, 10), exp)
+}
+
+func (l *localVisitCounter) Touch(key string, exp time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	raw, err := l.storage.Get(key)
+	if err != nil || raw == nil {
+		return err
+	}
+	return l.storage.Set(key, raw, exp)
+}
+
+func (l *localVisitCounter) Delete(key string) error { return l.storage.Delete(key) }
