@@ -1,0 +1,16 @@
+//go:build noembeddeddb
+
+package repotest
+
+import (
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// MustEmbedded skips the test: this build has no embedded engine.
+func MustEmbedded(t testing.TB) *sqlx.DB {
+	t.Helper()
+	unavailable(t, "embedded database tests skipped: built with -tags noembeddeddb")
+	return nil
+}

@@ -1,0 +1,156 @@
+// Package repotest gives tests a migrated, empty catalog database: on the
+// embedded go-mysql-server engine (no services needed) and, when
+// LOCALLIBRARY_TEST_MYSQL_DSN names a server, on MySQL/MariaDB in a fresh
+// database of its own that is dropped afterwards.
+//
+//	for _, b := range repotest.Backends() {
+//		t.Run(b.Name, func(t *testing.T) {
+//			db := b.Open(t) // skips if the backend is not configured
+//			...
+//		})
+//	}
+//
+// LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 turns those skips into failures.
+package repotest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/locallibrary/locallibrary/repository"
+)
+
+// Environment variables read by this package.
+const (
+	// EnvMySQLDSN names a MySQL/MariaDB server to test against, e.g.
+	// root@tcp(127.0.0.1:3306)/test. Its database is only used to connect:
+	// each Open creates and drops its own.
+	EnvMySQLDSN = "LOCALLIBRARY_TEST_MYSQL_DSN"
+	// EnvRequireServices, set to 1, fails tests whose service is missing
+	// instead of skipping them.
+	EnvRequireServices = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
+)
+
+// setupTimeout bounds starting, creating and migrating a test database.
+const setupTimeout = time.Minute
+
+// Backend is a kind of database the catalog runs on.
+type Backend struct {
+	Name string // "embedded" or "mariadb"
+	open func(t testing.TB) *sqlx.DB
+}
+
+// Open returns a fresh, migrated, empty database on the backend, closed and
+// removed when the test ends. It skips the test if the backend is not
+// available (fails under LOCALLIBRARY_TEST_REQUIRE_SERVICES=1).
+func (b Backend) Open(t testing.TB) *sqlx.DB {
+	t.Helper()
+	return b.open(t)
+}
+
+// Backends lists the backends the repository is tested on.
+func Backends() []Backend {
+	return []Backend{
+		{Name: "embedded", open: MustEmbedded},
+		{Name: "mariadb", open: MustMariaDB},
+	}
+}
+
+// MustOpen returns a fresh migrated database: on the MySQL/MariaDB server of
+// LOCALLIBRARY_TEST_MYSQL_DSN if it is set, else on the embedded engine.
+func MustOpen(t testing.TB) *sqlx.DB {
+	t.Helper()
+	if os.Getenv(EnvMySQLDSN) != "" {
+		return MustMariaDB(t)
+	}
+	return MustEmbedded(t)
+}
+
+// MustMariaDB returns a fresh migrated database on the server named by
+// LOCALLIBRARY_TEST_MYSQL_DSN, dropped when the test ends.
+func MustMariaDB(t testing.TB) *sqlx.DB {
+	t.Helper()
+	dsn := os.Getenv(EnvMySQLDSN)
+	if dsn == "" {
+		unavailable(t, "MariaDB tests skipped: set "+EnvMySQLDSN+" (e.g. root@tcp(127.0.0.1:3306)/test)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+
+	admin, err := repository.Open(ctx, dsn, 1)
+	if err != nil {
+		unavailable(t, fmt.Sprintf("MariaDB at %s: %v", EnvMySQLDSN, err))
+	}
+	t.Cleanup(func() { admin.Close() })
+
+	name := "ll_test_" + randomHex(t, 6)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		t.Fatalf("create test database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP DATABASE "+name); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvMySQLDSN, err)
+	}
+	cfg.DBName = name
+	return openMigrated(t, ctx, cfg.FormatDSN())
+}
+
+// openMigrated opens dsn, closes it when the test ends, and migrates it.
+func openMigrated(t testing.TB, ctx context.Context, dsn string) *sqlx.DB {
+	t.Helper()
+	db, err := repository.Open(ctx, dsn, 4)
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := repository.Migrate(ctx, db.DB); err != nil {
+		t.Fatalf("migrate test database: %v", err)
+	}
+	return db
+}
+
+// MustSeed seeds db and fails the test if that fails.
+func MustSeed(t testing.TB, db *sqlx.DB, opt repository.SeedOptions) repository.SeedResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	res, err := repository.Seed(ctx, db, opt)
+	if err != nil {
+		t.Fatalf("seed %+v: %v", opt, err)
+	}
+	return res
+}
+
+// unavailable skips the test, or fails it if services are required.
+func unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv(EnvRequireServices) == "1" {
+		t.Fatalf("%s (required by %s=1)", msg, EnvRequireServices)
+	}
+	t.Skip(msg)
+}
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random database name: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
