@@ -22,6 +22,7 @@ type countsCache struct {
 
 	latest  atomic.Pointer[countsEntry]
 	refresh singleflight.Group
+	record  func(result string) // hit, miss, stale or error
 }
 
 type countsEntry struct {
@@ -29,8 +30,8 @@ type countsEntry struct {
 	fetchedAt time.Time
 }
 
-func newCountsCache(load func(context.Context) (repository.Counts, error), ttl, staleLimit, queryTimeout time.Duration) *countsCache {
-	return &countsCache{load: load, ttl: ttl, staleLimit: staleLimit, queryTimeout: queryTimeout}
+func newCountsCache(load func(context.Context) (repository.Counts, error), ttl, staleLimit, queryTimeout time.Duration, record func(string)) *countsCache {
+	return &countsCache{load: load, ttl: ttl, staleLimit: staleLimit, queryTimeout: queryTimeout, record: record}
 }
 
 // Get returns the counts, and whether they are older than the TTL because
@@ -38,6 +39,7 @@ func newCountsCache(load func(context.Context) (repository.Counts, error), ttl, 
 func (cc *countsCache) Get(ctx context.Context) (counts repository.Counts, stale bool, err error) {
 	entry := cc.latest.Load()
 	if entry != nil && time.Since(entry.fetchedAt) < cc.ttl {
+		cc.record("hit")
 		return entry.counts, false, nil
 	}
 	// The refresh runs on its own deadline: the request that starts it may
@@ -56,6 +58,7 @@ func (cc *countsCache) Get(ctx context.Context) (counts repository.Counts, stale
 	select {
 	case res := <-ch:
 		if res.Err == nil {
+			cc.record("miss")
 			return res.Val.(*countsEntry).counts, false, nil
 		}
 		err = res.Err
@@ -63,7 +66,9 @@ func (cc *countsCache) Get(ctx context.Context) (counts repository.Counts, stale
 		err = ctx.Err()
 	}
 	if entry != nil && time.Since(entry.fetchedAt) < cc.staleLimit {
+		cc.record("stale")
 		return entry.counts, true, nil
 	}
+	cc.record("error")
 	return repository.Counts{}, false, err
 }

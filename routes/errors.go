@@ -63,7 +63,7 @@ func errorHandler(r *renderer, logger *slog.Logger) fiber.ErrorHandler {
 		page := errorPageFor(status)
 		if status >= 500 && logger != nil {
 			logger.Error("request failed", "status", status, "method", c.Method(), "path", c.Path(),
-				"request_id", requestID(c), "err", err)
+				"request_id", requestID(c), "client_ip", ClientIP(c), "err", err)
 		}
 		if status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)

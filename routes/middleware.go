@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -44,4 +46,45 @@ func newRequestID() string {
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals("requestid").(string)
 	return id
+}
+
+// clientIP finds the browser's address behind trusted load balancers: the
+// right-most address in the proxy header that is not itself a trusted
+// proxy. A header from any other peer is ignored, since anyone can send
+// one. The result is kept for logs under "client_ip".
+func clientIP(header string, trusted []netip.Prefix) fiber.Handler {
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+	return func(c *fiber.Ctx) error {
+		ip := c.Context().RemoteIP().String()
+		if peer, err := netip.ParseAddr(ip); err == nil && header != "" && isTrusted(peer) {
+			hops := strings.Split(c.Get(header), ",")
+			for i := len(hops) - 1; i >= 0; i-- {
+				hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+				if err != nil {
+					break
+				}
+				ip = hop.String()
+				if !isTrusted(hop) {
+					break
+				}
+			}
+		}
+		c.Locals(clientIPKey{}, ip)
+		return c.Next()
+	}
+}
+
+type clientIPKey struct{}
+
+// ClientIP returns the address clientIP found for this request.
+func ClientIP(c *fiber.Ctx) string {
+	ip, _ := c.Locals(clientIPKey{}).(string)
+	return ip
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/locallibrary/locallibrary/repository"
 )
@@ -19,7 +20,7 @@ type homePage struct {
 }
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
-func home(r *renderer, counts *countsCache, sessions *sessionManager) fiber.Handler {
+func home(r *renderer, counts *countsCache, sessions *sessionManager, visitsUnavailable prometheus.Counter) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		totals, stale, err := counts.Get(c.UserContext())
 		if err != nil {
@@ -29,6 +30,8 @@ func home(r *renderer, counts *countsCache, sessions *sessionManager) fiber.Hand
 		visits, err := sessions.countVisit(c)
 		if err == nil {
 			page.Visits, page.VisitsKnown = visits, true
+		} else {
+			visitsUnavailable.Inc()
 		}
 		return r.render(c, fiber.StatusOK, "home", page)
 	}

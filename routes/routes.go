@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -44,10 +45,13 @@ type Deps struct {
 	// Draining is set when shutdown begins, so /readyz can fail first.
 	Draining *atomic.Bool
 
-	// ProxyHeader and TrustedProxies make c.IP() the client's address
-	// behind a load balancer; the header of any other peer is ignored.
+	// Metrics is served at /metrics; nil means a registry of its own.
+	Metrics *Metrics
+
+	// ProxyHeader names the header in which trusted load balancers pass
+	// the client's address; it is ignored from any other peer.
 	ProxyHeader    string
-	TrustedProxies []string
+	TrustedProxies []netip.Prefix
 }
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
@@ -69,37 +73,43 @@ func New(d Deps) (*fiber.App, error) {
 	if d.QueryTimeout <= 0 {
 		d.QueryTimeout = 2 * time.Second
 	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics()
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
 	renderer := &renderer{pages: pages}
 	sessions := newSessionManager(d.SessionStorage, d.Visits, d.Sessions)
-	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout)
+	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
+		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 
 	app := fiber.New(fiber.Config{
-		AppName:                 "locallibrary",
-		DisableStartupMessage:   true,
-		ErrorHandler:            errorHandler(renderer, d.Logger),
-		ReadBufferSize:          ReadBufferSize,
-		ReadTimeout:             30 * time.Second,
-		WriteTimeout:            30 * time.Second,
-		IdleTimeout:             2 * time.Minute,
-		ProxyHeader:             d.ProxyHeader,
-		EnableTrustedProxyCheck: true, // with no trusted proxies, the header is never believed
-		TrustedProxies:          d.TrustedProxies,
-		StrictRouting:           false,
+		AppName:               "locallibrary",
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(renderer, d.Logger),
+		ReadBufferSize:        ReadBufferSize,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
 	})
 
+	app.Use(d.Metrics.instrument)
 	app.Use(recover.New())
 	app.Use(requestid.New(requestid.Config{Generator: newRequestID}))
+	app.Use(clientIP(d.ProxyHeader, d.TrustedProxies))
 	app.Use(securityHeaders)
 	app.Use(requestDeadline(d.QueryTimeout))
 
 	app.Get("/livez", livez)
 	app.Get("/readyz", readyz(d.Catalog, d.Draining))
+	app.Get("/metrics", d.Metrics.handler())
 	app.Get("/static/:name", assets.handler)
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assets.url("favicon.svg"), fiber.StatusMovedPermanently) })
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
 	catalog := app.Group("/catalog", sessions.saveEveryRequest)
-	catalog.Get("/", home(renderer, counts, sessions))
+	catalog.Get("/", home(renderer, counts, sessions, d.Metrics.visitsUnavail))
 	catalog.Get("/books/", bookList(renderer, d.Catalog, counts))
 	catalog.Get("/authors/", authorList(renderer, d.Catalog, counts))
 	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))

@@ -520,3 +520,19 @@ func TestMemcachedDownDegradesHomePage(t *testing.T) {
 		t.Errorf("book list with memcached down: %d", b.status)
 	}
 }
+
+func TestMetricsEndpoint(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	get(t, app, "GET", "/catalog/")
+	get(t, app, "GET", "/catalog/book/999")
+	r := get(t, app, "GET", "/metrics")
+	for _, want := range []string{
+		`locallibrary_http_request_duration_seconds_count{method="GET",route="/catalog/",status="200"} 1`,
+		`locallibrary_http_request_duration_seconds_count{method="GET",route="/catalog/book/:id",status="404"} 1`,
+		`locallibrary_counts_cache_total{result="miss"} 1`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package routes
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the service's Prometheus instruments. app registers the
+// process-wide collectors (database pool, build info) in the same registry.
+type Metrics struct {
+	registry      *prometheus.Registry
+	requests      *prometheus.HistogramVec
+	countsCache   *prometheus.CounterVec
+	sessionOps    *prometheus.HistogramVec
+	sessionErrors *prometheus.CounterVec
+	visitsUnavail prometheus.Counter
+}
+
+// NewMetrics creates the instruments in a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "locallibrary_http_request_duration_seconds",
+			Help:    "HTTP requests by route pattern, method and status, with their latency.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method", "status"}),
+		countsCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "locallibrary_counts_cache_total",
+			Help: "Home-page counts lookups by result: hit, miss (refreshed), stale (served while MySQL failed) or error.",
+		}, []string{"result"}),
+		sessionOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "locallibrary_session_store_duration_seconds",
+			Help:    "Session-store (memcached) operations by kind, with their latency.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}, []string{"op"}),
+		sessionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "locallibrary_session_store_errors_total",
+			Help: "Session-store (memcached) operations that failed, by kind.",
+		}, []string{"op"}),
+		visitsUnavail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "locallibrary_visit_count_unavailable_total",
+			Help: "Home pages served without a visit count because the session store failed.",
+		}),
+	}
+	m.registry.MustRegister(m.requests, m.countsCache, m.sessionOps, m.sessionErrors, m.visitsUnavail)
+	return m
+}
+
+// Registry is where app adds process-wide collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// ObserveSessionOp records one session-store operation; memcachestore
+// calls it for every operation.
+func (m *Metrics) ObserveSessionOp(op string, err error, d time.Duration) {
+	m.sessionOps.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.sessionErrors.WithLabelValues(op).Inc()
+	}
+}
+
+func (m *Metrics) handler() fiber.Handler {
+	return adaptor.HTTPHandler(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+}
+
+// instrument times every request. Errors are rendered here rather than
+// after the chain, so the status recorded is the one the browser gets.
+func (m *Metrics) instrument(c *fiber.Ctx) error {
+	start := time.Now()
+	if err := c.Next(); err != nil {
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			_ = c.SendStatus(fiber.StatusInternalServerError)
+		}
+	}
+	route := "unmatched" // when the last route seen is a middleware ("USE")
+	if r := c.Route(); r != nil && r.Method != "USE" {
+		route = r.Path
+	}
+	status := c.Response().StatusCode()
+	m.requests.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+	return nil
+}
