@@ -3,15 +3,24 @@
 // hot path (an atomic visit counter, TTL refresh, a readiness ping).
 //
 // It exists because github.com/gofiber/storage/memcache cannot be fetched
-// here; it is built on github.com/bradfitz/gomemcache.
+// here; it is built on github.com/bradfitz/gomemcache, with what a
+// memcached tier in Kubernetes needs on top: rendezvous hashing (resizing
+// moves few keys), periodic re-resolution of server names (StatefulSet pods
+// change IP on restart), optional two-way replication, and a back-off that
+// stops a dead node from costing every request a timeout.
+//
+// Keys: memcached holds keys of at most 250 bytes with no spaces or control
+// characters; KeyPrefix counts against that. Session ids from Fiber's
+// default generator (36-byte UUIDs) fit with any prefix under 214 bytes.
 package memcachestore
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,24 +43,31 @@ const (
 	// almost every operation once more than two requests are in flight.
 	DefaultMaxIdleConns = 64
 
+	// DefaultResolveEvery is how often server names are looked up again.
+	DefaultResolveEvery = 30 * time.Second
+
 	// maxKeyLen is memcached's key length limit, prefix included.
 	maxKeyLen = 250
 
 	// maxRelativeExpiry is the largest expiry memcached reads as "seconds
 	// from now"; larger values are read as an absolute Unix time.
 	maxRelativeExpiry = 30 * 24 * 60 * 60
+
+	// maxReplicas is the most copies of a key Storage keeps.
+	maxReplicas = 2
 )
 
 var (
 	// ErrUnavailable wraps every failure to reach a memcached server
-	// (connection refused, timeout, connection dropped), so callers can tell
+	// (connection refused, timeout, connection dropped, a name that does
+	// not resolve, a node skipped while it backs off), so callers can tell
 	// "memcached is down" from other failures with errors.Is.
 	ErrUnavailable = errors.New("memcached unavailable")
 
 	// ErrInvalidKey is returned by writes whose key (with the prefix)
-	// memcached cannot hold: empty, longer than 250 bytes, or containing
-	// spaces or control characters. Get never returns it: such a key
-	// simply is not there.
+	// memcached cannot hold: longer than 250 bytes, or containing spaces
+	// or control characters. Get never returns it: such a key simply is
+	// not there.
 	ErrInvalidKey = errors.New("invalid memcached key")
 )
 
@@ -72,19 +88,68 @@ type Config struct {
 	// KeyPrefix namespaces every key in a memcached shared with other
 	// apps, e.g. "ll:". It counts against memcached's 250-byte key limit.
 	KeyPrefix string
+
+	// ResolveEvery is how often server host names are resolved again.
+	// Zero means DefaultResolveEvery; negative disables re-resolution.
+	ResolveEvery time.Duration
+
+	// Replicas is how many servers hold each key: 1 (zero means 1) or 2.
+	// See Storage for what 2 buys and costs.
+	Replicas int
+
+	// Observe, if set, is called after every operation with its name
+	// ("get", "set", "delete", "touch", "increment", "ping", "reset"), the
+	// error it returns (nil for a miss) and how long it took. It must be
+	// cheap and safe for concurrent use.
+	Observe func(op string, err error, d time.Duration)
 }
 
 // Storage is a fiber.Storage on memcached. It is safe for concurrent use.
+//
+// Keys are placed by rendezvous hashing over the configured server names.
+// With Replicas: 2 each key lives on the two highest-ranked servers:
+//   - Set, Delete and Touch go to both and succeed if either does.
+//   - Get reads the first of the two that answers: a node that is down
+//     (or backing off) is skipped, but a miss from a node that answers is
+//     a miss. So when a dead node comes back empty, sessions it was first
+//     for are lost (their users get a fresh session); the alternative,
+//     reading the second copy on a miss, would resurrect sessions that
+//     were deleted (logged out) while that second node was unreachable.
+//   - Increment increments both and returns the larger value. A copy that
+//     had to be created (its node restarted empty, or the key was evicted)
+//     is raised to the other copy's value, so after a node restarts, the
+//     other one dying does not send the count backwards. A node that was
+//     unreachable without losing its data (a network partition, not a
+//     restart) keeps a count short by the increments it missed; that
+//     shows only if the other copy is lost before the key expires.
+//
+// With Replicas: 1 a down node makes its keys fail with ErrUnavailable;
+// keys are not moved elsewhere.
 type Storage struct {
-	client *memcache.Client
-	prefix string
+	ring     *Rendezvous
+	nodes    []*node
+	resolver resolver
+	replicas int
+	prefix   string
+	observe  func(op string, err error, d time.Duration)
+	now      func() time.Time // for back-off; a fake clock in tests
 
+	stop      context.CancelFunc // ends re-resolution
+	done      chan struct{}      // closed when re-resolution has ended
 	closeOnce sync.Once
 }
 
+// hooks are seams for tests; New uses the real network and clock.
+type hooks struct {
+	now          func() time.Time
+	lookup       func(ctx context.Context, host string) ([]string, error)
+	afterResolve func() // called after each background resolution pass
+}
+
 // ParseServers splits a comma-separated "host:port, host:port" list.
-// Entries are trimmed; an empty entry, a missing or invalid port, or
-// anything that is not host:port is an error naming the entry.
+// Entries are trimmed; an empty entry, a missing or invalid port, a
+// duplicate, or anything that is not host:port is an error naming the
+// entry.
 func ParseServers(list string) ([]string, error) {
 	if strings.TrimSpace(list) == "" {
 		return nil, errors.New("memcached server list is empty")
@@ -128,41 +193,121 @@ func checkServer(entry string) error {
 
 // New validates cfg, resolves the servers and returns a Storage. It does
 // not connect: use Ping for that.
+//
+// A malformed server list is an error, and so is a list none of whose
+// names resolves. A name that does not resolve yet while others do (a
+// StatefulSet pod being re-created has no DNS record) is not: that node
+// counts as down until a later resolution finds it.
 func New(cfg Config) (*Storage, error) {
-	if len(cfg.Servers) == 0 {
-		return nil, errors.New("memcachestore: no servers configured")
+	return newStorage(cfg, hooks{})
+}
+
+func newStorage(cfg Config, h hooks) (*Storage, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, fmt.Errorf("memcachestore: %w", err)
 	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.lookup == nil {
+		h.lookup = net.DefaultResolver.LookupHost
+	}
+
+	ring := newRing(slices.Clone(cfg.Servers)) // the caller may reuse its slice
+	s := &Storage{
+		ring:     ring,
+		replicas: cfg.Replicas,
+		prefix:   cfg.KeyPrefix,
+		observe:  cfg.Observe,
+		now:      h.now,
+		done:     make(chan struct{}),
+	}
+	for i, name := range ring.names {
+		// One client per server, each with a single-server selector, so
+		// that replicas can be addressed one by one.
+		c := memcache.NewFromSelector(nodeSelector{ring: ring, index: i})
+		c.Timeout = cfg.Timeout
+		c.MaxIdleConns = cfg.MaxIdleConns
+		s.nodes = append(s.nodes, &node{name: name, client: c})
+	}
+	s.resolver = resolver{ring: ring, nodes: s.nodes, lookup: h.lookup}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*lookupTimeout)
+	defer cancel()
+	if s.resolver.resolveAll(ctx) == 0 {
+		return nil, fmt.Errorf("memcachestore: none of the servers %q resolves", cfg.Servers)
+	}
+
+	loopCtx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	if cfg.ResolveEvery > 0 && s.resolver.needsLookups() {
+		go s.resolveLoop(loopCtx, cfg.ResolveEvery, h.afterResolve)
+	} else {
+		close(s.done)
+	}
+	return s, nil
+}
+
+// withDefaults validates cfg and fills in its defaults.
+func (cfg *Config) withDefaults() error {
+	if len(cfg.Servers) == 0 {
+		return errors.New("no servers configured")
+	}
+	seen := make(map[string]bool)
 	for i, s := range cfg.Servers {
 		if err := checkServer(s); err != nil {
-			return nil, fmt.Errorf("memcachestore: server %d: %w", i+1, err)
+			return fmt.Errorf("server %d: %w", i+1, err)
 		}
+		if seen[s] {
+			return fmt.Errorf("server %d: %q is listed twice", i+1, s)
+		}
+		seen[s] = true
 	}
 	switch {
 	case cfg.Timeout < 0 || cfg.Timeout > MaxTimeout:
-		return nil, fmt.Errorf("memcachestore: timeout %v outside (0, %v]", cfg.Timeout, MaxTimeout)
+		return fmt.Errorf("timeout %v outside (0, %v]", cfg.Timeout, MaxTimeout)
 	case cfg.Timeout == 0:
 		cfg.Timeout = DefaultTimeout
 	}
 	switch {
 	case cfg.MaxIdleConns < 0:
-		return nil, fmt.Errorf("memcachestore: negative MaxIdleConns %d", cfg.MaxIdleConns)
+		return fmt.Errorf("negative MaxIdleConns %d", cfg.MaxIdleConns)
 	case cfg.MaxIdleConns == 0:
 		cfg.MaxIdleConns = DefaultMaxIdleConns
 	}
 	if cfg.KeyPrefix != "" && !legalKey(cfg.KeyPrefix) {
-		return nil, fmt.Errorf("memcachestore: key prefix %q: %w", cfg.KeyPrefix, ErrInvalidKey)
+		return fmt.Errorf("key prefix %q: %w", cfg.KeyPrefix, ErrInvalidKey)
 	}
+	if cfg.ResolveEvery == 0 {
+		cfg.ResolveEvery = DefaultResolveEvery
+	}
+	switch {
+	case cfg.Replicas == 0:
+		cfg.Replicas = 1
+	case cfg.Replicas < 0 || cfg.Replicas > maxReplicas:
+		return fmt.Errorf("replicas %d: must be 1 or 2", cfg.Replicas)
+	case cfg.Replicas > len(cfg.Servers):
+		return fmt.Errorf("replicas %d needs at least %d servers, have %d", cfg.Replicas, cfg.Replicas, len(cfg.Servers))
+	}
+	return nil
+}
 
-	// memcache.New drops SetServers' error and leaves an empty list that
-	// only fails at the first request; check it here instead.
-	var list memcache.ServerList
-	if err := list.SetServers(cfg.Servers...); err != nil {
-		return nil, fmt.Errorf("memcachestore: resolve servers: %w", err)
+// resolveLoop re-resolves the server names every period until ctx ends.
+func (s *Storage) resolveLoop(ctx context.Context, every time.Duration, after func()) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.resolver.resolveAll(ctx)
+		if after != nil {
+			after()
+		}
 	}
-	client := memcache.NewFromSelector(&list)
-	client.Timeout = cfg.Timeout
-	client.MaxIdleConns = cfg.MaxIdleConns
-	return &Storage{client: client, prefix: cfg.KeyPrefix}, nil
 }
 
 // legalKey reports whether memcached's text protocol can carry key.
@@ -182,6 +327,68 @@ func legalKey(key string) bool {
 func (s *Storage) key(k string) (string, bool) {
 	full := s.prefix + k
 	return full, k != "" && legalKey(full)
+}
+
+// owners returns the nodes holding full key k, best first.
+func (s *Storage) owners(k string) []*node {
+	var idx [maxReplicas]int
+	rank(k, s.ring.seeds, idx[:s.replicas])
+	nodes := make([]*node, s.replicas)
+	for i := range nodes {
+		nodes[i] = s.nodes[idx[i]]
+	}
+	return nodes
+}
+
+// on runs fn against node n, unless n is backing off, and records the
+// outcome for the back-off. Errors name the node; transport failures wrap
+// ErrUnavailable.
+func (s *Storage) on(n *node, fn func(c *memcache.Client) error) error {
+	probe, err := n.acquire(s.now())
+	if err != nil {
+		return err
+	}
+	err = fn(n.client)
+	n.release(probe, err, s.now())
+	return nodeError(n, err)
+}
+
+// onEach runs fn on every node in nodes, concurrently when there are
+// several, and returns their errors in the same order.
+func (s *Storage) onEach(nodes []*node, fn func(i int, c *memcache.Client) error) []error {
+	errs := make([]error, len(nodes))
+	if len(nodes) == 1 {
+		errs[0] = s.on(nodes[0], func(c *memcache.Client) error { return fn(0, c) })
+		return errs
+	}
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.on(n, func(c *memcache.Client) error { return fn(i, c) })
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// anySucceeded returns nil if any of errs is nil, else all of them joined.
+func anySucceeded(op string, errs []error) error {
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("memcachestore: %s: %w", op, errors.Join(errs...))
+}
+
+// record reports an operation to Config.Observe; it is deferred, so it
+// takes the address of the operation's named error result.
+func (s *Storage) record(op string, start time.Time, err *error) {
+	if s.observe != nil {
+		s.observe(op, *err, time.Since(start))
+	}
 }
 
 // expiry converts a TTL into memcached's expiration field: whole seconds
@@ -209,153 +416,215 @@ func expiry(exp time.Duration, now time.Time) int32 {
 	return int32(abs)
 }
 
-// unavailable classifies err: failures to talk to memcached wrap
-// ErrUnavailable; answers from memcached (misses, "not stored", client
-// errors) are returned as they are.
-func unavailable(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if isTransport(err) {
-		return fmt.Errorf("memcachestore: %s: %w: %w", op, ErrUnavailable, err)
-	}
-	return fmt.Errorf("memcachestore: %s: %w", op, err)
-}
-
-// isTransport reports whether err means the server could not be reached or
-// did not answer, as opposed to an answer we did not like.
-func isTransport(err error) bool {
-	var netErr net.Error
-	var cte *memcache.ConnectTimeoutError
-	switch {
-	case errors.Is(err, memcache.ErrCacheMiss),
-		errors.Is(err, memcache.ErrNotStored),
-		errors.Is(err, memcache.ErrCASConflict),
-		errors.Is(err, memcache.ErrMalformedKey):
-		return false
-	case errors.As(err, &netErr), errors.As(err, &cte),
-		errors.Is(err, memcache.ErrNoServers),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return true
-	}
-	return false
-}
-
 // Get returns the value stored under key, or nil, nil when there is none.
 // A key memcached cannot hold (too long, spaces, control characters,
 // empty) is also nil, nil: a forged session cookie must lead to a fresh
 // session, not an error, and Fiber relies on nil, nil to refuse session
-// ids it did not issue.
-func (s *Storage) Get(key string) ([]byte, error) {
+// ids it did not issue (CVE-2024-38513).
+func (s *Storage) Get(key string) (val []byte, err error) {
+	defer s.record("get", time.Now(), &err)
 	k, ok := s.key(key)
 	if !ok {
 		return nil, nil
 	}
-	item, err := s.client.Get(k)
-	switch {
-	case errors.Is(err, memcache.ErrCacheMiss):
-		return nil, nil
-	case err != nil:
-		return nil, unavailable("get", err)
+	var errs []error
+	for _, n := range s.owners(k) {
+		var item *memcache.Item
+		err := s.on(n, func(c *memcache.Client) (err error) {
+			item, err = c.Get(k)
+			return err
+		})
+		switch {
+		case err == nil:
+			return item.Value, nil
+		case errors.Is(err, memcache.ErrCacheMiss):
+			return nil, nil
+		}
+		errs = append(errs, err) // this copy is unreachable: try the next
 	}
-	return item.Value, nil
+	return nil, fmt.Errorf("memcachestore: get: %w", errors.Join(errs...))
 }
 
 // Set stores val under key for exp (0: no expiry). As fiber.Storage asks,
 // an empty key or value is ignored.
-func (s *Storage) Set(key string, val []byte, exp time.Duration) error {
+func (s *Storage) Set(key string, val []byte, exp time.Duration) (err error) {
+	defer s.record("set", time.Now(), &err)
 	if key == "" || len(val) == 0 {
 		return nil
 	}
 	k, ok := s.key(key)
 	if !ok {
-		return fmt.Errorf("memcachestore: set %.40q: %w", key, ErrInvalidKey)
+		return fmt.Errorf("memcachestore: set a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
-	err := s.client.Set(&memcache.Item{Key: k, Value: val, Expiration: expiry(exp, time.Now())})
-	return unavailable("set", err)
+	item := &memcache.Item{Key: k, Value: val, Expiration: expiry(exp, time.Now())}
+	errs := s.onEach(s.owners(k), func(_ int, c *memcache.Client) error { return c.Set(item) })
+	return anySucceeded("set", errs)
 }
 
 // Delete removes key. A missing key, or one memcached could not hold, is
 // not an error: Fiber's Regenerate, Reset and Destroy delete ids that may
 // never have been saved.
-func (s *Storage) Delete(key string) error {
+func (s *Storage) Delete(key string) (err error) {
+	defer s.record("delete", time.Now(), &err)
 	k, ok := s.key(key)
 	if !ok {
 		return nil
 	}
-	err := s.client.Delete(k)
-	if errors.Is(err, memcache.ErrCacheMiss) {
+	errs := s.onEach(s.owners(k), func(_ int, c *memcache.Client) error {
+		if err := c.Delete(k); !errors.Is(err, memcache.ErrCacheMiss) {
+			return err
+		}
+		return nil
+	})
+	return anySucceeded("delete", errs)
+}
+
+// Touch sets key's expiry to exp from now. A missing key is not an error.
+func (s *Storage) Touch(key string, exp time.Duration) (err error) {
+	defer s.record("touch", time.Now(), &err)
+	k, ok := s.key(key)
+	if !ok {
 		return nil
 	}
-	return unavailable("delete", err)
+	e := expiry(exp, time.Now())
+	errs := s.onEach(s.owners(k), func(_ int, c *memcache.Client) error {
+		if err := c.Touch(k, e); !errors.Is(err, memcache.ErrCacheMiss) {
+			return err
+		}
+		return nil
+	})
+	return anySucceeded("touch", errs)
 }
 
 // Reset is part of fiber.Storage ("delete all keys") but memcached can
 // neither list keys nor delete by prefix: the only way to delete
 // everything is flush_all, which wipes every app's data on a memcached
-// shared with other services (and every other replica's sessions of this
-// app too). Reset therefore deletes nothing and returns an error wrapping
-// errors.ErrUnsupported. To drop all sessions, change KeyPrefix (e.g.
-// "ll:v2:") and let the old keys expire.
-func (s *Storage) Reset() error {
+// shared with other services. Reset therefore deletes nothing and returns
+// an error wrapping errors.ErrUnsupported. To drop all sessions at once,
+// change KeyPrefix (e.g. "ll:v2:") and let the old keys expire.
+func (s *Storage) Reset() (err error) {
+	defer s.record("reset", time.Now(), &err)
 	return fmt.Errorf("memcachestore: reset would flush every app's data in memcached: %w", errors.ErrUnsupported)
 }
 
-// Close closes idle connections. It is safe to call more than once.
+// Close stops re-resolution and closes idle connections. It is safe to
+// call more than once.
 func (s *Storage) Close() error {
-	var err error
-	s.closeOnce.Do(func() { err = s.client.Close() })
-	return err
+	var errs []error
+	s.closeOnce.Do(func() {
+		s.stop()
+		<-s.done
+		for _, n := range s.nodes {
+			errs = append(errs, n.client.Close())
+		}
+	})
+	return errors.Join(errs...)
 }
 
 // Increment atomically adds one to the counter under key and returns the
 // new value. A missing counter is created at 1 with expiry exp; later
-// increments keep the original expiry (use Touch to extend it).
+// increments keep the expiry it was created with (use Touch to extend it).
 // Concurrent increments are never lost: each caller's +1 lands exactly
-// once, either through incr or through the add that created the key.
-func (s *Storage) Increment(key string, exp time.Duration) (uint64, error) {
+// once per copy, either through incr or through the add that created it.
+// With Replicas: 2, see Storage for how the two copies are kept in step.
+func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error) {
+	defer s.record("increment", time.Now(), &err)
 	k, ok := s.key(key)
 	if !ok {
-		return 0, fmt.Errorf("memcachestore: increment %.40q: %w", key, ErrInvalidKey)
+		return 0, fmt.Errorf("memcachestore: increment a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
-	n, err := incrOrCreate(s.client, k, exp)
-	return n, unavailable("increment", err)
+	owners := s.owners(k)
+	vals := make([]uint64, len(owners))
+	created := make([]bool, len(owners))
+	errs := s.onEach(owners, func(i int, c *memcache.Client) (err error) {
+		vals[i], created[i], err = incrOrCreate(c, k, exp)
+		return err
+	})
+	if err := anySucceeded("increment", errs); err != nil {
+		return 0, err
+	}
+	var best uint64
+	for i, v := range vals {
+		if errs[i] == nil {
+			best = max(best, v)
+		}
+	}
+	// A copy we just created restarted from 1 while the other remembers
+	// the count: bring it up, so that losing the other node next does not
+	// send the count backwards. Best effort: the answer is already known.
+	for i, v := range vals {
+		if errs[i] == nil && created[i] && v < best {
+			s.on(owners[i], func(c *memcache.Client) error { return raise(c, k, best, exp) })
+		}
+	}
+	return best, nil
 }
 
 // incrOrCreate does incr; on a miss, add "1"; if another client's add won
 // the race (not stored), incr again. A key evicted between those steps
 // sends us round again, a bounded number of times.
-func incrOrCreate(c *memcache.Client, k string, exp time.Duration) (uint64, error) {
+func incrOrCreate(c *memcache.Client, k string, exp time.Duration) (n uint64, created bool, err error) {
 	for range 4 {
 		n, err := c.Increment(k, 1)
 		if !errors.Is(err, memcache.ErrCacheMiss) {
-			return n, err
+			return n, false, err
 		}
 		err = c.Add(&memcache.Item{Key: k, Value: []byte("1"), Expiration: expiry(exp, time.Now())})
 		if err == nil {
-			return 1, nil
+			return 1, true, nil
 		}
 		if !errors.Is(err, memcache.ErrNotStored) {
-			return 0, err
+			return 0, false, err
 		}
 	}
-	return 0, fmt.Errorf("counter %q kept vanishing between incr and add", k)
+	return 0, false, errors.New("counter kept vanishing between incr and add")
 }
 
-// Touch sets key's expiry to exp from now. A missing key is not an error.
-func (s *Storage) Touch(key string, exp time.Duration) error {
-	k, ok := s.key(key)
-	if !ok {
-		return nil
+// raise sets the counter k to target unless it already holds at least
+// that, with compare-and-swap so that concurrent increments are not
+// overwritten.
+func raise(c *memcache.Client, k string, target uint64, exp time.Duration) error {
+	for range 4 {
+		item, err := c.Get(k)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			err = c.Add(&memcache.Item{Key: k, Value: strconv.AppendUint(nil, target, 10), Expiration: expiry(exp, time.Now())})
+			if errors.Is(err, memcache.ErrNotStored) {
+				continue
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		cur, err := strconv.ParseUint(strings.TrimSpace(string(item.Value)), 10, 64)
+		if err != nil || cur >= target {
+			return err
+		}
+		item.Value = strconv.AppendUint(nil, target, 10)
+		item.Expiration = expiry(exp, time.Now())
+		err = c.CompareAndSwap(item)
+		if !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrNotStored) {
+			return err
+		}
 	}
-	err := s.client.Touch(k, expiry(exp, time.Now()))
-	if errors.Is(err, memcache.ErrCacheMiss) {
-		return nil
-	}
-	return unavailable("touch", err)
+	return errors.New("counter kept changing while being raised")
 }
 
-// Ping checks that every server answers.
-func (s *Storage) Ping() error {
-	return unavailable("ping", s.client.Ping())
+// Ping checks the servers. It succeeds while every key is still served by
+// at least one of its copies: with Replicas: 1 every server must answer;
+// with 2, at most one may be down. The error lists the servers that did
+// not answer and wraps ErrUnavailable.
+func (s *Storage) Ping() (err error) {
+	defer s.record("ping", time.Now(), &err)
+	errs := s.onEach(s.nodes, func(_ int, c *memcache.Client) error { return c.Ping() })
+	var down []error
+	for _, err := range errs {
+		if err != nil {
+			down = append(down, err)
+		}
+	}
+	if len(down) == 0 || (len(down) < s.replicas && len(down) < len(s.nodes)) {
+		return nil
+	}
+	return fmt.Errorf("memcachestore: ping: %d of %d servers down: %w: %w", len(down), len(s.nodes), ErrUnavailable, errors.Join(down...))
 }
