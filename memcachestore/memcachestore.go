@@ -508,7 +508,7 @@ func (s *Storage) Reset() (err error) {
 }
 
 // Close stops re-resolution and closes idle connections. It is safe to
-// call more than once.
+// call more than once; the Storage is not to be used afterwards.
 func (s *Storage) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {

@@ -29,8 +29,10 @@ type Rendezvous struct {
 
 var _ memcache.ServerSelector = (*Rendezvous)(nil)
 
-// NewRendezvous returns a selector over servers (host:port), resolving each
-// name now; it is an error if any fails to resolve.
+// NewRendezvous returns a selector over servers (host:port) for a plain
+// gomemcache client (memcache.NewFromSelector), resolving each name once,
+// now; it is an error if any fails to resolve. Storage builds its own ring
+// and keeps re-resolving the names.
 func NewRendezvous(servers ...string) (*Rendezvous, error) {
 	if len(servers) == 0 {
 		return nil, memcache.ErrNoServers
