@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/memcachestore"
@@ -36,6 +37,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		QueryTimeout:     cfg.QueryTimeout,
 		Draining:         new(atomic.Bool),
 		ProxyHeader:      cfg.ProxyHeader,
+		TrustedProxies:   cfg.TrustedProxies,
+		Metrics:          routes.NewMetrics(),
 		Sessions: routes.SessionOptions{
 			Lifetime:             cfg.SessionLifetime,
 			ExpireAtBrowserClose: cfg.SessionExpireAtBrowserClose,
@@ -43,15 +46,21 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			CookieSecure:         cfg.CookieSecure,
 		},
 	}
-	for _, p := range cfg.TrustedProxies {
-		deps.TrustedProxies = append(deps.TrustedProxies, p.String())
-	}
+	deps.Metrics.Registry().MustRegister(
+		collectors.NewDBStatsCollector(db.DB, "locallibrary"),
+		collectors.NewBuildInfoCollector(),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 	if len(cfg.MemcachedServers) > 0 {
 		store, err := memcachestore.New(memcachestore.Config{
 			Servers:      cfg.MemcachedServers,
 			Timeout:      cfg.MemcachedTimeout,
 			MaxIdleConns: cfg.MemcachedMaxIdleConns,
 			KeyPrefix:    cfg.MemcachedKeyPrefix,
+			Replicas:     cfg.SessionReplicas,
+			ResolveEvery: cfg.MemcachedResolveEvery,
+			Observe:      deps.Metrics.ObserveSessionOp,
 		})
 		if err != nil {
 			return err

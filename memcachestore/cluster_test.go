@@ -734,3 +734,29 @@ func TestObserve(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
+	procs, addrs := startCluster(t, 3)
+	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{})
+	keys := make([]string, 60)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("session-%d", i)
+		if err := s.Set(keys[i], []byte("data"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Node 0 restarts on the same address and forgets everything it held.
+	procs[0].kill()
+	host, port, _ := net.SplitHostPort(addrs[0])
+	n, _ := strconv.Atoi(port)
+	startMemcached(t, host, n)
+	// A new client, as after an app restart: no stale connections or
+	// back-off hide the restarted node, which answers every Get with a miss.
+	fresh := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{})
+	for _, k := range keys {
+		v, err := fresh.Get(k)
+		if err != nil || string(v) != "data" {
+			t.Fatalf("after an empty restart of one node, Get(%s) = %q, %v", k, v, err)
+		}
+	}
+}

@@ -109,12 +109,10 @@ type Config struct {
 // Keys are placed by rendezvous hashing over the configured server names.
 // With Replicas: 2 each key lives on the two highest-ranked servers:
 //   - Set, Delete and Touch go to both and succeed if either does.
-//   - Get reads the first of the two that answers: a node that is down
-//     (or backing off) is skipped, but a miss from a node that answers is
-//     a miss. So when a dead node comes back empty, sessions it was first
-//     for are lost (their users get a fresh session); the alternative,
-//     reading the second copy on a miss, would resurrect sessions that
-//     were deleted (logged out) while that second node was unreachable.
+//   - Get returns the first copy found: a node that is down (or backing
+//     off) is skipped, and a miss on the first copy reads the second, so a
+//     node that comes back empty loses no session. The price: a session
+//     deleted while one copy was unreachable can come back from that copy.
 //   - Increment increments both and returns the larger value. A copy that
 //     had to be created (its node restarted empty, or the key was evicted)
 //     is raised to the other copy's value, so after a node restarts, the
@@ -421,6 +419,11 @@ func expiry(exp time.Duration, now time.Time) int32 {
 // empty) is also nil, nil: a forged session cookie must lead to a fresh
 // session, not an error, and Fiber relies on nil, nil to refuse session
 // ids it did not issue (CVE-2024-38513).
+//
+// With two replicas, a miss on the first copy reads the second: a node
+// that restarted empty must not lose the sessions it held. (The price: a
+// session deleted while one copy was unreachable can come back from that
+// copy; its browser already holds a new id by then.)
 func (s *Storage) Get(key string) (val []byte, err error) {
 	defer s.record("get", time.Now(), &err)
 	k, ok := s.key(key)
@@ -428,6 +431,7 @@ func (s *Storage) Get(key string) (val []byte, err error) {
 		return nil, nil
 	}
 	var errs []error
+	answered := false
 	for _, n := range s.owners(k) {
 		var item *memcache.Item
 		err := s.on(n, func(c *memcache.Client) (err error) {
@@ -438,9 +442,13 @@ func (s *Storage) Get(key string) (val []byte, err error) {
 		case err == nil:
 			return item.Value, nil
 		case errors.Is(err, memcache.ErrCacheMiss):
-			return nil, nil
+			answered = true // look at the other copy too
+		default:
+			errs = append(errs, err) // this copy is unreachable: try the next
 		}
-		errs = append(errs, err) // this copy is unreachable: try the next
+	}
+	if answered {
+		return nil, nil
 	}
 	return nil, fmt.Errorf("memcachestore: get: %w", errors.Join(errs...))
 }
