@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -9,14 +10,16 @@ import (
 	"github.com/locallibrary/locallibrary/repository"
 )
 
-// perPage is the tutorial's paginate_by.
-const perPage = 10
-
 type homePage struct {
 	Counts      repository.Counts
 	CountsStale bool
 	Visits      uint64
 	VisitsKnown bool
+	// CookiesRefused is set when the browser sent back no cookie after the
+	// cookie check: its visits cannot be counted.
+	CookiesRefused bool
+	ShowNotice     bool
+	CSRFToken      string
 }
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
@@ -26,64 +29,54 @@ func home(r *renderer, counts *countsCache, sessions *sessionManager, visitsUnav
 		if err != nil {
 			return catalogError(err)
 		}
-		page := homePage{Counts: totals, CountsStale: stale}
-		visits, err := sessions.countVisit(c)
-		if err == nil {
-			page.Visits, page.VisitsKnown = visits, true
-		} else {
-			visitsUnavailable.Inc()
+		page := homePage{Counts: totals, CountsStale: stale, CookiesRefused: cookiesRefused(c)}
+		if c.Method() == fiber.MethodGet && !page.CookiesRefused {
+			page.ShowNotice = noticePending(sessions)(c)
+			visits, err := sessions.countVisit(c)
+			if err == nil {
+				page.Visits, page.VisitsKnown = visits, true
+			} else {
+				visitsUnavailable.Inc()
+			}
 		}
+		page.CSRFToken = csrfToken(c)
 		return r.render(c, fiber.StatusOK, "home", page)
 	}
 }
 
-type bookListPage struct {
-	Books []repository.BookSummary
-	Pager pager
+type listPage[T any] struct {
+	Items          []T
+	Pager          pager
+	PerPageChoices []int
 }
 
-// bookList serves GET /catalog/books/?page=N.
-func bookList(r *renderer, catalog Catalog, counts *countsCache) fiber.Handler {
+// catalogList serves a paginated list: /catalog/books/ or /catalog/authors/.
+// total picks the list's size out of the cached counts.
+func catalogList[T any](r *renderer, page string, counts *countsCache, sessions *sessionManager,
+	total func(repository.Counts) int64, fetch func(ctx context.Context, limit, offset int) ([]T, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		size, err := sessions.perPage(c)
+		if err != nil {
+			return err
+		}
 		totals, _, err := counts.Get(c.UserContext())
 		if err != nil {
 			return catalogError(err)
 		}
-		p, err := paginate(c.Query("page"), totals.Books, perPage, "/catalog/books/")
+		p, err := paginate(c.Query("page"), total(totals), size, c.Path())
 		if err != nil {
 			return err
 		}
-		books, err := catalog.Books(c.UserContext(), perPage, p.offset())
+		items, err := fetch(c.UserContext(), p.Size, p.offset())
 		if err != nil {
 			return catalogError(err)
 		}
-		return r.render(c, fiber.StatusOK, "book_list", bookListPage{Books: books, Pager: p})
+		return r.render(c, fiber.StatusOK, page, listPage[T]{Items: items, Pager: p, PerPageChoices: perPageChoices})
 	}
 }
 
-type authorListPage struct {
-	Authors []repository.Author
-	Pager   pager
-}
-
-// authorList serves GET /catalog/authors/?page=N.
-func authorList(r *renderer, catalog Catalog, counts *countsCache) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		totals, _, err := counts.Get(c.UserContext())
-		if err != nil {
-			return catalogError(err)
-		}
-		p, err := paginate(c.Query("page"), totals.Authors, perPage, "/catalog/authors/")
-		if err != nil {
-			return err
-		}
-		authors, err := catalog.Authors(c.UserContext(), perPage, p.offset())
-		if err != nil {
-			return catalogError(err)
-		}
-		return r.render(c, fiber.StatusOK, "author_list", authorListPage{Authors: authors, Pager: p})
-	}
-}
+func bookCount(n repository.Counts) int64   { return n.Books }
+func authorCount(n repository.Counts) int64 { return n.Authors }
 
 type bookDetailPage struct{ Book repository.Book }
 
@@ -133,9 +126,8 @@ func parseID(raw string) (int64, error) {
 
 // pager is Django's Paginator page, computed in Go for the template.
 type pager struct {
-	Number, Pages int
-	size          int
-	path          string
+	Number, Pages, Size int
+	path                string
 }
 
 // paginate reads ?page= as Django's paginator does: absent means 1, "last"
@@ -156,12 +148,20 @@ func paginate(raw string, total int64, size int, path string) (pager, error) {
 		}
 		number = n
 	}
-	return pager{Number: number, Pages: pages, size: size, path: path}, nil
+	return pager{Number: number, Pages: pages, Size: size, path: path}, nil
 }
 
-func (p pager) offset() int           { return (p.Number - 1) * p.size }
-func (p pager) HasPrevious() bool     { return p.Number > 1 }
-func (p pager) HasNext() bool         { return p.Number < p.Pages }
-func (p pager) PreviousURL() string   { return p.url(p.Number - 1) }
-func (p pager) NextURL() string       { return p.url(p.Number + 1) }
-func (p pager) url(number int) string { return p.path + "?page=" + strconv.Itoa(number) }
+func (p pager) offset() int         { return (p.Number - 1) * p.Size }
+func (p pager) HasPrevious() bool   { return p.Number > 1 }
+func (p pager) HasNext() bool       { return p.Number < p.Pages }
+func (p pager) PreviousURL() string { return p.url(p.Number - 1) }
+func (p pager) NextURL() string     { return p.url(p.Number + 1) }
+
+// url links another page of the list, keeping a chosen page size.
+func (p pager) url(number int) string {
+	u := p.path + "?page=" + strconv.Itoa(number)
+	if p.Size != defaultPerPage {
+		u += "&per_page=" + strconv.Itoa(p.Size)
+	}
+	return u
+}

@@ -19,7 +19,7 @@ import (
 
 // pageNames are the pages; each is parsed with the layout into its own set,
 // so a page's blocks never collide with another's.
-var pageNames = []string{"home", "book_list", "author_list", "book_detail", "author_detail", "error"}
+var pageNames = []string{"home", "book_list", "author_list", "book_detail", "author_detail", "forget", "error"}
 
 type renderer struct {
 	pages map[string]*template.Template

@@ -81,6 +81,7 @@ func New(d Deps) (*fiber.App, error) {
 	}
 	renderer := &renderer{pages: pages}
 	sessions := newSessionManager(d.SessionStorage, d.Visits, d.Sessions)
+	guard := newCSRFGuard(sessions, d.Sessions.CookieSecure)
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 
@@ -109,11 +110,14 @@ func New(d Deps) (*fiber.App, error) {
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
 	catalog := app.Group("/catalog", sessions.saveEveryRequest)
-	catalog.Get("/", home(renderer, counts, sessions, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", bookList(renderer, d.Catalog, counts))
-	catalog.Get("/authors/", authorList(renderer, d.Catalog, counts))
+	catalog.Get("/", cookieCheck(d.Sessions.CookieSecure), guard.protect(noticePending(sessions)), home(renderer, counts, sessions, d.Metrics.visitsUnavail))
+	catalog.Get("/books/", catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
+	catalog.Get("/authors/", catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
 	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, d.Catalog))
+	catalog.Post("/notice/dismiss", guard.protect(nil), dismissNotice(sessions))
+	catalog.Get("/forget/", guard.protect(always), forgetPage(renderer))
+	catalog.Post("/forget/", guard.protect(nil), forgetMe(sessions))
 	// Unmatched paths fall through to Fiber's 404, other methods on a known
 	// path to its 405; the error handler renders both.
 	return app, nil

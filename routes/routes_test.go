@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -131,6 +132,94 @@ func get(t *testing.T, app *fiber.App, method, target string, cookies ...*http.C
 	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}
 }
 
+// browser keeps cookies between requests and follows redirects, as a
+// real one does; refuseCookies makes it one that stores none.
+type browser struct {
+	t             *testing.T
+	app           *fiber.App
+	jar           map[string]*http.Cookie
+	refuseCookies bool
+}
+
+func newBrowser(t *testing.T, app *fiber.App) *browser {
+	return &browser{t: t, app: app, jar: map[string]*http.Cookie{}}
+}
+
+func (b *browser) cookies() []*http.Cookie {
+	var out []*http.Cookie
+	for _, c := range b.jar {
+		out = append(out, c)
+	}
+	return out
+}
+
+// do sends one request and keeps the cookies the response sets.
+func (b *browser) do(method, target string, form url.Values) response {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req := httptest.NewRequest(method, "http://example.test"+target, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for _, c := range b.jar {
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	resp, err := b.app.Test(req, 10_000)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if !b.refuseCookies {
+		for _, c := range resp.Cookies() {
+			if c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(time.Now())) {
+				delete(b.jar, c.Name)
+			} else {
+				b.jar[c.Name] = c
+			}
+		}
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+}
+
+// visit GETs target and follows redirects.
+func (b *browser) visit(target string) response {
+	b.t.Helper()
+	return b.follow(b.do("GET", target, nil))
+}
+
+// submit posts a form and follows the redirect that answers it.
+func (b *browser) submit(target string, form url.Values) response {
+	b.t.Helper()
+	return b.follow(b.do("POST", target, form))
+}
+
+func (b *browser) follow(r response) response {
+	b.t.Helper()
+	for range 5 {
+		if r.status < 300 || r.status >= 400 {
+			return r
+		}
+		r = b.do("GET", r.header.Get("Location"), nil)
+	}
+	b.t.Fatalf("too many redirects")
+	return r
+}
+
+var csrfRE = regexp.MustCompile(`name="csrfmiddlewaretoken" value="([^"]+)"`)
+
+func csrfTokenIn(t *testing.T, r response) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("page has no CSRF token:\n%s", r.body)
+	}
+	return m[1]
+}
+
 func sessionCookie(t *testing.T, r response) *http.Cookie {
 	t.Helper()
 	for _, c := range (&http.Response{Header: r.header}).Cookies() {
@@ -160,8 +249,8 @@ func TestStatusCodes(t *testing.T) {
 		want               int
 	}{
 		{"root redirects", "GET", "/", 302},
-		{"home", "GET", "/catalog/", 200},
-		{"home without slash", "GET", "/catalog", 200},
+		{"home without cookies: the cookie check", "GET", "/catalog/", 302},
+		{"home, cookies refused", "GET", "/catalog/?cookies=check", 200},
 		{"head home", "HEAD", "/catalog/", 200},
 		{"books", "GET", "/catalog/books/", 200},
 		{"books page 3 (last)", "GET", "/catalog/books/?page=3", 200},
@@ -189,6 +278,13 @@ func TestStatusCodes(t *testing.T) {
 		{"static traversal", "GET", "/static/..%2f..%2fgo.mod", 404},
 		{"static unknown", "GET", "/static/style.css", 404},
 		{"post home", "POST", "/catalog/", 405},
+		{"dismiss without a token", "POST", "/catalog/notice/dismiss", 403},
+		{"forget without a token", "POST", "/catalog/forget/", 403},
+		{"get dismiss", "GET", "/catalog/notice/dismiss", 405},
+		{"per_page 25", "GET", "/catalog/books/?per_page=25", 200},
+		{"per_page not a choice", "GET", "/catalog/books/?per_page=7", 404},
+		{"per_page not a number", "GET", "/catalog/books/?per_page=x", 404},
+		{"per_page 25, page 2 out of range", "GET", "/catalog/books/?per_page=25&page=2", 404},
 		{"delete book", "DELETE", "/catalog/book/1", 405},
 		{"livez", "GET", "/livez", 200},
 		{"readyz", "GET", "/readyz", 200},
@@ -209,7 +305,7 @@ func TestStatusCodes(t *testing.T) {
 
 func TestHomePageShowsCountsAndVisits(t *testing.T) {
 	app := mustApp(t, routes.Deps{})
-	first := get(t, app, "GET", "/catalog/")
+	first := newBrowser(t, app).visit("/catalog/")
 	for _, want := range []string{
 		"<h1>Local Library Home</h1>",
 		"Dynamic content",
@@ -233,8 +329,8 @@ func TestHomePageShowsCountsAndVisits(t *testing.T) {
 			t.Fatalf("visit %d reads %d", want, got)
 		}
 	}
-	if got := visits(t, get(t, app, "GET", "/catalog/")); got != 1 {
-		t.Errorf("a browser without the cookie reads %d, want 1", got)
+	if got := visits(t, newBrowser(t, app).visit("/catalog/")); got != 1 {
+		t.Errorf("another browser reads %d, want 1", got)
 	}
 }
 
@@ -300,7 +396,7 @@ func TestFailuresShowNoInternals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			app := mustApp(t, routes.Deps{Catalog: &fakeCatalog{err: tt.err}})
 			for _, path := range []string{"/catalog/", "/catalog/books/", "/catalog/book/1", "/catalog/author/1"} {
-				r := get(t, app, "GET", path)
+				r := get(t, app, "GET", path, &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"})
 				if r.status != tt.want {
 					t.Errorf("%s = %d, want %d", path, r.status, tt.want)
 				}
@@ -319,7 +415,7 @@ func TestCountsAreCached(t *testing.T) {
 	catalog := &fakeCatalog{books: 5, authors: 2}
 	app := mustApp(t, routes.Deps{Catalog: catalog, CountsTTL: time.Hour})
 	for range 20 {
-		get(t, app, "GET", "/catalog/")
+		get(t, app, "GET", "/catalog/?cookies=check")
 	}
 	if n := catalog.countsCalls.Load(); n != 1 {
 		t.Fatalf("20 home pages ran %d counts queries, want 1", n)
@@ -327,7 +423,7 @@ func TestCountsAreCached(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
-	r := get(t, mustApp(t, routes.Deps{}), "GET", "/catalog/")
+	r := newBrowser(t, mustApp(t, routes.Deps{})).visit("/catalog/")
 	for header, want := range map[string]string{
 		"Content-Security-Policy": "frame-ancestors 'none'",
 		"X-Content-Type-Options":  "nosniff",
@@ -348,7 +444,7 @@ func TestSecurityHeaders(t *testing.T) {
 
 func TestStaticFilesAreCached(t *testing.T) {
 	app := mustApp(t, routes.Deps{})
-	home := get(t, app, "GET", "/catalog/")
+	home := newBrowser(t, app).visit("/catalog/")
 	m := regexp.MustCompile(`href="(/static/style\.[0-9a-f]+\.css)"`).FindStringSubmatch(home.body)
 	if m == nil {
 		t.Fatal("home page links no stylesheet")
@@ -375,7 +471,7 @@ func TestCookieAttributes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := get(t, mustApp(t, routes.Deps{Sessions: tt.opts}), "GET", "/catalog/")
+			r := newBrowser(t, mustApp(t, routes.Deps{Sessions: tt.opts})).visit("/catalog/")
 			c := sessionCookie(t, r)
 			if c == nil {
 				t.Fatal("no session cookie")
@@ -395,11 +491,22 @@ func TestForgedCookiesGiveAFreshSession(t *testing.T) {
 	for _, value := range []string{
 		"not-an-issued-id",
 		strings.Repeat("A", 300),
+		strings.Repeat("B", 10_000),
 		"abc\x01def",
+		"abc def",
 		"%00%ff",
-		"",
+		"\xff\xfe",
+		`"quoted"`,
 	} {
-		r := get(t, app, "GET", "/catalog/", &http.Cookie{Name: routes.SessionCookieName, Value: value})
+		req := httptest.NewRequest("GET", "/catalog/", nil)
+		req.Header.Set("Cookie", routes.SessionCookieName+"="+value) // raw, as a forger sends it
+		resp, err := app.Test(req, 10_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r := response{status: resp.StatusCode, header: resp.Header, body: string(raw)}
 		if r.status != 200 || visits(t, r) != 1 {
 			t.Fatalf("forged %q: status %d", value, r.status)
 		}
@@ -444,7 +551,7 @@ func sessionBackends(t *testing.T, run func(t *testing.T, newApp func() *fiber.A
 func TestConcurrentVisitsAreAllCounted(t *testing.T) {
 	sessionBackends(t, func(t *testing.T, newApp func() *fiber.App) {
 		app := newApp()
-		first := get(t, app, "GET", "/catalog/")
+		first := newBrowser(t, app).visit("/catalog/")
 		cookie := sessionCookie(t, first)
 		var wg sync.WaitGroup
 		for range 50 {
@@ -465,7 +572,7 @@ func TestSessionContinuesAcrossInstancesAndRestarts(t *testing.T) {
 	store := memcachedForTest(t)
 	replicaA := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
 	replicaB := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
-	cookie := sessionCookie(t, get(t, replicaA, "GET", "/catalog/"))
+	cookie := sessionCookie(t, newBrowser(t, replicaA).visit("/catalog/"))
 	if got := visits(t, get(t, replicaB, "GET", "/catalog/", cookie)); got != 2 {
 		t.Fatalf("second replica read %d, want 2", got)
 	}
@@ -480,7 +587,7 @@ func TestSessionContinuesAcrossInstancesAndRestarts(t *testing.T) {
 func TestUndecodableSessionStartsAfresh(t *testing.T) {
 	store := memcachedForTest(t)
 	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
-	cookie := sessionCookie(t, get(t, app, "GET", "/catalog/"))
+	cookie := sessionCookie(t, newBrowser(t, app).visit("/catalog/"))
 	if err := store.Set(cookie.Value, []byte("this is not gob"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +630,7 @@ func TestMemcachedDownDegradesHomePage(t *testing.T) {
 
 func TestMetricsEndpoint(t *testing.T) {
 	app := mustApp(t, routes.Deps{})
-	get(t, app, "GET", "/catalog/")
+	get(t, app, "GET", "/catalog/?cookies=check")
 	get(t, app, "GET", "/catalog/book/999")
 	r := get(t, app, "GET", "/metrics")
 	for _, want := range []string{
@@ -533,6 +640,165 @@ func TestMetricsEndpoint(t *testing.T) {
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestNoticeIsDismissedForTheSession(t *testing.T) {
+	sessionBackends(t, func(t *testing.T, newApp func() *fiber.App) {
+		replicaA, replicaB := newApp(), newApp()
+		b := newBrowser(t, replicaA)
+		first := b.visit("/catalog/")
+		if !strings.Contains(first.body, "This catalog is a demo") {
+			t.Fatal("first visit shows no notice")
+		}
+		token := csrfTokenIn(t, first)
+		if r := b.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {"forged" + token}}); r.status != 403 {
+			t.Fatalf("dismiss with a wrong token: %d, want 403", r.status)
+		}
+		after := b.submit("/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {token}})
+		if after.status != 200 || strings.Contains(after.body, "This catalog is a demo") {
+			t.Fatalf("notice still shown after Got it (status %d)", after.status)
+		}
+		if got := visits(t, after); got != 2 {
+			t.Errorf("the page after Got it reads %d visits, want 2", got)
+		}
+		b.app = replicaB
+		if r := b.visit("/catalog/"); strings.Contains(r.body, "This catalog is a demo") || visits(t, r) != 3 {
+			t.Errorf("on another replica the notice came back or the count is off:\n%s", r.body)
+		}
+		if r := b.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {token}}); r.status != 403 {
+			t.Errorf("a used token was accepted again: %d", r.status)
+		}
+	})
+}
+
+func TestPageSizeIsRemembered(t *testing.T) {
+	sessionBackends(t, func(t *testing.T, newApp func() *fiber.App) {
+		b := newBrowser(t, newApp())
+		b.visit("/catalog/") // a session, as a browser has after the home page
+		r := b.visit("/catalog/books/?per_page=25")
+		if !strings.Contains(r.body, "Book 025") || strings.Contains(r.body, `rel="next"`) {
+			t.Fatalf("per_page=25 did not show 25 books")
+		}
+		later := b.visit("/catalog/books/")
+		if !strings.Contains(later.body, "Book 025") || !strings.Contains(later.body, `<option value="25" selected>`) {
+			t.Fatal("the page size was not remembered")
+		}
+		authors := b.visit("/catalog/authors/")
+		if !strings.Contains(authors.body, `<option value="25" selected>`) {
+			t.Error("the author list ignores the remembered page size")
+		}
+		b.visit("/catalog/books/?per_page=10")
+		if r := b.visit("/catalog/books/"); !strings.Contains(r.body, `href="/catalog/books/?page=2"`) {
+			t.Error("going back to 10 per page was not remembered")
+		}
+	})
+}
+
+func TestPagerKeepsThePageSize(t *testing.T) {
+	app := mustApp(t, routes.Deps{Catalog: &fakeCatalog{books: 120, authors: 1}})
+	r := newBrowser(t, app).visit("/catalog/books/?per_page=50&page=2")
+	for _, want := range []string{`href="/catalog/books/?page=1&amp;per_page=50"`, `href="/catalog/books/?page=3&amp;per_page=50"`, "Page 2 of 3."} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+}
+
+func TestForgetMeStartsANewSession(t *testing.T) {
+	sessionBackends(t, func(t *testing.T, newApp func() *fiber.App) {
+		b := newBrowser(t, newApp())
+		home := b.visit("/catalog/")
+		b.submit("/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, home)}})
+		b.visit("/catalog/books/?per_page=50")
+		oldID := b.jar[routes.SessionCookieName].Value
+		if got := visits(t, b.visit("/catalog/")); got != 3 {
+			t.Fatalf("before forgetting: %d visits, want 3", got)
+		}
+		page := b.visit("/catalog/forget/")
+		after := b.submit("/catalog/forget/", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, page)}})
+		if got := visits(t, after); got != 1 {
+			t.Errorf("after Forget me the count reads %d, want 1", got)
+		}
+		if b.jar[routes.SessionCookieName].Value == oldID {
+			t.Error("Forget me kept the session id")
+		}
+		if !strings.Contains(after.body, "This catalog is a demo") {
+			t.Error("the dismissed notice stayed dismissed after Forget me")
+		}
+		if r := b.visit("/catalog/books/"); strings.Contains(r.body, `<option value="50" selected>`) {
+			t.Error("the page size survived Forget me")
+		}
+		stale := &http.Cookie{Name: routes.SessionCookieName, Value: oldID}
+		if r := get(t, b.app, "GET", "/catalog/", stale); visits(t, r) != 1 || sessionCookie(t, r).Value == oldID {
+			t.Error("the forgotten session id still works")
+		}
+	})
+}
+
+func TestBrowserRefusingCookiesIsTold(t *testing.T) {
+	b := newBrowser(t, mustApp(t, routes.Deps{}))
+	b.refuseCookies = true
+	for range 2 {
+		r := b.visit("/catalog/")
+		if r.status != 200 || !strings.Contains(r.body, "Your browser is not accepting cookies, so visits can't be counted") {
+			t.Fatalf("status %d, no cookie hint:\n%s", r.status, r.body)
+		}
+		if visitsRE.MatchString(r.body) {
+			t.Error("a count is shown to a browser that refuses cookies")
+		}
+	}
+}
+
+// countingStore counts session-store operations, to hold the home page to
+// its budget of memcached round trips.
+type countingStore struct {
+	fiber.Storage
+	visits        routes.VisitCounter
+	reads, writes atomic.Int64
+	increments    atomic.Int64
+}
+
+func (s *countingStore) Get(k string) ([]byte, error) { s.reads.Add(1); return s.Storage.Get(k) }
+func (s *countingStore) Set(k string, v []byte, exp time.Duration) error {
+	s.writes.Add(1)
+	return s.Storage.Set(k, v, exp)
+}
+func (s *countingStore) Increment(k string, exp time.Duration) (uint64, error) {
+	s.increments.Add(1)
+	return s.visits.Increment(k, exp)
+}
+func (s *countingStore) Touch(k string, exp time.Duration) error {
+	s.writes.Add(1)
+	return s.visits.Touch(k, exp)
+}
+func (s *countingStore) Delete(k string) error { s.writes.Add(1); return s.Storage.Delete(k) }
+
+func TestReturningVisitorCostsTwoStoreCalls(t *testing.T) {
+	store := memcachedForTest(t)
+	counted := &countingStore{Storage: store, visits: store}
+	app := mustApp(t, routes.Deps{SessionStorage: counted, Visits: counted})
+	for _, dismissed := range []bool{false, true} {
+		b := newBrowser(t, app)
+		home := b.visit("/catalog/")
+		if dismissed {
+			b.submit("/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, home)}})
+		}
+		b.visit("/catalog/")
+		counted.reads.Store(0)
+		counted.writes.Store(0)
+		counted.increments.Store(0)
+		r := b.visit("/catalog/")
+		if r.status != 200 {
+			t.Fatalf("status %d", r.status)
+		}
+		if rt := counted.reads.Load() + counted.writes.Load() + counted.increments.Load(); rt > 2 || counted.writes.Load() != 0 {
+			t.Errorf("notice dismissed=%v: %d reads, %d writes, %d increments; want at most 2 round trips, no writes",
+				dismissed, counted.reads.Load(), counted.writes.Load(), counted.increments.Load())
+		}
+		if !dismissed && !strings.Contains(r.body, "Got it") {
+			t.Error("the notice's form lost its token")
 		}
 	}
 }

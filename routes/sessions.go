@@ -16,9 +16,13 @@ import (
 // SessionCookieName is Django's name for the session cookie.
 const SessionCookieName = "sessionid"
 
-// savedAtKey holds when the session entry was last written (Unix seconds),
-// so its lifetime can be renewed now and then instead of on every visit.
-const savedAtKey = "t"
+// Keys of the session's data, kept short: every byte is stored per browser.
+const (
+	savedAtKey   = "t" // when the entry was last written (Unix seconds)
+	noticeKey    = "n" // the demo notice was dismissed
+	perPageKey   = "p" // results per page on the lists
+	csrfTokenKey = "c" // Fiber's csrf middleware keeps its token here
+)
 
 // SessionOptions are the Django-like session settings.
 type SessionOptions struct {
@@ -84,26 +88,44 @@ func newSessionID() string {
 
 func visitKey(sessionID string) string { return "v:" + sessionID }
 
-// load returns the browser's session. A stored entry Fiber cannot decode is
-// dropped and a fresh session begins, rather than failing every later
-// request from that browser. Failures of the storage itself are returned.
+// sessionLocal caches the request's loaded session in c.Locals, so the
+// middleware and handler of one request read memcached once.
+type sessionLocal struct{}
+
+// load returns the browser's session, read from storage at most once per
+// request. A stored entry Fiber cannot decode is dropped and a fresh session
+// begins, rather than failing every later request from that browser.
+// Failures of the storage itself are returned.
 func (m *sessionManager) load(c *fiber.Ctx) (*session.Session, error) {
-	sess, err := m.store.Get(c)
-	if err == nil {
+	if sess, ok := c.Locals(sessionLocal{}).(*session.Session); ok {
 		return sess, nil
 	}
-	if errors.As(err, new(storeError)) {
+	sess, err := m.store.Get(c)
+	if err != nil && !errors.As(err, new(storeError)) {
+		id := utils.CopyString(c.Cookies(SessionCookieName))
+		if err = m.store.Delete(id); err == nil {
+			sess, err = m.store.Get(c)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
-	id := utils.CopyString(c.Cookies(SessionCookieName))
-	if err := m.store.Delete(id); err != nil {
-		return nil, err
-	}
-	return m.store.Get(c)
+	c.Locals(sessionLocal{}, sess)
+	return sess, nil
+}
+
+// save writes the session, which Fiber then releases: the request's cached
+// copy is dropped with it. (Fiber's Save leaves the session locked when the
+// write fails: it is not used again either way.)
+func (m *sessionManager) save(c *fiber.Ctx, sess *session.Session) error {
+	c.Locals(sessionLocal{}, nil)
+	sess.Set(savedAtKey, time.Now().Unix())
+	return sess.Save()
 }
 
 // countVisit counts one home-page visit for the browser and returns its
-// total. A returning browser costs one storage read and one atomic increment.
+// total. A returning browser costs one storage read (shared with the rest
+// of the request) and one atomic increment.
 func (m *sessionManager) countVisit(c *fiber.Ctx) (uint64, error) {
 	sess, err := m.load(c)
 	if err != nil {
@@ -113,10 +135,7 @@ func (m *sessionManager) countVisit(c *fiber.Ctx) (uint64, error) {
 	fresh := sess.Fresh()
 	renew := !fresh && m.renewalDue(sess)
 	if fresh || renew {
-		sess.Set(savedAtKey, time.Now().Unix())
-		// Save releases the session, and leaves it locked when the write
-		// fails: it is not used again either way.
-		if err := sess.Save(); err != nil {
+		if err := m.save(c, sess); err != nil {
 			return 0, err
 		}
 	}
@@ -128,6 +147,48 @@ func (m *sessionManager) countVisit(c *fiber.Ctx) (uint64, error) {
 		_ = m.visits.Touch(visitKey(id), m.opts.Lifetime) // a miss only shortens the count's life
 	}
 	return visits, nil
+}
+
+// forget ends the browser's session: its data and visit count are deleted
+// and a new, empty session with a new id begins.
+func (m *sessionManager) forget(c *fiber.Ctx) error {
+	sess, err := m.load(c)
+	if err != nil {
+		return err
+	}
+	if err := m.visits.Delete(visitKey(sess.ID())); err != nil {
+		return err
+	}
+	if err := sess.Reset(); err != nil {
+		return err
+	}
+	return m.save(c, sess)
+}
+
+// set records a choice in the session, writing only when it changes.
+func (m *sessionManager) set(c *fiber.Ctx, key string, value any) error {
+	sess, err := m.load(c)
+	if err != nil {
+		return err
+	}
+	if sess.Get(key) == value && !sess.Fresh() {
+		return nil
+	}
+	sess.Set(key, value)
+	return m.save(c, sess)
+}
+
+// lookup reads a value from the session of a browser that has one; a
+// browser without a session cookie costs nothing.
+func (m *sessionManager) lookup(c *fiber.Ctx, key string) any {
+	if c.Cookies(SessionCookieName) == "" {
+		return nil
+	}
+	sess, err := m.load(c)
+	if err != nil {
+		return nil
+	}
+	return sess.Get(key)
 }
 
 // renewalDue tells whether the session entry should be written again to
@@ -148,8 +209,7 @@ func (m *sessionManager) saveEveryRequest(c *fiber.Ctx) error {
 	}
 	if sess, err := m.load(c); err == nil && !sess.Fresh() {
 		id := sess.ID()
-		sess.Set(savedAtKey, time.Now().Unix())
-		if sess.Save() == nil {
+		if m.save(c, sess) == nil {
 			_ = m.visits.Touch(visitKey(id), m.opts.Lifetime)
 		}
 	}
