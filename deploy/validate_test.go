@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // requireTools turns a missing kubectl or kube-score from a skip into a
@@ -150,18 +151,17 @@ spec:
 }
 
 func TestRestrictedViolationsFindsInsecurePods(t *testing.T) {
-	no := false
 	secure := PodTemplate{
 		Owner: "Pod/secure",
 		Spec: corev1.PodSpec{
 			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   &[]bool{true}[0],
+				RunAsNonRoot:   ptr.To(true),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 			Containers: []corev1.Container{{
 				Name: "c", Image: "c:1",
 				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: &no,
+					AllowPrivilegeEscalation: ptr.To(false),
 					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				},
 			}},
@@ -763,8 +763,8 @@ func checkMemcached(t *testing.T, m manifests) {
 	if !ok {
 		t.Fatal("no StatefulSet memcached")
 	}
-	if sts.Spec.Replicas == nil || int(*sts.Spec.Replicas) != len(servers) {
-		t.Errorf("StatefulSet memcached has %v replicas, the app lists %d servers", sts.Spec.Replicas, len(servers))
+	if n := ptr.Deref(sts.Spec.Replicas, 1); int(n) != len(servers) {
+		t.Errorf("StatefulSet memcached has %d replicas, the app lists %d servers", n, len(servers))
 	}
 	headless := slices.ContainsFunc(m.services, func(s *corev1.Service) bool {
 		return s.Name == sts.Spec.ServiceName && s.Spec.ClusterIP == corev1.ClusterIPNone
