@@ -156,6 +156,20 @@ func TestSeedRowsArePlausible(t *testing.T) {
 		}
 	}
 
+	// Seed loads with foreign key checks off: the rows must hold anyway.
+	orphans := []string{
+		`SELECT COUNT(*) FROM book_instance c LEFT JOIN book b ON b.id = c.book_id WHERE b.id IS NULL`,
+		`SELECT COUNT(*) FROM book_genre bg LEFT JOIN book b ON b.id = bg.book_id WHERE b.id IS NULL`,
+		`SELECT COUNT(*) FROM book_genre bg LEFT JOIN genre g ON g.id = bg.genre_id WHERE g.id IS NULL`,
+		`SELECT COUNT(*) FROM book b LEFT JOIN author a ON a.id = b.author_id WHERE b.author_id IS NOT NULL AND a.id IS NULL`,
+		`SELECT COUNT(*) FROM book b LEFT JOIN language l ON l.id = b.language_id WHERE b.language_id IS NOT NULL AND l.id IS NULL`,
+	}
+	for _, q := range orphans {
+		if n := count(t, db, q); n != 0 {
+			t.Errorf("%d orphans: %s", n, q)
+		}
+	}
+
 	var bad int64
 	if err := db.Get(&bad, `SELECT COUNT(*) FROM author
 		WHERE first_name = '' OR last_name = '' OR date_of_death < date_of_birth
@@ -164,6 +178,30 @@ func TestSeedRowsArePlausible(t *testing.T) {
 	}
 	if bad != 0 {
 		t.Errorf("%d authors with an empty name or impossible dates", bad)
+	}
+}
+
+func TestSeedLeavesForeignKeyChecksOn(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := b.Open(t)
+			repotest.MustSeed(t, db, smallSeed)
+			// Hold every connection of the pool at once, so each is checked.
+			for i := range db.Stats().MaxOpenConnections {
+				conn, err := db.Connx(testContext(t))
+				if err != nil {
+					t.Fatalf("connection %d: %v", i, err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				var on int64
+				if err := conn.GetContext(testContext(t), &on, "SELECT @@SESSION.foreign_key_checks"); err != nil {
+					t.Fatalf("connection %d: %v", i, err)
+				}
+				if on != 1 {
+					t.Errorf("connection %d has foreign_key_checks = %d after Seed, want 1", i, on)
+				}
+			}
+		})
 	}
 }
 

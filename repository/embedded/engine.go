@@ -37,6 +37,9 @@ func Start(ctx context.Context) (dsn string, stop func() error, err error) {
 	db := memory.NewDatabase(DatabaseName)
 	db.EnablePrimaryKeyIndexes()
 	provider := memory.NewDBProvider(db)
+	// Databases made later with CREATE DATABASE get primary key indexes
+	// too: without them foreign keys cannot be created.
+	provider.WithOption(memory.NativeIndexProvider(true))
 	engine := sqle.NewDefault(provider)
 
 	var lc net.ListenConfig
