@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/config"
@@ -33,6 +34,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// The MySQL driver logs dropped connections on its own; send them to
+	// the service's log as warnings instead of bare lines on stderr.
+	_ = mysql.SetLogger(driverLogger{logger})
 
 	command := "serve"
 	if len(args) > 0 {
@@ -113,3 +117,8 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, args []st
 		"genres", res.Genres, "languages", res.Languages, "took", res.Took.String())
 	return nil
 }
+
+// driverLogger adapts slog to the MySQL driver's logger.
+type driverLogger struct{ logger *slog.Logger }
+
+func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "msg", fmt.Sprint(v...)) }

@@ -1,0 +1,276 @@
+//go:build !noembeddeddb
+
+package app_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/locallibrary/locallibrary/app"
+	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/repository/embedded"
+)
+
+// service is one running instance of the whole service, as main runs it.
+type service struct {
+	url  string
+	stop context.CancelFunc
+	done chan error
+}
+
+// startService runs app.Run with env (plus a free loopback port) until the
+// test ends, and waits until it answers /livez.
+func startService(t *testing.T, env map[string]string) *service {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error"}
+	for k, v := range env {
+		vars[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &service{url: "http://" + addr, stop: cancel, done: make(chan error, 1)}
+	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if status, _ := fetch(s.url + "/livez"); status == 200 {
+			return s
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("service exited at start: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("service did not answer /livez within 60s")
+		}
+	}
+}
+
+var client = &http.Client{
+	Timeout:       5 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// fetch GETs url with an optional session cookie; status 0 means no answer.
+func fetch(url string, cookie ...*http.Cookie) (int, string) {
+	req, _ := http.NewRequest("GET", url, nil)
+	for _, c := range cookie {
+		req.AddCookie(c)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	s := startService(t, map[string]string{"LOCALLIBRARY_SHUTDOWN_DRAIN": "1s", "LOCALLIBRARY_SHUTDOWN_TIMEOUT": "2s"})
+	if status, _ := fetch(s.url + "/readyz"); status != 200 {
+		t.Fatalf("/readyz = %d before shutdown", status)
+	}
+	started := time.Now()
+	s.stop() // SIGTERM
+	for {
+		status, _ := fetch(s.url + "/readyz")
+		if status == 503 {
+			break
+		}
+		if time.Since(started) > 500*time.Millisecond {
+			t.Fatalf("/readyz still %d after SIGTERM", status)
+		}
+	}
+	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
+		t.Errorf("while draining, a page answered %d", status)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("Run returned %v, want nil (exit code 0)", err)
+		}
+		if took := time.Since(started); took < time.Second {
+			t.Errorf("stopped after %v, before the 1s drain ended", took)
+		}
+		s.done <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("service did not stop within 10s")
+	}
+}
+
+// flakyProxy forwards TCP to a backend and can be cut, as a MySQL failover
+// or network partition cuts it: open connections drop, new ones are refused.
+type flakyProxy struct {
+	ln      net.Listener
+	backend string
+	mu      sync.Mutex
+	down    bool
+	conns   []net.Conn
+}
+
+func startProxy(t *testing.T, backend string) *flakyProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &flakyProxy{ln: ln, backend: backend}
+	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	go p.serve()
+	return p
+}
+
+func (p *flakyProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *flakyProxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", p.backend)
+		if err != nil {
+			p.mu.Unlock()
+			in.Close()
+			continue
+		}
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(out, in); out.Close() }()
+		go func() { _, _ = io.Copy(in, out); in.Close() }()
+	}
+}
+
+func (p *flakyProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+// waitFor polls check until it holds or the time is up.
+func waitFor(t *testing.T, what string, limit time.Duration, check func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !check() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMySQLOutage(t *testing.T) {
+	dsn := seededEmbeddedDSN(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, cfg.Addr)
+	cfg.Addr = proxy.addr()
+	proxied := cfg.FormatDSN()
+	s := startService(t, map[string]string{
+		"LOCALLIBRARY_MYSQL_DSN":     proxied,
+		"LOCALLIBRARY_QUERY_TIMEOUT": "500ms",
+		"LOCALLIBRARY_COUNTS_TTL":    "50ms",
+	})
+	cookie := &http.Cookie{Name: "sessionid", Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	if status, body := fetch(s.url+"/catalog/", cookie); status != 200 || !strings.Contains(body, "<strong>Books:</strong> 30") {
+		t.Fatalf("before the outage: %d\n%s", status, body)
+	}
+
+	proxy.setDown(true)
+	waitFor(t, "home page marks its counts stale", 5*time.Second, func() bool {
+		_, body := fetch(s.url+"/catalog/", cookie)
+		return strings.Contains(body, "may be out of date")
+	})
+	for _, path := range []string{"/catalog/books/", "/catalog/book/1", "/catalog/author/1"} {
+		start := time.Now()
+		req, _ := http.NewRequest("GET", s.url+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s during the outage: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "The catalog is unavailable") {
+			t.Errorf("%s during the outage: %d, Retry-After %q", path, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%s took %v: a query had no deadline", path, took)
+		}
+	}
+	status, body := fetch(s.url+"/catalog/", cookie)
+	if status != 200 || !strings.Contains(body, "may be out of date") || !strings.Contains(body, "<strong>Books:</strong> 30") {
+		t.Errorf("home page during the outage: %d, want the last counts marked stale\n%s", status, body)
+	}
+	if status, _ := fetch(s.url + "/readyz"); status != 503 {
+		t.Errorf("/readyz during the outage: %d, want 503", status)
+	}
+
+	proxy.setDown(false)
+	waitFor(t, "recovery after MySQL returns", 15*time.Second, func() bool {
+		status, _ := fetch(s.url + "/catalog/books/")
+		return status == 200
+	})
+	if status, body := fetch(s.url+"/catalog/", cookie); status != 200 || strings.Contains(body, "may be out of date") {
+		t.Errorf("home page after recovery: %d, still stale", status)
+	}
+	if status, _ := fetch(s.url + "/readyz"); status != 200 {
+		t.Errorf("/readyz after recovery: %d", status)
+	}
+}
+
+// seededEmbeddedDSN starts an embedded engine with a small seeded catalog
+// of 30 books and returns its DSN.
+func seededEmbeddedDSN(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn, stop, err := embedded.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stop() })
+	db, err := repository.Open(ctx, dsn, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := repository.Migrate(ctx, db.DB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repository.Seed(ctx, db, repository.SeedOptions{Authors: 10, Books: 30, CopiesPerBook: 2, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}

@@ -1,0 +1,90 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/locallibrary/locallibrary/config"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != ":8080" || cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
+		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != time.Second || cfg.SessionReplicas != 1 ||
+		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestValidSettings(t *testing.T) {
+	cfg, err := config.Load(env(map[string]string{
+		"LOCALLIBRARY_MYSQL_DSN":         "user:secret@tcp(db:3306)/library",
+		"LOCALLIBRARY_MEMCACHED_SERVERS": " a:11211 , b:11211",
+		"LOCALLIBRARY_SESSION_REPLICAS":  "2",
+		"LOCALLIBRARY_COOKIE_SECURE":     "true",
+		"LOCALLIBRARY_TRUSTED_PROXIES":   "10.0.0.0/8, 192.168.1.7",
+		"LOCALLIBRARY_SESSION_LIFETIME":  "1h",
+		"LOCALLIBRARY_LOG_LEVEL":         "debug",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.MemcachedServers, "|"); got != "a:11211|b:11211" {
+		t.Errorf("servers = %q, want trimmed entries", got)
+	}
+	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1].String() != "192.168.1.7/32" {
+		t.Errorf("trusted proxies = %v", cfg.TrustedProxies)
+	}
+	if !cfg.CookieSecure || cfg.SessionReplicas != 2 || cfg.SessionLifetime != time.Hour {
+		t.Errorf("settings not applied: %+v", cfg)
+	}
+	for _, attr := range cfg.Attrs() {
+		if s, ok := attr.(string); ok && strings.Contains(s, "secret") {
+			t.Errorf("startup attributes show the password: %v", cfg.Attrs())
+		}
+	}
+}
+
+func TestEveryProblemIsReportedAtOnce(t *testing.T) {
+	_, err := config.Load(env(map[string]string{
+		"LOCALLIBRARY_MYSQL_DSN":         "not a dsn",
+		"LOCALLIBRARY_MEMCACHED_SERVERS": "a:11211,,nohost",
+		"LOCALLIBRARY_COUNTS_TTL":        "soon",
+		"LOCALLIBRARY_DB_MAX_OPEN_CONNS": "-3",
+		"LOCALLIBRARY_COOKIE_SECURE":     "maybe",
+		"LOCALLIBRARY_TRUSTED_PROXIES":   "10.0.0.0/99",
+		"LOCALLIBRARY_SESSION_REPLICAS":  "3",
+		"LOCALLIBRARY_LOG_LEVEL":         "loud",
+		"LOCALLIBRARY_MEMCACHED_TIMEOUT": "0s",
+	}))
+	if err == nil {
+		t.Fatal("bad settings were accepted")
+	}
+	for _, name := range []string{"MYSQL_DSN", "MEMCACHED_SERVERS", "COUNTS_TTL", "DB_MAX_OPEN_CONNS", "COOKIE_SECURE",
+		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT"} {
+		if !strings.Contains(err.Error(), "LOCALLIBRARY_"+name) {
+			t.Errorf("error does not name LOCALLIBRARY_%s:\n%v", name, err)
+		}
+	}
+}
+
+func TestMaskDSN(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"user:secret@tcp(db:3306)/library", "user:xxxxx@tcp(db:3306)/library"},
+		{"root@tcp(127.0.0.1:3306)/test", "root@tcp(127.0.0.1:3306)/test"},
+	}
+	for _, tt := range tests {
+		if got := config.MaskDSN(tt.in); got != tt.want {
+			t.Errorf("MaskDSN(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
