@@ -36,13 +36,11 @@ const (
 	// seedMaxBooks keeps ISBNs unique: they are a bijection of the book
 	// number on nine digits.
 	seedMaxBooks = 100_000_000
-	// seedBatchRows is the rows per INSERT statement; with at most five
-	// columns that stays far under MySQL's 65,535 placeholders.
+	// seedBatchRows is the rows per INSERT statement; with at most six
+	// columns that stays under MySQL's 65,535 placeholders per statement.
 	seedBatchRows = 5000
 	// seedTxRows is the rows per transaction: few commits, small undo logs.
 	seedTxRows = 50_000
-	// seedWorkers is how many connections insert copies at once.
-	seedWorkers = 1
 )
 
 // seedToday is the fixed "today" that due dates are drawn around, so that a
@@ -71,9 +69,10 @@ func Seed(ctx context.Context, db *sqlx.DB, opt SeedOptions) (SeedResult, error)
 	books, bookGenres := g.books()
 	copies := g.copies()
 
-	// Parents first, children after: the foreign keys stay checked. Tables
-	// are filled in parallel, but each by one connection: go-mysql-server's
-	// in-memory tables lose rows when two transactions write one table.
+	// Parents first, children after, so the rows are consistent at every
+	// commit. Tables are filled in parallel, but each by one connection:
+	// go-mysql-server's in-memory tables lose rows when two transactions
+	// write one table.
 	err := runAll(ctx,
 		func(ctx context.Context) error { return insertNames(ctx, db, "genre", seedGenres) },
 		func(ctx context.Context) error { return insertNames(ctx, db, "language", seedLanguages) },
