@@ -61,11 +61,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // the build includes it, to a migrated and seeded embedded engine.
 func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*sqlx.DB, func(), error) {
 	if cfg.MySQLDSN != "" {
-		db, err := repository.Open(ctx, cfg.MySQLDSN, cfg.DBMaxOpenConns)
+		db, err := repository.NewPool(cfg.MySQLDSN, cfg.DBMaxOpenConns)
 		if err != nil {
 			return nil, nil, err
 		}
 		logger.Info("catalog", "backend", "mysql", "dsn", config.MaskDSN(cfg.MySQLDSN))
+		pingCtx, cancel := context.WithTimeout(ctx, cfg.QueryTimeout)
+		defer cancel()
+		if err := db.PingContext(pingCtx); err != nil {
+			// Not fatal: /readyz says 503 until MySQL answers, and the pool
+			// connects by itself then.
+			logger.Warn("mysql not answering at start", "err", err)
+		}
 		return db, func() { _ = db.Close() }, nil
 	}
 	return openEmbeddedCatalog(ctx, cfg, logger)

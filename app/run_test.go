@@ -274,3 +274,28 @@ func seededEmbeddedDSN(t *testing.T) string {
 	}
 	return dsn
 }
+
+func TestStartsWhileMySQLIsDown(t *testing.T) {
+	cfg, err := mysql.ParseDSN(seededEmbeddedDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, cfg.Addr)
+	proxy.setDown(true)
+	cfg.Addr = proxy.addr()
+	s := startService(t, map[string]string{"LOCALLIBRARY_MYSQL_DSN": cfg.FormatDSN(), "LOCALLIBRARY_QUERY_TIMEOUT": "300ms"})
+	if status, _ := fetch(s.url + "/readyz"); status != 503 {
+		t.Errorf("/readyz with MySQL down at start: %d, want 503", status)
+	}
+	if status, _ := fetch(s.url + "/catalog/books/"); status != 503 {
+		t.Errorf("book list with MySQL down at start: %d, want 503", status)
+	}
+	proxy.setDown(false)
+	waitFor(t, "ready once MySQL answers", 15*time.Second, func() bool {
+		status, _ := fetch(s.url + "/readyz")
+		return status == 200
+	})
+	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
+		t.Errorf("book list after MySQL came up: %d", status)
+	}
+}

@@ -59,6 +59,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			MaxIdleConns: cfg.MemcachedMaxIdleConns,
 			KeyPrefix:    cfg.MemcachedKeyPrefix,
 			Replicas:     cfg.SessionReplicas,
+			RepairTTL:    cfg.SessionLifetime,
 			ResolveEvery: cfg.MemcachedResolveEvery,
 			Observe:      deps.Metrics.ObserveSessionOp,
 		})

@@ -752,11 +752,21 @@ func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
 	startMemcached(t, host, n)
 	// A new client, as after an app restart: no stale connections or
 	// back-off hide the restarted node, which answers every Get with a miss.
-	fresh := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{})
+	fresh := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, RepairTTL: time.Hour}, hooks{})
 	for _, k := range keys {
 		v, err := fresh.Get(k)
 		if err != nil || string(v) != "data" {
 			t.Fatalf("after an empty restart of one node, Get(%s) = %q, %v", k, v, err)
 		}
+	}
+	// Reading put back the copies the restarted node was first for.
+	repaired := 0
+	for _, k := range keys {
+		if rawGet(t, addrs[0], k) == "data" {
+			repaired++
+		}
+	}
+	if repaired == 0 {
+		t.Error("no lost copy was written back to the restarted node")
 	}
 }

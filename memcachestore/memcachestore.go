@@ -97,6 +97,12 @@ type Config struct {
 	// See Storage for what 2 buys and costs.
 	Replicas int
 
+	// RepairTTL, with Replicas: 2, is the lifetime given to a copy that Get
+	// finds missing and writes back (memcached does not tell the remaining
+	// lifetime of the copy it read). Zero turns repair off. Callers storing
+	// sessions pass the session lifetime.
+	RepairTTL time.Duration
+
 	// Observe, if set, is called after every operation with its name
 	// ("get", "set", "delete", "touch", "increment", "ping", "reset"), the
 	// error it returns (nil for a miss) and how long it took. It must be
@@ -111,8 +117,11 @@ type Config struct {
 //   - Set, Delete and Touch go to both and succeed if either does.
 //   - Get returns the first copy found: a node that is down (or backing
 //     off) is skipped, and a miss on the first copy reads the second, so a
-//     node that comes back empty loses no session. The price: a session
-//     deleted while one copy was unreachable can come back from that copy.
+//     node that comes back empty loses no session, and a copy it was first
+//     for is written back when read (RepairTTL). A copy it was second for
+//     comes back only when the session is next written, so restart nodes
+//     one at a time, a while apart. The price of reading the second copy:
+//     a session deleted while one copy was unreachable can come back.
 //   - Increment increments both and returns the larger value. A copy that
 //     had to be created (its node restarted empty, or the key was evicted)
 //     is raised to the other copy's value, so after a node restarts, the
@@ -124,13 +133,14 @@ type Config struct {
 // With Replicas: 1 a down node makes its keys fail with ErrUnavailable;
 // keys are not moved elsewhere.
 type Storage struct {
-	ring     *Rendezvous
-	nodes    []*node
-	resolver resolver
-	replicas int
-	prefix   string
-	observe  func(op string, err error, d time.Duration)
-	now      func() time.Time // for back-off; a fake clock in tests
+	ring      *Rendezvous
+	nodes     []*node
+	resolver  resolver
+	replicas  int
+	repairTTL time.Duration
+	prefix    string
+	observe   func(op string, err error, d time.Duration)
+	now       func() time.Time // for back-off; a fake clock in tests
 
 	stop      context.CancelFunc // ends re-resolution
 	done      chan struct{}      // closed when re-resolution has ended
@@ -213,12 +223,13 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 
 	ring := newRing(slices.Clone(cfg.Servers)) // the caller may reuse its slice
 	s := &Storage{
-		ring:     ring,
-		replicas: cfg.Replicas,
-		prefix:   cfg.KeyPrefix,
-		observe:  cfg.Observe,
-		now:      h.now,
-		done:     make(chan struct{}),
+		ring:      ring,
+		replicas:  cfg.Replicas,
+		repairTTL: cfg.RepairTTL,
+		prefix:    cfg.KeyPrefix,
+		observe:   cfg.Observe,
+		now:       h.now,
+		done:      make(chan struct{}),
 	}
 	for i, name := range ring.names {
 		// One client per server, each with a single-server selector, so
@@ -431,7 +442,7 @@ func (s *Storage) Get(key string) (val []byte, err error) {
 		return nil, nil
 	}
 	var errs []error
-	answered := false
+	var missedOn *node // a copy that answered "not here"
 	for _, n := range s.owners(k) {
 		var item *memcache.Item
 		err := s.on(n, func(c *memcache.Client) (err error) {
@@ -440,14 +451,20 @@ func (s *Storage) Get(key string) (val []byte, err error) {
 		})
 		switch {
 		case err == nil:
+			if missedOn != nil && s.repairTTL > 0 {
+				// The first copy was lost (its node restarted empty): put it
+				// back, so a restart of the other node later loses nothing.
+				repaired := &memcache.Item{Key: k, Value: item.Value, Expiration: expiry(s.repairTTL, time.Now())}
+				_ = s.on(missedOn, func(c *memcache.Client) error { return c.Add(repaired) })
+			}
 			return item.Value, nil
 		case errors.Is(err, memcache.ErrCacheMiss):
-			answered = true // look at the other copy too
+			missedOn = n // look at the other copy too
 		default:
 			errs = append(errs, err) // this copy is unreachable: try the next
 		}
 	}
-	if answered {
+	if missedOn != nil {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("memcachestore: get: %w", errors.Join(errs...))

@@ -22,6 +22,21 @@ const connMaxLifetime = 3 * time.Minute
 // the connection speaks utf8mb4; placeholders are interpolated client-side
 // (one round trip per query) unless the DSN sets interpolateParams itself.
 func Open(ctx context.Context, dsn string, maxOpenConns int) (*sqlx.DB, error) {
+	db, err := NewPool(dsn, maxOpenConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database: ping %s: %w", describe(dsn), err)
+	}
+	return db, nil
+}
+
+// NewPool is Open without the ping: the pool connects when first used. A
+// web server uses it to start while MySQL is down, report not-ready, and
+// recover by itself when MySQL returns.
+func NewPool(dsn string, maxOpenConns int) (*sqlx.DB, error) {
 	if maxOpenConns < 1 {
 		return nil, fmt.Errorf("open database: maxOpenConns is %d, want at least 1", maxOpenConns)
 	}
@@ -48,9 +63,14 @@ func Open(ctx context.Context, dsn string, maxOpenConns int) (*sqlx.DB, error) {
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
 	db.SetConnMaxLifetime(connMaxLifetime)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open database: ping %s/%s as %q: %w", cfg.Addr, cfg.DBName, cfg.User, err)
-	}
 	return db, nil
+}
+
+// describe names a DSN's server, database and user, never its password.
+func describe(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(unparseable DSN)"
+	}
+	return fmt.Sprintf("%s/%s as %q", cfg.Addr, cfg.DBName, cfg.User)
 }

@@ -93,7 +93,7 @@ func (f *fakeCatalog) Ping(context.Context) error { return f.err }
 
 // mustApp builds the site as app does, on a fake catalog and in-memory
 // sessions unless deps say otherwise.
-func mustApp(t *testing.T, d routes.Deps) *fiber.App {
+func mustApp(t testing.TB, d routes.Deps) *fiber.App {
 	t.Helper()
 	if d.Catalog == nil {
 		d.Catalog = &fakeCatalog{books: 25, authors: 10}
