@@ -135,6 +135,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 // Storage at cleanup.
 func mustNewStorage(t *testing.T, cfg Config, h hooks) *Storage {
 	t.Helper()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = testTimeout
+	}
 	s, err := newStorage(cfg, h)
 	if err != nil {
 		t.Fatalf("newStorage(%+v): %v", cfg, err)

@@ -50,6 +50,9 @@ func uniquePrefix(t *testing.T) string {
 // MustNew builds a Storage on the test memcached and closes it at cleanup.
 func MustNew(t *testing.T, cfg Config) *Storage {
 	t.Helper()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = testTimeout
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%+v): %v", cfg, err)
@@ -61,6 +64,10 @@ func MustNew(t *testing.T, cfg Config) *Storage {
 	})
 	return s
 }
+
+// testTimeout is generous: CI runs test packages in parallel on two cores,
+// and a slow answer there is not what these tests are about.
+const testTimeout = 2 * time.Second
 
 // newTestStorage is a Storage on LOCALLIBRARY_TEST_MEMCACHED with a fresh prefix.
 func newTestStorage(t *testing.T) *Storage {

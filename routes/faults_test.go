@@ -153,7 +153,7 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 		nodes = append(nodes, n)
 		addrs = append(addrs, n.addr)
 	}
-	store, err := memcachestore.New(memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 200 * time.Millisecond})
+	store, err := memcachestore.New(memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

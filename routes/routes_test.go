@@ -527,7 +527,8 @@ func memcachedForTest(t *testing.T) *memcachestore.Storage {
 		}
 		t.Skip("set LOCALLIBRARY_TEST_MEMCACHED=host:port to run against a real memcached")
 	}
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
+	// A generous timeout: CI runs test packages in parallel on two cores.
+	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
 	if err != nil {
 		t.Fatal(err)
 	}
