@@ -135,13 +135,13 @@ func get(t *testing.T, app *fiber.App, method, target string, cookies ...*http.C
 // browser keeps cookies between requests and follows redirects, as a
 // real one does; refuseCookies makes it one that stores none.
 type browser struct {
-	t             *testing.T
+	t             testing.TB
 	app           *fiber.App
 	jar           map[string]*http.Cookie
 	refuseCookies bool
 }
 
-func newBrowser(t *testing.T, app *fiber.App) *browser {
+func newBrowser(t testing.TB, app *fiber.App) *browser {
 	return &browser{t: t, app: app, jar: map[string]*http.Cookie{}}
 }
 
@@ -211,7 +211,7 @@ func (b *browser) follow(r response) response {
 
 var csrfRE = regexp.MustCompile(`name="csrfmiddlewaretoken" value="([^"]+)"`)
 
-func csrfTokenIn(t *testing.T, r response) string {
+func csrfTokenIn(t testing.TB, r response) string {
 	t.Helper()
 	m := csrfRE.FindStringSubmatch(r.body)
 	if m == nil {
@@ -518,7 +518,7 @@ func TestForgedCookiesGiveAFreshSession(t *testing.T) {
 
 // memcachedForTest returns a Storage on LOCALLIBRARY_TEST_MEMCACHED, or
 // skips (fails with LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
-func memcachedForTest(t *testing.T) *memcachestore.Storage {
+func memcachedForTest(t testing.TB) *memcachestore.Storage {
 	t.Helper()
 	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
 	if addr == "" {
