@@ -35,16 +35,17 @@ func newCountsCache(load func(context.Context) (repository.Counts, error), ttl, 
 }
 
 // Get returns the counts, and whether they are older than the TTL because
-// the refresh failed.
-func (cc *countsCache) Get(ctx context.Context) (counts repository.Counts, stale bool, err error) {
+// the refresh failed. A refresh has its own deadline (the query timeout),
+// which bounds the wait.
+func (cc *countsCache) Get() (counts repository.Counts, stale bool, err error) {
 	entry := cc.latest.Load()
 	if entry != nil && time.Since(entry.fetchedAt) < cc.ttl {
 		cc.record("hit")
 		return entry.counts, false, nil
 	}
-	// The refresh runs on its own deadline: the request that starts it may
-	// leave early, and the others waiting on it still want the result.
-	ch := cc.refresh.DoChan("counts", func() (any, error) {
+	// The refresh runs on its own deadline, shared by every request that
+	// waits for it.
+	res, err, _ := cc.refresh.Do("counts", func() (any, error) {
 		qctx, cancel := context.WithTimeout(context.Background(), cc.queryTimeout)
 		defer cancel()
 		counts, err := cc.load(qctx)
@@ -55,15 +56,9 @@ func (cc *countsCache) Get(ctx context.Context) (counts repository.Counts, stale
 		cc.latest.Store(fresh)
 		return fresh, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err == nil {
-			cc.record("miss")
-			return res.Val.(*countsEntry).counts, false, nil
-		}
-		err = res.Err
-	case <-ctx.Done():
-		err = ctx.Err()
+	if err == nil {
+		cc.record("miss")
+		return res.(*countsEntry).counts, false, nil
 	}
 	if entry != nil && time.Since(entry.fetchedAt) < cc.staleLimit {
 		cc.record("stale")

@@ -50,7 +50,7 @@ type errorPage struct {
 
 // errorHandler is the one place errors become responses. Users see a page
 // in the site's layout and never the error's text; only 5xx are logged.
-func errorHandler(r *renderer, logger *slog.Logger) fiber.ErrorHandler {
+func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		status := fiber.StatusInternalServerError
 		var fe *fiber.Error
@@ -63,7 +63,7 @@ func errorHandler(r *renderer, logger *slog.Logger) fiber.ErrorHandler {
 		page := errorPageFor(status)
 		if status >= 500 && logger != nil {
 			logger.Error("request failed", "status", status, "method", c.Method(), "path", c.Path(),
-				"request_id", requestID(c), "client_ip", ClientIP(c), "err", err)
+				"request_id", requestID(c), "client_ip", ips.of(c), "err", err)
 		}
 		if status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)

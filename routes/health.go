@@ -23,7 +23,7 @@ func readyz(catalog Catalog, draining *atomic.Bool) fiber.Handler {
 		if draining.Load() {
 			return c.Status(fiber.StatusServiceUnavailable).SendString("draining")
 		}
-		ctx, cancel := context.WithTimeout(c.UserContext(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if err := catalog.Ping(ctx); err != nil {
 			return c.Status(fiber.StatusServiceUnavailable).SendString("database unavailable")

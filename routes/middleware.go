@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/netip"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -25,22 +27,53 @@ func securityHeaders(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// requestDeadline gives every request's queries and cache calls a deadline:
-// Fiber v2's UserContext has none of its own.
-func requestDeadline(timeout time.Duration) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		c.SetUserContext(ctx)
-		return c.Next()
+// requestDeadline gives every request's queries a deadline: Fiber v2's
+// UserContext has none of its own. The context is made on first use by
+// requestContext, so a page served from caches pays nothing for it.
+type requestDeadline struct{ timeout time.Duration }
+
+type (
+	deadlineLocal struct{} // the app's *requestDeadline
+	cancelLocal   struct{} // the request's context.CancelFunc, once made
+)
+
+func (d *requestDeadline) middleware(c *fiber.Ctx) error {
+	c.Locals(deadlineLocal{}, d)
+	err := c.Next()
+	if cancel, ok := c.Locals(cancelLocal{}).(context.CancelFunc); ok {
+		cancel()
 	}
+	return err
 }
 
-// newRequestID returns a short random id for correlating log lines.
+// requestContext is the request's context, with its deadline.
+func requestContext(c *fiber.Ctx) context.Context {
+	if _, made := c.Locals(cancelLocal{}).(context.CancelFunc); made {
+		return c.UserContext()
+	}
+	timeout := 2 * time.Second
+	if d, ok := c.Locals(deadlineLocal{}).(*requestDeadline); ok {
+		timeout = d.timeout
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+	c.SetUserContext(ctx)
+	c.Locals(cancelLocal{}, cancel)
+	return ctx
+}
+
+// requestIDs are a random per-process prefix and a counter: unique, and
+// cheaper than reading crypto/rand on every request.
+var (
+	requestIDPrefix = func() string {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		return base64.RawURLEncoding.EncodeToString(b[:]) + "-"
+	}()
+	requestIDCounter atomic.Uint64
+)
+
 func newRequestID() string {
-	var b [9]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return requestIDPrefix + strconv.FormatUint(requestIDCounter.Add(1), 36)
 }
 
 func requestID(c *fiber.Ctx) string {
@@ -48,43 +81,43 @@ func requestID(c *fiber.Ctx) string {
 	return id
 }
 
-// clientIP finds the browser's address behind trusted load balancers: the
+// clientIPs finds the browser's address behind trusted load balancers: the
 // right-most address in the proxy header that is not itself a trusted
 // proxy. A header from any other peer is ignored, since anyone can send
-// one. The result is kept for logs under "client_ip".
-func clientIP(header string, trusted []netip.Prefix) fiber.Handler {
-	isTrusted := func(a netip.Addr) bool {
-		for _, p := range trusted {
-			if p.Contains(a.Unmap()) {
-				return true
-			}
-		}
-		return false
-	}
-	return func(c *fiber.Ctx) error {
-		ip := c.Context().RemoteIP().String()
-		if peer, err := netip.ParseAddr(ip); err == nil && header != "" && isTrusted(peer) {
-			hops := strings.Split(c.Get(header), ",")
-			for i := len(hops) - 1; i >= 0; i-- {
-				hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-				if err != nil {
-					break
-				}
-				ip = hop.String()
-				if !isTrusted(hop) {
-					break
-				}
-			}
-		}
-		c.Locals(clientIPKey{}, ip)
-		return c.Next()
-	}
+// one. Only logs need it, so it is worked out only when asked.
+type clientIPs struct {
+	header  string
+	trusted []netip.Prefix
 }
 
-type clientIPKey struct{}
+func (p clientIPs) isTrusted(a netip.Addr) bool {
+	for _, prefix := range p.trusted {
+		if prefix.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
 
-// ClientIP returns the address clientIP found for this request.
-func ClientIP(c *fiber.Ctx) string {
-	ip, _ := c.Locals(clientIPKey{}).(string)
-	return ip
+func (p clientIPs) of(c *fiber.Ctx) string {
+	peer, ok := netip.AddrFromSlice(c.Context().RemoteIP())
+	if !ok {
+		return ""
+	}
+	client := peer.Unmap()
+	if p.header == "" || !p.isTrusted(client) {
+		return client.String()
+	}
+	hops := strings.Split(c.Get(p.header), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		client = hop.Unmap()
+		if !p.isTrusted(client) {
+			break
+		}
+	}
+	return client.String()
 }

@@ -26,9 +26,9 @@ func TestClientIP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ips := clientIPs{header: "X-Forwarded-For", trusted: tt.trusted}
 			app := fiber.New()
-			app.Use(clientIP("X-Forwarded-For", tt.trusted))
-			app.Get("/", func(c *fiber.Ctx) error { return c.SendString(ClientIP(c)) })
+			app.Get("/", func(c *fiber.Ctx) error { return c.SendString(ips.of(c)) })
 			req := httptest.NewRequest("GET", "/", nil)
 			if tt.header != "" {
 				req.Header.Set("X-Forwarded-For", tt.header)

@@ -25,7 +25,7 @@ type homePage struct {
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
 func home(r *renderer, counts *countsCache, sessions *sessionManager, visitsUnavailable prometheus.Counter) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		totals, stale, err := counts.Get(c.UserContext())
+		totals, stale, err := counts.Get()
 		if err != nil {
 			return catalogError(err)
 		}
@@ -59,7 +59,7 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, sessions 
 		if err != nil {
 			return err
 		}
-		totals, _, err := counts.Get(c.UserContext())
+		totals, _, err := counts.Get()
 		if err != nil {
 			return catalogError(err)
 		}
@@ -67,7 +67,7 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, sessions 
 		if err != nil {
 			return err
 		}
-		items, err := fetch(c.UserContext(), p.Size, p.offset())
+		items, err := fetch(requestContext(c), p.Size, p.offset())
 		if err != nil {
 			return catalogError(err)
 		}
@@ -87,7 +87,7 @@ func bookDetail(r *renderer, catalog Catalog) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		book, err := catalog.Book(c.UserContext(), id)
+		book, err := catalog.Book(requestContext(c), id)
 		if err != nil {
 			return catalogError(err)
 		}
@@ -106,7 +106,7 @@ func authorDetail(r *renderer, catalog Catalog) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		author, err := catalog.Author(c.UserContext(), id)
+		author, err := catalog.Author(requestContext(c), id)
 		if err != nil {
 			return catalogError(err)
 		}

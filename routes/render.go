@@ -27,15 +27,21 @@ type renderer struct {
 
 func parsePages(a *assets) (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"asset":    a.url,
 		"date":     formatDate,
 		"lifespan": lifespan,
 	}
 	pages := make(map[string]*template.Template, len(pageNames))
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").Funcs(funcs).
-			ParseFS(templates.FS, "layout.html", "pager.html", name+".html")
-		if err != nil {
+		t := template.New("layout.html").Funcs(funcs)
+		// Each static file's URL is a template of its own holding just the
+		// text ({{template "style.css"}}): fixed at start, it costs no
+		// function call or escaping when a page is rendered.
+		for file, entry := range a.byName {
+			if _, err := t.New(file).Parse(entry.url); err != nil {
+				return nil, fmt.Errorf("asset %s: %w", file, err)
+			}
+		}
+		if _, err := t.ParseFS(templates.FS, "layout.html", "pager.html", name+".html"); err != nil {
 			return nil, fmt.Errorf("page %s: %w", name, err)
 		}
 		pages[name] = t

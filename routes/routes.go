@@ -88,7 +88,7 @@ func New(d Deps) (*fiber.App, error) {
 	app := fiber.New(fiber.Config{
 		AppName:               "locallibrary",
 		DisableStartupMessage: true,
-		ErrorHandler:          errorHandler(renderer, d.Logger),
+		ErrorHandler:          errorHandler(renderer, d.Logger, clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}),
 		ReadBufferSize:        ReadBufferSize,
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
@@ -98,9 +98,8 @@ func New(d Deps) (*fiber.App, error) {
 	app.Use(d.Metrics.instrument)
 	app.Use(recover.New())
 	app.Use(requestid.New(requestid.Config{Generator: newRequestID}))
-	app.Use(clientIP(d.ProxyHeader, d.TrustedProxies))
 	app.Use(securityHeaders)
-	app.Use(requestDeadline(d.QueryTimeout))
+	app.Use((&requestDeadline{timeout: d.QueryTimeout}).middleware)
 
 	app.Get("/livez", livez)
 	app.Get("/readyz", readyz(d.Catalog, d.Draining))
