@@ -1,6 +1,8 @@
 package routes
 
 import (
+	"context"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -68,20 +70,28 @@ func (m *Metrics) handler() fiber.Handler {
 	return adaptor.HTTPHandler(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 }
 
-// instrument times every request. Errors are rendered here rather than
-// after the chain, so the status recorded is the one the browser gets.
-func (m *Metrics) instrument(c *fiber.Ctx) error {
-	start := time.Now()
-	if err := c.Next(); err != nil {
-		if herr := c.App().ErrorHandler(c, err); herr != nil {
-			_ = c.SendStatus(fiber.StatusInternalServerError)
+// observeRequests times every request for the metrics and, at debug
+// level, logs it. Errors are rendered here rather than after the chain, so
+// the status recorded is the one the browser gets.
+func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		if err := c.Next(); err != nil {
+			if herr := c.App().ErrorHandler(c, err); herr != nil {
+				_ = c.SendStatus(fiber.StatusInternalServerError)
+			}
 		}
+		took := time.Since(start)
+		route := "unmatched" // when the last route seen is a middleware ("USE")
+		if r := c.Route(); r != nil && r.Method != "USE" {
+			route = r.Path
+		}
+		status := c.Response().StatusCode()
+		m.requests.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(took.Seconds())
+		if logger.Enabled(context.Background(), slog.LevelDebug) {
+			logger.Debug("request", "method", c.Method(), "path", c.Path(), "route", route, "status", status,
+				"took", took, "request_id", requestID(c), "client_ip", ips.of(c))
+		}
+		return nil
 	}
-	route := "unmatched" // when the last route seen is a middleware ("USE")
-	if r := c.Route(); r != nil && r.Method != "USE" {
-		route = r.Path
-	}
-	status := c.Response().StatusCode()
-	m.requests.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
-	return nil
 }

@@ -85,17 +85,18 @@ func New(d Deps) (*fiber.App, error) {
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 
+	ips := clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}
 	app := fiber.New(fiber.Config{
 		AppName:               "locallibrary",
 		DisableStartupMessage: true,
-		ErrorHandler:          errorHandler(renderer, d.Logger, clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}),
+		ErrorHandler:          errorHandler(renderer, d.Logger, ips),
 		ReadBufferSize:        ReadBufferSize,
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           2 * time.Minute,
 	})
 
-	app.Use(d.Metrics.instrument)
+	app.Use(observeRequests(d.Metrics, d.Logger, ips))
 	app.Use(recover.New())
 	app.Use(requestid.New(requestid.Config{Generator: newRequestID}))
 	app.Use(securityHeaders)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -800,6 +801,26 @@ func TestReturningVisitorCostsTwoStoreCalls(t *testing.T) {
 		}
 		if !dismissed && !strings.Contains(r.body, "Got it") {
 			t.Error("the notice's form lost its token")
+		}
+	}
+}
+
+func TestLogLinesCarryTheRequestID(t *testing.T) {
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	app := mustApp(t, routes.Deps{Logger: logger, Catalog: &fakeCatalog{err: errors.New("boom")}})
+	r := get(t, app, "GET", "/catalog/book/1")
+	id := r.header.Get("X-Request-ID")
+	if r.status != 500 || id == "" {
+		t.Fatalf("status %d, request id %q", r.status, id)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("want an error line and an access line, got:\n%s", logs.String())
+	}
+	for _, line := range lines {
+		if !strings.Contains(line, `"request_id":"`+id+`"`) {
+			t.Errorf("log line without the request id %s: %s", id, line)
 		}
 	}
 }
