@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
+	fiberlog "github.com/gofiber/fiber/v2/log"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/config"
@@ -37,6 +39,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The MySQL driver logs dropped connections on its own; send them to
 	// the service's log as warnings instead of bare lines on stderr.
 	_ = mysql.SetLogger(driverLogger{logger})
+	// Fiber logs on its own too (its csrf middleware warns when it cannot
+	// save a session): into the same JSON log.
+	fiberlog.SetOutput(fiberLogWriter{logger})
 
 	command := "serve"
 	if len(args) > 0 {
@@ -129,3 +134,11 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, args []st
 type driverLogger struct{ logger *slog.Logger }
 
 func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "msg", fmt.Sprint(v...)) }
+
+// fiberLogWriter turns Fiber's plain log lines into the service's log.
+type fiberLogWriter struct{ logger *slog.Logger }
+
+func (w fiberLogWriter) Write(p []byte) (int, error) {
+	w.logger.Warn("fiber", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
