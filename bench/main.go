@@ -1,0 +1,231 @@
+// Command bench measures LocalLibrary on this machine and prints a
+// Markdown report: throughput and latency of the home page on a small and
+// a large catalog and of the book list, each against a trivial Fiber
+// program (the machine's ceiling), plus what a page costs in memcached
+// round trips, SQL queries and memory, and whether any visit is lost.
+//
+//	go run ./bench            # from the repository root; see bench/README.md
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// options are the command line's settings.
+type options struct {
+	duration, warmup, checkDuration time.Duration
+	rounds                          int
+	conns, highConns, wrkThreads    int
+	browsers, undismissed           int
+	targets                         []string
+	reseed                          bool
+	outDir, rev                     string
+	mysqlDSN, smallDB, largeDB      string
+	smallSize, largeSize            catalogSize
+	listDB                          string
+	listPages                       int
+	env                             []string
+	variants                        [][]string
+	profile                         bool
+	quiet                           float64
+	quietWait                       time.Duration
+	memcachedBin                    string
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured load run")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load on each target before the first round (0: none)")
+	fs.DurationVar(&o.checkDuration, "check-duration", 5*time.Second, "length of the lost-visit check's load on each home page (0: skip the check)")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target once, in turn, so drift hits all alike")
+	fs.IntVar(&o.conns, "conns", 64, "connections of the load runs")
+	fs.IntVar(&o.highConns, "high-conns", 256, "connections of the memory run (target e)")
+	fs.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads")
+	fs.IntVar(&o.browsers, "browsers", 1000, "returning browsers created per target")
+	fs.IntVar(&o.undismissed, "undismissed", 200, "extra browsers that keep the demo notice, for the session-size figures")
+	targets := fs.String("targets", "a,b,c,d,e,f,ag,bg", "targets to run, in this order (see README)")
+	fs.BoolVar(&o.reseed, "reseed", false, "drop and seed the catalogs again even if their counts match")
+	fs.StringVar(&o.outDir, "out", "bench/out", "folder for binaries, logs and results")
+	fs.StringVar(&o.rev, "rev", "", "build the service from this git revision (e.g. HEAD) instead of the working tree")
+	fs.StringVar(&o.mysqlDSN, "mysql", "root@tcp(127.0.0.1:3306)/", "administrator DSN of the MariaDB server")
+	fs.StringVar(&o.smallDB, "small-db", "bench_small", "database of the small catalog")
+	fs.StringVar(&o.largeDB, "large-db", "bench_large", "database of the large catalog")
+	small := fs.String("small-size", "100/1000/3", "small catalog: authors/books/copies-per-book")
+	large := fs.String("large-size", "10000/100000/10", "large catalog: authors/books/copies-per-book")
+	fs.StringVar(&o.listDB, "list-db", "large", "catalog of the book-list target d: small or large (f takes the other)")
+	fs.IntVar(&o.listPages, "list-pages", 0, "target d spreads its requests over the first N pages (0: all pages)")
+	var env, variants multiFlag
+	fs.Var(&env, "env", "KEY=VALUE for every service process (repeatable), e.g. -env GOGC=200")
+	fs.Var(&variants, "variant", "extra services on the large catalog with these settings, measured against c and e (repeatable; KEY=VALUE[,KEY=VALUE])")
+	fs.Float64Var(&o.quiet, "quiet", 0.25, "before each run, wait until other processes use less than this share of the machine (0: don't wait)")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "longest wait for -quiet before running anyway")
+	fs.BoolVar(&o.profile, "profile", false, "after the rounds, record the large-catalog home page's service with perf")
+	fs.StringVar(&o.memcachedBin, "memcached", "memcached", "memcached binary")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if o.smallSize, err = parseSize(*small); err != nil {
+		return o, err
+	}
+	if o.largeSize, err = parseSize(*large); err != nil {
+		return o, err
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			if _, ok := targetTitles[t]; !ok {
+				return o, fmt.Errorf("-targets: unknown target %q", t)
+			}
+			o.targets = append(o.targets, t)
+		}
+	}
+	for _, e := range env {
+		if !strings.Contains(e, "=") {
+			return o, fmt.Errorf("-env %q: want KEY=VALUE", e)
+		}
+	}
+	o.env = env
+	for _, v := range variants {
+		kvs := strings.Split(v, ",")
+		for _, kv := range kvs {
+			if !strings.Contains(kv, "=") {
+				return o, fmt.Errorf("-variant %q: want KEY=VALUE[,KEY=VALUE]", v)
+			}
+		}
+		o.variants = append(o.variants, kvs)
+	}
+	switch {
+	case o.duration < time.Second:
+		return o, errors.New("-duration: at least 1s")
+	case o.rounds < 1:
+		return o, errors.New("-rounds: at least 1")
+	case o.conns < 1 || o.highConns < 1:
+		return o, errors.New("-conns and -high-conns: at least 1")
+	case o.browsers < max(o.conns, o.highConns):
+		return o, fmt.Errorf("-browsers: at least as many as connections (%d)", max(o.conns, o.highConns))
+	case o.listDB != "small" && o.listDB != "large":
+		return o, errors.New("-list-db: small or large")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(o.outDir) {
+		o.outDir = filepath.Join(root, o.outDir)
+	}
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		return err
+	}
+	h := &harness{o: o, root: root, log: stderr}
+	defer h.cleanup()
+	if err := h.setUp(ctx); err != nil {
+		return err
+	}
+	if err := h.measureAll(ctx); err != nil {
+		return err
+	}
+	report := h.report()
+	fmt.Fprint(stdout, report)
+	if err := os.WriteFile(filepath.Join(o.outDir, "results.md"), []byte(report), 0o644); err != nil {
+		return err
+	}
+	return h.writeJSON(filepath.Join(o.outDir, "results.json"))
+}
+
+// repoRoot is the folder of the go.mod above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if raw, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.Contains(string(raw), "module github.com/locallibrary/locallibrary\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from inside the locallibrary repository (no go.mod found above)")
+		}
+		dir = parent
+	}
+}
+
+// build compiles the service (production build) and the ceiling program.
+func (h *harness) build(ctx context.Context) error {
+	binDir := filepath.Join(h.o.outDir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
+	src := h.root
+	if h.o.rev != "" {
+		src = filepath.Join(h.o.outDir, "src")
+		if err := os.RemoveAll(src); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		archive := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", h.root, h.o.rev, src)
+		if out, err := archive.CombinedOutput(); err != nil {
+			return fmt.Errorf("git archive %s: %w\n%s", h.o.rev, err, out)
+		}
+	}
+	h.serviceBin = filepath.Join(binDir, "locallibrary")
+	h.ceilingBin = filepath.Join(binDir, "ceiling")
+	steps := []struct {
+		dir  string
+		args []string
+	}{
+		{src, []string{"build", "-tags", "noembeddeddb", "-o", h.serviceBin, "."}},
+		{h.root, []string{"build", "-o", h.ceilingBin, "./bench/ceiling"}},
+	}
+	for _, s := range steps {
+		cmd := exec.CommandContext(ctx, "go", s.args...)
+		cmd.Dir = s.dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(s.args, " "), s.dir, err, out)
+		}
+	}
+	return nil
+}
