@@ -1,3 +1,5 @@
+//go:build !noembeddeddb
+
 package app_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build !noembeddeddb
+
 package app_test
 
 // Tests in a real browser: headless Chromium, driven by chromedp, against
