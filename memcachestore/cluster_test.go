@@ -1,15 +1,12 @@
 package memcachestore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,97 +15,20 @@ import (
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+
+	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
 )
 
-// memcachedProc is a memcached process started by a test, so that the test
-// can kill it to simulate a node dying.
-type memcachedProc struct {
-	addr   string
-	cmd    *exec.Cmd
-	stderr bytes.Buffer
-	exited chan struct{}
+// startMemcached starts memcached on host:port; see memcachedtest.Start.
+func startMemcached(t *testing.T, host string, port int) *memcachedtest.Server {
+	t.Helper()
+	return memcachedtest.Start(t, net.JoinHostPort(host, strconv.Itoa(port)))
 }
 
 // freePort returns a loopback TCP port nobody listens on right now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startMemcached starts memcached on host:port (loopback only), waits until
-// it accepts connections, and kills it at cleanup.
-func startMemcached(t *testing.T, host string, port int) *memcachedProc {
-	t.Helper()
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		skipOrFail(t, "memcached binary not found (apt-get install memcached)")
-	}
-	args := []string{"-l", host, "-p", strconv.Itoa(port), "-U", "0", "-m", "16", "-t", "1"}
-	if os.Geteuid() == 0 { // memcached refuses to run as root without -u
-		name := "memcache"
-		if _, err := user.Lookup(name); err != nil {
-			name = "nobody"
-		}
-		args = append(args, "-u", name)
-	}
-	p := &memcachedProc{addr: net.JoinHostPort(host, strconv.Itoa(port)), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start memcached: %v", err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.kill)
-
-	// Poll until it listens; memcached has no readiness signal.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", p.addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("memcached on %s exited: %s", p.addr, p.stderr.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("memcached on %s not listening after 5s: %v", p.addr, err)
-		}
-	}
-}
-
-// kill kills the process (SIGKILL: no goodbye to clients) and waits for it.
-func (p *memcachedProc) kill() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Kill()
-	<-p.exited
-}
-
-// startCluster starts n memcached processes on free loopback ports.
-func startCluster(t *testing.T, n int) ([]*memcachedProc, []string) {
-	t.Helper()
-	var procs []*memcachedProc
-	var addrs []string
-	for range n {
-		p := startMemcached(t, "127.0.0.1", freePort(t))
-		procs = append(procs, p)
-		addrs = append(addrs, p.addr)
-	}
-	return procs, addrs
+	return mustPort(t, memcachedtest.FreeAddr(t))
 }
 
 // fakeClock drives the back-off without sleeping.
@@ -341,7 +261,7 @@ func TestBackoffAgainstDeadNode(t *testing.T) {
 	port := freePort(t)
 	proc := startMemcached(t, "127.0.0.1", port)
 	clock := newFakeClock()
-	s := mustNewStorage(t, Config{Servers: []string{proc.addr}}, hooks{now: clock.Now})
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}}, hooks{now: clock.Now})
 	var dials atomic.Int32
 	s.nodes[0].client.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dials.Add(1)
@@ -351,7 +271,7 @@ func TestBackoffAgainstDeadNode(t *testing.T) {
 	if err := s.Set("k", []byte("v"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	proc.kill()
+	proc.Kill()
 
 	if _, err := s.Get("k"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Get from a dead node = %v; want ErrUnavailable", err)
@@ -400,7 +320,7 @@ func TestBackoffAgainstDeadNode(t *testing.T) {
 // and checks every session is still readable and every counter continues;
 // then brings it back empty and kills another.
 func TestReplicasSurviveNodeDeath(t *testing.T) {
-	procs, addrs := startCluster(t, 3)
+	procs, addrs := memcachedtest.Cluster(t, 3)
 	clock := newFakeClock()
 	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, KeyPrefix: "ll:"}, hooks{now: clock.Now})
 
@@ -426,7 +346,7 @@ func TestReplicasSurviveNodeDeath(t *testing.T) {
 		t.Fatalf("Ping with all nodes up: %v", err)
 	}
 
-	procs[1].kill()
+	procs[1].Kill()
 	for i := range sessions {
 		got, err := s.Get(fmt.Sprintf("sess-%d", i))
 		if err != nil || string(got) != fmt.Sprintf("data-%d", i) {
@@ -452,10 +372,10 @@ func TestReplicasSurviveNodeDeath(t *testing.T) {
 
 	// Now node 0 dies: counters it shared with node 1 live on only in
 	// node 1's rebuilt copies, and must not go backwards.
-	procs[0].kill()
+	procs[0].Kill()
 	incrementAll(t, visits+3)
 
-	procs[2].kill()
+	procs[2].Kill()
 	if err := s.Ping(); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Ping with two of three nodes dead = %v; want ErrUnavailable", err)
 	}
@@ -475,7 +395,7 @@ func mustPort(t *testing.T, addr string) int {
 }
 
 func TestReplicasConcurrentIncrement(t *testing.T) {
-	_, addrs := startCluster(t, 3)
+	_, addrs := memcachedtest.Cluster(t, 3)
 	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{})
 	const workers, each = 50, 4
 	var wg sync.WaitGroup
@@ -605,7 +525,7 @@ func TestResolveFollowsNewIP(t *testing.T) {
 	if err := s.Set("k", []byte("old"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if got := rawGet(t, oldPod.addr, "k"); got != "old" {
+	if got := rawGet(t, oldPod.Addr, "k"); got != "old" {
 		t.Fatalf("old pod holds %q, want %q", got, "old")
 	}
 
@@ -623,7 +543,7 @@ func TestResolveFollowsNewIP(t *testing.T) {
 	if err := s.Set("k", []byte("new"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if got := rawGet(t, newPod.addr, "k"); got != "new" {
+	if got := rawGet(t, newPod.Addr, "k"); got != "new" {
 		t.Fatalf("new pod holds %q, want %q", got, "new")
 	}
 
@@ -652,8 +572,8 @@ func TestNewWithUnresolvedNames(t *testing.T) {
 
 	// One pod not in DNS yet: start anyway, treat it as down, pick it up
 	// once it resolves.
-	procs, _ := startCluster(t, 1)
-	port := mustPort(t, procs[0].addr)
+	procs, _ := memcachedtest.Cluster(t, 1)
+	port := mustPort(t, procs[0].Addr)
 	other := startMemcached(t, "127.0.0.2", port)
 	dns.set("mc-0.test", "127.0.0.1")
 	names := []string{
@@ -684,7 +604,7 @@ func TestNewWithUnresolvedNames(t *testing.T) {
 	if err := s.Set(onMissing, []byte("v"), time.Minute); err != nil {
 		t.Fatalf("Set once the name resolves: %v", err)
 	}
-	if got := rawGet(t, other.addr, onMissing); got != "v" {
+	if got := rawGet(t, other.Addr, onMissing); got != "v" {
 		t.Fatalf("the late node holds %q, want %q", got, "v")
 	}
 }
@@ -705,7 +625,7 @@ func TestObserve(t *testing.T) {
 		defer mu.Unlock()
 		calls = append(calls, call{op, err})
 	}
-	s := mustNewStorage(t, Config{Servers: []string{proc.addr}, Observe: observe}, hooks{now: newFakeClock().Now})
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}, Observe: observe}, hooks{now: newFakeClock().Now})
 
 	s.Get("missing")
 	s.Set("k", []byte("v"), time.Minute)
@@ -715,7 +635,7 @@ func TestObserve(t *testing.T) {
 	s.Delete("k")
 	s.Ping()
 	s.Reset()
-	proc.kill()
+	proc.Kill()
 	s.Get("k")
 
 	want := []struct {
@@ -739,7 +659,7 @@ func TestObserve(t *testing.T) {
 }
 
 func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
-	procs, addrs := startCluster(t, 3)
+	procs, addrs := memcachedtest.Cluster(t, 3)
 	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{})
 	keys := make([]string, 60)
 	for i := range keys {
@@ -749,7 +669,7 @@ func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
 		}
 	}
 	// Node 0 restarts on the same address and forgets everything it held.
-	procs[0].kill()
+	procs[0].Kill()
 	host, port, _ := net.SplitHostPort(addrs[0])
 	n, _ := strconv.Atoi(port)
 	startMemcached(t, host, n)

@@ -3,70 +3,15 @@ package routes_test
 import (
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/locallibrary/locallibrary/memcachestore"
+	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/routes"
 )
-
-// memcachedProcess is a memcached of the test's own, so it can be killed.
-type memcachedProcess struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-// startMemcachedAt starts memcached on addr (loopback) and waits until it
-// listens; it is killed when the test ends.
-func startMemcachedAt(t *testing.T, addr string) *memcachedProcess {
-	t.Helper()
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("memcached binary not found and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1")
-		}
-		t.Skip("memcached binary not found (apt-get install memcached)")
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	args := []string{"-l", host, "-p", port, "-U", "0", "-m", "16", "-t", "1"}
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody")
-	}
-	p := &memcachedProcess{addr: addr, cmd: exec.Command(bin, args...)}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.kill)
-	waitUntil(t, "memcached listening on "+addr, 5*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return p
-}
-
-func (p *memcachedProcess) kill() {
-	if p.cmd.ProcessState == nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func waitUntil(t *testing.T, what string, limit time.Duration, check func() bool) {
 	t.Helper()
@@ -115,8 +60,8 @@ func TestSlowMemcachedDoesNotHoldThePage(t *testing.T) {
 }
 
 func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
-	addr := freeAddr(t)
-	node := startMemcachedAt(t, addr)
+	addr := memcachedtest.FreeAddr(t)
+	node := memcachedtest.Start(t, addr)
 	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +73,7 @@ func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
 		t.Fatalf("first visit: %d", got)
 	}
 
-	node.kill()
+	node.Kill()
 	if r := b.visit("/catalog/"); r.status != 200 || !strings.Contains(r.body, "visit count is unavailable") {
 		t.Fatalf("with memcached down: %d", r.status)
 	}
@@ -136,7 +81,7 @@ func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
 		t.Errorf("book list with memcached down: %d", r.status)
 	}
 
-	startMemcachedAt(t, addr) // back, empty: the old session is gone
+	memcachedtest.Start(t, addr) // back, empty: the old session is gone
 	waitUntil(t, "counting resumes", 15*time.Second, func() bool {
 		return visitsRE.MatchString(b.visit("/catalog/").body)
 	})
@@ -146,12 +91,12 @@ func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
 }
 
 func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
-	var nodes []*memcachedProcess
+	var nodes []*memcachedtest.Server
 	var addrs []string
 	for range 3 {
-		n := startMemcachedAt(t, freeAddr(t))
+		n := memcachedtest.Start(t, "")
 		nodes = append(nodes, n)
-		addrs = append(addrs, n.addr)
+		addrs = append(addrs, n.Addr)
 	}
 	store, err := memcachestore.New(memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 2 * time.Second})
 	if err != nil {
@@ -168,7 +113,7 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 			t.Fatalf("browser %d: second visit reads %d", i, got)
 		}
 	}
-	nodes[1].kill()
+	nodes[1].Kill()
 	var lost []string
 	for i, c := range cookies {
 		r := get(t, app, "GET", "/catalog/", c)
