@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"errors"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -48,7 +49,7 @@ func newCSRFGuard(sessions *sessionManager, cookieSecure bool) *csrfGuard {
 			SessionKey:     csrfTokenKey,
 			ContextKey:     csrfTokenLocal{},
 			KeyGenerator:   newSessionID,
-			ErrorHandler:   func(*fiber.Ctx, error) error { return fiber.ErrForbidden },
+			ErrorHandler:   sessions.csrfFailure,
 		}),
 	}
 }
@@ -95,4 +96,15 @@ func (g *csrfGuard) reuseToken(c *fiber.Ctx) bool {
 func csrfToken(c *fiber.Ctx) string {
 	token, _ := c.Locals(csrfTokenLocal{}).(string)
 	return token
+}
+
+// csrfFailure answers a request whose token did not check out. The
+// middleware cannot tell a forged token from a session it could not read,
+// so the session store is asked: when it is down, the answer is a 503 to
+// retry, not a 403 that blames the visitor.
+func (m *sessionManager) csrfFailure(c *fiber.Ctx, _ error) error {
+	if _, err := m.load(c); err != nil && errors.As(err, new(storeError)) {
+		return err
+	}
+	return fiber.ErrForbidden
 }

@@ -53,14 +53,19 @@ type errorPage struct {
 func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		status := fiber.StatusInternalServerError
+		var page errorPage
 		var fe *fiber.Error
 		switch {
 		case errors.Is(err, errCatalogUnavailable):
 			status = fiber.StatusServiceUnavailable
+		case errors.As(err, new(storeError)):
+			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
 		case errors.As(err, &fe):
 			status = fe.Code
 		}
-		page := errorPageFor(status)
+		if page == (errorPage{}) {
+			page = errorPageFor(status)
+		}
 		if status >= 500 && logger != nil {
 			logger.Error("request failed", "status", status, "method", c.Method(), "path", c.Path(),
 				"request_id", requestID(c), "client_ip", ips.of(c), "err", err)
@@ -77,6 +82,11 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHa
 		return nil
 	}
 }
+
+// sessionsUnavailablePage answers a change to the session (Got it, Forget
+// me) while memcached is down.
+var sessionsUnavailablePage = errorPage{"Your session is unavailable",
+	"Your choice could not be saved right now. Please try again in a few seconds."}
 
 func errorPageFor(status int) errorPage {
 	switch status {

@@ -3,6 +3,7 @@ package routes_test
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,5 +124,23 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 	}
 	if len(lost) > 0 {
 		t.Fatalf("with one of three nodes dead, %d of %d browsers lost their count: %s", len(lost), browsers, strings.Join(lost, ","))
+	}
+}
+
+func TestSessionChangesWhileMemcachedIsDownAre503(t *testing.T) {
+	store, err := memcachestore.New(memcachestore.Config{Servers: []string{memcachedtest.FreeAddr(t)}, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	b := newBrowser(t, app)
+	b.jar[routes.SessionCookieName] = &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	b.jar["csrftoken"] = &http.Cookie{Name: "csrftoken", Value: "tok"}
+	for _, path := range []string{"/catalog/notice/dismiss", "/catalog/forget/"} {
+		r := b.do("POST", path, url.Values{"csrfmiddlewaretoken": {"tok"}})
+		if r.status != 503 || !strings.Contains(r.body, "Your session is unavailable") {
+			t.Errorf("POST %s with memcached down: %d, want 503 (not a 403 blaming the visitor)", path, r.status)
+		}
 	}
 }

@@ -824,3 +824,16 @@ func TestLogLinesCarryTheRequestID(t *testing.T) {
 		}
 	}
 }
+
+func TestCookieCheckLetsABrowserThroughOnceItAccepts(t *testing.T) {
+	b := newBrowser(t, mustApp(t, routes.Deps{}))
+	b.refuseCookies = true
+	if r := b.visit("/catalog/"); !strings.Contains(r.body, "not accepting cookies") {
+		t.Fatal("no hint for a browser refusing cookies")
+	}
+	b.refuseCookies = false // the visitor allows cookies and reloads the check page
+	b.visit("/catalog/?cookies=check")
+	if r := b.visit("/catalog/?cookies=check"); visits(t, r) != 1 {
+		t.Fatalf("after allowing cookies the visitor is still stuck:\n%s", r.body)
+	}
+}

@@ -105,13 +105,17 @@ func cookieCheck(secure bool) fiber.Handler {
 			return c.Redirect("/catalog/", fiber.StatusFound)
 		case hasCookies:
 			return c.Next()
-		case checking:
-			c.Locals(cookiesRefusedLocal{}, true)
-			return c.Next()
 		}
+		// Set the test cookie on the check page too: a browser that starts
+		// accepting cookies (or follows a link to the check page) gets past
+		// it with a reload.
 		c.Cookie(&fiber.Cookie{Name: testCookieName, Value: "1", Path: "/catalog/", HTTPOnly: true,
 			SameSite: fiber.CookieSameSiteLaxMode, Secure: secure, SessionOnly: true})
 		c.Set(fiber.HeaderCacheControl, "no-store")
+		if checking {
+			c.Locals(cookiesRefusedLocal{}, true)
+			return c.Next()
+		}
 		return c.Redirect("/catalog/?cookies="+cookieCheckQuery, fiber.StatusFound)
 	}
 }
