@@ -1,0 +1,259 @@
+package local
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// visitsRe finds the home page's visit count.
+var visitsRe = regexp.MustCompile(`You have visited this page (\d+) times?\.`)
+
+// Each page the browsers load has a heading no other page has: a body
+// without it is another page's (or a broken one).
+const (
+	homeHeading     = "<h1>Local Library Home</h1>"
+	bookListHeading = "<h1>Book List</h1>"
+	bookHeading     = "<h1>Title: "
+)
+
+// traffic counts every HTTP exchange of a group of browsers, redirects
+// included, and the failed ones: a transport error or a status of 400 or
+// more. It also counts 200s whose body is not the page asked for.
+type traffic struct {
+	requests  atomic.Int64
+	failures  atomic.Int64
+	wrongPage atomic.Int64
+
+	mu      sync.Mutex
+	samples []string // the first few problems, for the log
+}
+
+func (tr *traffic) note(what string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.samples) < 10 {
+		tr.samples = append(tr.samples, time.Now().Format("15:04:05.000 ")+what)
+	}
+}
+
+// countingTransport is the browsers' view of the site: what they asked,
+// what failed.
+type countingTransport struct {
+	next    http.RoundTripper
+	traffic *traffic
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(r)
+	c.traffic.requests.Add(1)
+	switch {
+	case err != nil:
+		c.traffic.failures.Add(1)
+		c.traffic.note(fmt.Sprintf("GET %s: %v", r.URL.RequestURI(), err))
+	case resp.StatusCode >= 400:
+		c.traffic.failures.Add(1)
+		c.traffic.note(fmt.Sprintf("GET %s: %s from %s", r.URL.RequestURI(), resp.Status, resp.Header.Get("X-Upstream")))
+	}
+	return resp, err
+}
+
+// browser is one visitor: its own cookie jar, one request at a time, and
+// what it knows of its visit count.
+type browser struct {
+	base    *url.URL
+	client  *http.Client
+	traffic *traffic
+
+	homeOK      int    // GET /catalog/ answered 200 with a count
+	lastCount   uint64 // the count the last such page showed
+	outOfOrder  int    // pages whose count was not the previous one + 1
+	noCount     int    // home pages (200) that showed no count
+	homeFailure int    // home page loads that failed
+
+	recent [4]string // the last pages loaded, for the log
+	loads  int
+}
+
+// newBrowser makes a browser. A nil transport gives it connections of its
+// own, as a real browser has.
+func newBrowser(base *url.URL, tr *traffic, transport http.RoundTripper) *browser {
+	jar, _ := cookiejar.New(nil)
+	if transport == nil {
+		transport = &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 20 * time.Second}
+	}
+	return &browser{base: base, traffic: tr, client: &http.Client{
+		Jar:       jar,
+		Timeout:   10 * time.Second,
+		Transport: countingTransport{next: transport, traffic: tr},
+	}}
+}
+
+// countInto counts the browser's requests in tr from now on.
+func (b *browser) countInto(tr *traffic) {
+	ct := b.client.Transport.(countingTransport)
+	ct.traffic = tr
+	b.client.Transport = ct
+	b.traffic = tr
+}
+
+// get loads a page, following redirects, and returns the final status (0
+// on a transport error) and body. A 200 whose body lacks heading is
+// counted as a wrong page.
+func (b *browser) get(path, heading string) (int, string) {
+	resp, err := b.client.Get(b.base.String() + path)
+	if err != nil {
+		b.remember(path, err.Error())
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.remember(path, err.Error())
+		return 0, ""
+	}
+	b.remember(path, fmt.Sprintf("%d from %s", resp.StatusCode, resp.Header.Get("X-Upstream")))
+	if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), heading) {
+		b.traffic.wrongPage.Add(1)
+		b.traffic.note(fmt.Sprintf("GET %s: 200 from %s without %q, a page titled %q", path, resp.Header.Get("X-Upstream"), heading, titleOf(body)))
+	}
+	return resp.StatusCode, string(body)
+}
+
+// titleOf is the text of a page's <title>.
+func titleOf(body []byte) string {
+	_, rest, _ := strings.Cut(string(body), "<title>")
+	title, _, _ := strings.Cut(rest, "</title>")
+	return title
+}
+
+func (b *browser) remember(path, outcome string) {
+	b.recent[b.loads%len(b.recent)] = time.Now().Format("15:04:05.000 ") + path + " " + outcome
+	b.loads++
+}
+
+// history is the last pages loaded, oldest first.
+func (b *browser) history() string {
+	var h []string
+	for i := range len(b.recent) {
+		if s := b.recent[(b.loads+i)%len(b.recent)]; s != "" {
+			h = append(h, s)
+		}
+	}
+	return strings.Join(h, "; ")
+}
+
+// home loads GET /catalog/ (the first time through the cookie check's
+// redirects) and checks the count is one more than the last.
+func (b *browser) home() {
+	status, body := b.get("/catalog/", homeHeading)
+	if status != http.StatusOK {
+		b.homeFailure++
+		return
+	}
+	m := visitsRe.FindStringSubmatch(body)
+	if m == nil {
+		b.noCount++
+		if strings.Contains(body, homeHeading) {
+			i := strings.Index(body, `<div class="session-box">`)
+			b.traffic.note(fmt.Sprintf("a home page without a count: %.120q", body[max(i, 0):]))
+		}
+		return
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	if n != b.lastCount+1 {
+		b.outOfOrder++
+		b.traffic.note(fmt.Sprintf("count %d after %d: %s", n, b.lastCount, b.history()))
+	}
+	b.homeOK++
+	b.lastCount = n
+}
+
+// sessionID is the browser's session cookie, "" if it has none.
+func (b *browser) sessionID() string {
+	for _, c := range b.client.Jar.Cookies(b.base.ResolveReference(&url.URL{Path: "/catalog/"})) {
+		if c.Name == "sessionid" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// browse loads pages until stop is closed: mostly the home page, some list
+// and detail pages, a short random pause between them. A request under way
+// when stop closes is finished, never cancelled.
+func (b *browser) browse(rng *rand.Rand, stop <-chan struct{}, books, pages int) {
+	b.home()
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-pause.C:
+		}
+		switch r := rng.IntN(100); {
+		case r < 70:
+			b.home()
+		case r < 85:
+			b.get(fmt.Sprintf("/catalog/books/?page=%d", 1+rng.IntN(pages)), bookListHeading)
+		default:
+			b.get(fmt.Sprintf("/catalog/book/%d", 1+rng.IntN(books)), bookHeading)
+		}
+		pause.Reset(thinkMin + time.Duration(rng.Int64N(int64(thinkMax-thinkMin))))
+	}
+}
+
+// load is a crowd of browsers browsing until stopped.
+type load struct {
+	browsers []*browser
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	started  time.Time
+}
+
+func startLoad(base *url.URL, tr *traffic, n, books, pages int) *load {
+	l := &load{stop: make(chan struct{}), started: time.Now()}
+	for i := range n {
+		b := newBrowser(base, tr, nil)
+		l.browsers = append(l.browsers, b)
+		rng := rand.New(rand.NewPCG(1, uint64(i)))
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			b.browse(rng, l.stop, books, pages)
+		}()
+	}
+	return l
+}
+
+// end stops the browsers and waits for their last requests.
+func (l *load) end() time.Duration {
+	close(l.stop)
+	l.wg.Wait()
+	return time.Since(l.started)
+}
+
+// each runs fn for every browser, at most par at a time.
+func each(browsers []*browser, par int, fn func(i int, b *browser)) {
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, b := range browsers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i, b)
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,207 @@
+package local
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fleet is the web replicas: those in the load balancer, and how to
+// replace them.
+type fleet struct {
+	t         *testing.T
+	ps        *procs
+	bin, dsn  string
+	memcached string // its binary, for startMemcached
+	lb        *balancer
+	live      []*replica // in the upstream, oldest first
+	made      int
+	steps     []step
+	metrics   map[string]float64 // session-store figures of the replicas scraped
+}
+
+// scrapedMetrics are the replica's figures that tell of trouble with
+// sessions, summed over the replicas by scrape.
+var scrapedMetrics = []string{
+	"locallibrary_session_store_errors_total",
+	"locallibrary_visit_count_unavailable_total",
+}
+
+// scrape adds r's session-store figures from /metrics to f.metrics.
+func (f *fleet) scrape(r *replica) {
+	resp, err := http.Get("http://" + r.addr + "/metrics")
+	if err != nil {
+		f.t.Logf("scrape %s: %v", r.name, err)
+		return
+	}
+	defer resp.Body.Close()
+	if f.metrics == nil {
+		f.metrics = make(map[string]float64)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, name := range scrapedMetrics {
+			if !strings.HasPrefix(line, name) {
+				continue
+			}
+			fields := strings.Fields(line)
+			if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+				f.metrics[name] += v // every label's series
+			}
+		}
+	}
+}
+
+type replica struct {
+	name, addr string
+	proc       *proc
+}
+
+// step is one replacement, timed from the old replica's SIGTERM.
+type step struct {
+	old, new  *replica
+	readyIn   time.Duration // the new one: start to /readyz 200
+	sigterm   time.Time
+	notReady  time.Duration // the old one's /readyz says 503
+	lbLearned time.Duration // nginx no longer sends it anything
+	exitedIn  time.Duration // it exited 0
+}
+
+func (f *fleet) addrs() []string {
+	var a []string
+	for _, r := range f.live {
+		a = append(a, r.addr)
+	}
+	return a
+}
+
+// startReplica starts a replica on a free port and waits until /readyz
+// says 200. A replica that exits first (its port taken since it was
+// picked) is started again on another port.
+func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) {
+	for attempt := 1; ; attempt++ {
+		f.made++
+		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: freeAddr(f.t)}
+		began := time.Now()
+		var err error
+		r.proc, err = f.ps.start(r.name, []string{
+			"LOCALLIBRARY_HTTP_ADDR=" + r.addr,
+			"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
+			"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
+			fmt.Sprintf("LOCALLIBRARY_SESSION_REPLICAS=%d", sessionReplicas),
+			"LOCALLIBRARY_SHUTDOWN_DRAIN=" + drain.String(),
+			"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
+			"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
+			"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
+			"LOCALLIBRARY_MEMCACHED_TIMEOUT=" + memcachedTimeout.String(),
+			"LOCALLIBRARY_LOG_LEVEL=info",
+		}, f.bin)
+		if err != nil {
+			return nil, 0, err
+		}
+		err = waitFor(r.proc, 20*time.Second, r.name+" ready", func() error {
+			return expectStatus("http://"+r.addr+"/readyz", http.StatusOK)
+		})
+		if err == nil {
+			return r, time.Since(began), nil
+		}
+		if !r.proc.exited() || attempt == 3 {
+			return nil, 0, err
+		}
+	}
+}
+
+// rollout replaces every replica in turn, oldest first, as a Kubernetes
+// Deployment with maxSurge 1 and maxUnavailable 0 does.
+func (f *fleet) rollout(servers []string) error {
+	for range len(f.live) {
+		s, err := f.replace(f.live[0], servers)
+		if err != nil {
+			return err
+		}
+		f.steps = append(f.steps, s)
+		f.t.Logf("%s ready in %.2fs and in nginx; %s: SIGTERM, /readyz 503 after %.0fms, out of nginx after %.2fs, exited 0 after %.2fs",
+			s.new.name, s.readyIn.Seconds(), s.old.name, float64(s.notReady.Microseconds())/1000, s.lbLearned.Seconds(), s.exitedIn.Seconds())
+	}
+	return nil
+}
+
+// replace starts a new replica, adds it to nginx once ready, then stops
+// old: SIGTERM first, its removal from nginx lbLag later, while it still
+// serves, and then it must exit with status 0.
+func (f *fleet) replace(old *replica, servers []string) (step, error) {
+	s := step{old: old}
+	var err error
+	if s.new, s.readyIn, err = f.startReplica(servers); err != nil {
+		return s, err
+	}
+	f.live = append(f.live, s.new)
+	if err := f.lb.setUpstream(f.addrs()); err != nil {
+		return s, fmt.Errorf("add %s to nginx: %w", s.new.name, err)
+	}
+
+	s.sigterm = time.Now()
+	if err := old.proc.signal(syscall.SIGTERM); err != nil {
+		return s, fmt.Errorf("SIGTERM %s: %w", old.name, err)
+	}
+	if err := waitFor(old.proc, lbLag, old.name+" /readyz 503 after SIGTERM", func() error {
+		return expectStatus("http://"+old.addr+"/readyz", http.StatusServiceUnavailable)
+	}); err != nil {
+		return s, err
+	}
+	s.notReady = time.Since(s.sigterm)
+	time.Sleep(time.Until(s.sigterm.Add(lbLag)))
+	f.live = f.live[1:]
+	if err := f.lb.setUpstream(f.addrs()); err != nil {
+		return s, fmt.Errorf("remove %s from nginx: %w", old.name, err)
+	}
+	s.lbLearned = time.Since(s.sigterm)
+	f.scrape(old) // it still answers: its drain is not over
+	if s.lbLearned >= drain {
+		return s, fmt.Errorf("nginx let go of %s %.2fs after SIGTERM, after its %v drain: requests may have met a closed port", old.name, s.lbLearned.Seconds(), drain)
+	}
+	if err := old.proc.wait(drain + shutdownTimeout + 5*time.Second); err != nil {
+		return s, fmt.Errorf("%s after SIGTERM: %v, want exit status 0; log:\n%s", old.name, err, tail(old.proc.log, 10))
+	}
+	s.exitedIn = time.Since(s.sigterm)
+	return s, nil
+}
+
+// startMemcached starts memcached number i on a free loopback port.
+func startMemcached(t *testing.T, ps *procs, bin string, i int) string {
+	t.Helper()
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	args := []string{"-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", "-c", "1024", "-t", "1"}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "nobody") // memcached will not run as root
+	}
+	p, err := ps.start(fmt.Sprintf("memcached-%d", i), nil, bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(p, 10*time.Second, "memcached listens", func() error { return dial(addr) }); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
