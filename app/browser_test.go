@@ -229,8 +229,8 @@ func TestBrowserCookiesRefused(t *testing.T) {
 			t.Errorf("%s ended on %s (%d), want %s/catalog/?cookies=check", visit, resp.URL, resp.Status, site)
 		}
 		const hint = "Your browser is not accepting cookies, so visits can't be counted."
-		if got := b.text(".session-box"); got != hint {
-			t.Errorf("%s: the session box reads %q, want %q", visit, got, hint)
+		if got := b.text(".cookies-refused"); got != hint {
+			t.Errorf("%s: the hint reads %q, want %q", visit, got, hint)
 		}
 		if body := b.text("main"); strings.Contains(body, "You have visited") {
 			t.Errorf("%s: a visit count is shown to a browser without cookies", visit)
