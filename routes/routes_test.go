@@ -837,3 +837,29 @@ func TestCookieCheckLetsABrowserThroughOnceItAccepts(t *testing.T) {
 		t.Fatalf("after allowing cookies the visitor is still stuck:\n%s", r.body)
 	}
 }
+
+func TestReturningSessionFitsIn200Bytes(t *testing.T) {
+	store := memcachedForTest(t)
+	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	b := newBrowser(t, app)
+	home := b.visit("/catalog/")
+	b.submit("/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, home)}})
+	for range 3 {
+		b.visit("/catalog/")
+	}
+	id := b.jar[routes.SessionCookieName].Value
+	session, err := store.Get(id)
+	if err != nil || session == nil {
+		t.Fatalf("session entry: %v", err)
+	}
+	count, err := store.Get("v:" + id)
+	if err != nil || string(count) != "5" {
+		t.Fatalf("visit counter = %q, %v; want 5", count, err)
+	}
+	const prefix = "ll:" // the production key prefix
+	size := len(prefix+id) + len(session) + len(prefix+"v:"+id) + len(count)
+	t.Logf("a returning browser's session: %d bytes (keys and values of both items)", size)
+	if size > 200 {
+		t.Errorf("a returning browser's session takes %d bytes in memcached, want at most 200", size)
+	}
+}

@@ -53,9 +53,19 @@ func noticePending(m *sessionManager) func(*fiber.Ctx) bool {
 func always(*fiber.Ctx) bool { return true }
 
 // dismissNotice serves POST /catalog/notice/dismiss ("Got it").
+// The CSRF token leaves the session with it: the csrf middleware puts a
+// fresh one in after every POST, and with no form on the home page any
+// more it would only make each of the browser's page views read and decode
+// a session three times its size. A page with a form makes a new one.
 func dismissNotice(m *sessionManager) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if err := m.set(c, noticeKey, true); err != nil {
+		sess, err := m.load(c)
+		if err != nil {
+			return err
+		}
+		sess.Set(noticeKey, true)
+		sess.Delete(csrfTokenKey)
+		if err := m.save(c, sess); err != nil {
 			return err
 		}
 		return c.Redirect("/catalog/", fiber.StatusSeeOther)
