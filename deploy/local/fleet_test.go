@@ -105,6 +105,7 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 			"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
 			"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
 			"LOCALLIBRARY_MEMCACHED_TIMEOUT=" + memcachedTimeout.String(),
+			fmt.Sprintf("LOCALLIBRARY_DB_MAX_OPEN_CONNS=%d", dbMaxOpenConns),
 			"LOCALLIBRARY_LOG_LEVEL=info",
 		}, f.bin)
 		if err != nil {
