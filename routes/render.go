@@ -63,7 +63,9 @@ func (r *renderer) render(c *fiber.Ctx, status int, name string, data any) error
 	}
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
-	return c.Send(buf.B) // Send copies into the response
+	// SetBody copies: Send would keep buf.B, which goes back to the pool.
+	c.Response().SetBody(buf.B)
+	return nil
 }
 
 func formatDate(t sql.NullTime) string {
