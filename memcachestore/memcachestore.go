@@ -319,6 +319,14 @@ func (s *Storage) resolveLoop(ctx context.Context, every time.Duration, after fu
 	}
 }
 
+// placement is the part of a key that picks its nodes: the text after the
+// last colon. So "ID" and "v:ID" (a session and its visit counter) live on
+// the same nodes and move together when servers are added or removed,
+// instead of one surviving a resize while the other restarts.
+func placement(key string) string {
+	return key[strings.LastIndexByte(key, ':')+1:]
+}
+
 // legalKey reports whether memcached's text protocol can carry key.
 func legalKey(key string) bool {
 	if key == "" || len(key) > maxKeyLen {
@@ -341,7 +349,7 @@ func (s *Storage) key(k string) (string, bool) {
 // owners returns the nodes holding full key k, best first.
 func (s *Storage) owners(k string) []*node {
 	var idx [maxReplicas]int
-	rank(k, s.ring.seeds, idx[:s.replicas])
+	rank(placement(k), s.ring.seeds, idx[:s.replicas])
 	nodes := make([]*node, s.replicas)
 	for i := range nodes {
 		nodes[i] = s.nodes[idx[i]]

@@ -20,6 +20,12 @@ const (
 	backoffMin = 250 * time.Millisecond
 	backoffMax = 5 * time.Second
 
+	// timeoutsToTrip is how many timeouts in a row take a node out. A
+	// refused or dropped connection does at once; a timeout may be a busy
+	// machine answering late once, which must not cost a node's keys for
+	// the whole back-off.
+	timeoutsToTrip = 3
+
 	// lookupTimeout bounds one DNS lookup of a server name.
 	lookupTimeout = 2 * time.Second
 )
@@ -32,6 +38,8 @@ type node struct {
 
 	// failing is the lock-free fast path: false means healthy, go ahead.
 	failing atomic.Bool
+	// timeouts counts consecutive timeouts of a healthy node.
+	timeouts atomic.Int32
 
 	mu       sync.Mutex
 	failures int       // consecutive failed probes, 0 when healthy
@@ -65,6 +73,12 @@ func (n *node) acquire(now time.Time) (probe bool, err error) {
 // down must not each double it.
 func (n *node) release(probe bool, err error, now time.Time) {
 	down := err != nil && isTransport(err)
+	if !down && n.timeouts.Load() != 0 {
+		n.timeouts.Store(0)
+	}
+	if down && !probe && !n.failing.Load() && isTimeout(err) && n.timeouts.Add(1) < timeoutsToTrip {
+		return // a late answer or two: not yet a dead node
+	}
 	if !down && !probe && !n.failing.Load() {
 		return
 	}
@@ -78,6 +92,7 @@ func (n *node) release(probe bool, err error, now time.Time) {
 		n.failures = 0
 		n.failing.Store(false)
 	case probe || n.failures == 0:
+		n.timeouts.Store(0)
 		n.failures++
 		n.retryAt = now.Add(backoff(n.failures))
 		n.failing.Store(true)
@@ -120,6 +135,14 @@ func isTransport(err error) bool {
 		return true
 	}
 	return false
+}
+
+// isTimeout reports whether err is a timeout rather than a refused or
+// broken connection.
+func isTimeout(err error) bool {
+	var netErr net.Error
+	var cte *memcache.ConnectTimeoutError
+	return errors.As(err, &cte) || (errors.As(err, &netErr) && netErr.Timeout())
 }
 
 // nodeError names the node in err and marks transport failures with

@@ -81,11 +81,9 @@ const (
 	// server wins, a quarter, so 0.75 is expected.
 	minReadable = 0.70
 	// minContinued is the least fraction of browsers whose count must go on
-	// through the resize. The visit counter ("v:"+id) is placed by its own
-	// key, independently of the session ("id"), so a count goes on only if
-	// neither key moved: (3/4)² ≈ 0.56 is expected, not 0.75. Raise this to
-	// minReadable once the counter is placed by the session id.
-	minContinued = 0.45
+	// through the resize. The visit counter ("v:"+id) is placed by the
+	// session id, so it moves with its session: the same 0.75 is expected.
+	minContinued = 0.70
 )
 
 func TestProofScaleOut(t *testing.T) {
