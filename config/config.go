@@ -55,7 +55,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		HTTPAddr:         l.str("HTTP_ADDR", ":8080"),
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
-		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 32),
+		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 16),
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
 		CountsTTL:        l.duration("COUNTS_TTL", time.Second),
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
