@@ -220,7 +220,7 @@ func (h *harness) setUp(ctx context.Context) error {
 		if !d.need {
 			continue
 		}
-		rec, err := prepareCatalog(ctx, h.mdb, h.procs, h.serviceBin, h.o.outDir, d.name, d.size, h.o.reseed)
+		rec, err := prepareCatalog(ctx, h.mdb, h.procs, h.serviceBin, d.name, d.size, h.o.reseed)
 		if err != nil {
 			return err
 		}
@@ -811,12 +811,20 @@ func (h *harness) runProfile(ctx context.Context) error {
 		return err
 	}
 	reports := []struct {
-		file string
-		args []string
+		file, title string
+		args        []string
+		keep        func(pct float64, line string) bool
+		limit       int
 	}{
-		{"service-self.txt", []string{"-i", filepath.Join(dir, "service.data"), "--no-children", "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"}},
-		{"service-children.txt", []string{"-i", filepath.Join(dir, "service.data"), "--children", "--sort", "symbol", "-g", "none", "--percent-limit", "2"}},
-		{"machine-by-command.txt", []string{"-i", filepath.Join(dir, "machine.data"), "--sort", "comm", "-g", "none"}},
+		{"service-self.txt", "flat: where the service's CPU time is spent (self)",
+			[]string{"-i", filepath.Join(dir, "service.data"), "--no-children", "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"},
+			func(float64, string) bool { return true }, 20},
+		{"service-children.txt", "inclusive: functions with their callees, below the middleware chain (60% and more) and above 2%",
+			[]string{"-i", filepath.Join(dir, "service.data"), "--children", "--sort", "symbol", "-g", "none", "--percent-limit", "2"},
+			func(pct float64, line string) bool { return pct < 60 && strings.Contains(line, "[.]") }, 40},
+		{"machine-by-command.txt", "the whole machine by command",
+			[]string{"-i", filepath.Join(dir, "machine.data"), "--sort", "comm", "-g", "none"},
+			func(float64, string) bool { return true }, 10},
 	}
 	for _, r := range reports {
 		cmd := exec.CommandContext(ctx, "perf", append([]string{"report", "--stdio", "--no-header"}, r.args...)...)
@@ -827,18 +835,25 @@ func (h *harness) runProfile(ctx context.Context) error {
 		if err := os.WriteFile(filepath.Join(dir, r.file), out, 0o644); err != nil {
 			return err
 		}
-		var lines []string
+		h.profile = append(h.profile, "== "+r.title+" ("+r.file+")")
+		n := 0
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.TrimSpace(l) != "" && !strings.HasPrefix(strings.TrimSpace(l), "#") {
-				lines = append(lines, l)
+			t := strings.TrimSpace(l)
+			if t == "" || strings.HasPrefix(t, "#") {
+				continue
+			}
+			pct, err := strconv.ParseFloat(strings.TrimSuffix(strings.Fields(t)[0], "%"), 64)
+			if err != nil || !r.keep(pct, l) {
+				continue
+			}
+			// perf pads each line with columns we did not ask for.
+			l = strings.TrimRight(strings.TrimRight(strings.TrimRight(l, " "), "-"), " ")
+			l = strings.TrimRight(strings.TrimRight(l, "-"), " ")
+			h.profile = append(h.profile, l)
+			if n++; n >= r.limit {
+				break
 			}
 		}
-		limit := 25
-		if len(lines) < limit {
-			limit = len(lines)
-		}
-		h.profile = append(h.profile, "== "+r.file)
-		h.profile = append(h.profile, lines[:limit]...)
 	}
 	return nil
 }

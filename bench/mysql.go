@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -234,31 +233,50 @@ func (m *mariadb) catalogCounts(ctx context.Context, db string) (authors, books,
 }
 
 // seedRecord remembers how long a catalog took to seed, for the reruns
-// that reuse it.
+// that reuse it. It is kept in the database's comment, so it stays with
+// the catalog whatever -out a later run uses.
 type seedRecord struct {
 	Size   catalogSize   `json:"size"`
 	Took   time.Duration `json:"took_ns"`
 	When   time.Time     `json:"when"`
-	Reused bool          `json:"-"`
+	Reused bool          `json:"reused"`
+}
+
+func (m *mariadb) readSeedRecord(ctx context.Context, db string) (seedRecord, bool) {
+	var comment string
+	var rec seedRecord
+	err := m.admin.QueryRowContext(ctx, "SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", db).Scan(&comment)
+	if err != nil || json.Unmarshal([]byte(comment), &rec) != nil {
+		return rec, false
+	}
+	return rec, true
+}
+
+func (m *mariadb) writeSeedRecord(ctx context.Context, db string, rec seedRecord) error {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = m.admin.ExecContext(ctx, "ALTER DATABASE `"+db+"` COMMENT = ?", string(raw))
+	return err
 }
 
 // prepareCatalog makes db hold exactly a seeded catalog of size z: reused
 // when its counts already match (unless force), otherwise dropped,
 // created, migrated and seeded with the service's own commands.
-func prepareCatalog(ctx context.Context, m *mariadb, p *procs, bin, outDir, db string, z catalogSize, force bool) (seedRecord, error) {
+func prepareCatalog(ctx context.Context, m *mariadb, p *procs, bin, db string, z catalogSize, force bool) (seedRecord, error) {
 	if !dbNamePattern.MatchString(db) {
 		return seedRecord{}, fmt.Errorf("database name %q: letters, digits and _ only", db)
 	}
-	recPath := filepath.Join(outDir, "seed-"+db+".json")
 	if !force {
 		a, b, c, ok := m.catalogCounts(ctx, db)
 		if ok && a == z.Authors && b == z.Books && c == z.copies() {
-			var rec seedRecord
-			if raw, err := os.ReadFile(recPath); err == nil && json.Unmarshal(raw, &rec) == nil && rec.Size == z {
-				rec.Reused = true
-				return rec, nil
+			rec, found := m.readSeedRecord(ctx, db)
+			if !found || rec.Size != z {
+				rec = seedRecord{Size: z}
 			}
-			return seedRecord{Size: z, Reused: true}, nil
+			rec.Reused = true
+			return rec, nil
 		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: seeding %s: %d authors, %d books, %d copies\n", db, z.Authors, z.Books, z.copies())
@@ -268,7 +286,6 @@ func prepareCatalog(ctx context.Context, m *mariadb, p *procs, bin, outDir, db s
 			return seedRecord{}, fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	_ = os.Remove(recPath)
 	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + m.adminDSN(db)}
 	if _, err := p.run(ctx, "migrate-"+db, env, bin, "migrate"); err != nil {
 		return seedRecord{}, err
@@ -285,8 +302,8 @@ func prepareCatalog(ctx context.Context, m *mariadb, p *procs, bin, outDir, db s
 			db, a, b, c, z.Authors, z.Books, z.copies())
 	}
 	rec := seedRecord{Size: z, Took: took, When: time.Now().UTC()}
-	if raw, err := json.Marshal(rec); err == nil {
-		_ = os.WriteFile(recPath, raw, 0o644)
+	if err := m.writeSeedRecord(ctx, db, rec); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: could not keep the seed time in %s's comment: %v\n", db, err)
 	}
 	return rec, nil
 }

@@ -374,9 +374,12 @@ func (h *harness) report() string {
 			if rec.Took > 0 {
 				took = rec.Took.Round(time.Millisecond).String()
 			}
-			how := "seeded in this run: " + took
+			how := "seeded in this run in " + took
 			if rec.Reused {
-				how = "reused (counts matched); seeded earlier in " + took
+				how = "reused (its row counts matched); seed time unknown (`-reseed` measures it)"
+				if rec.Took > 0 {
+					how = fmt.Sprintf("reused (its row counts matched); seeded on %s in %s", rec.When.Format("2006-01-02"), took)
+				}
 			}
 			p("| %s | %s / %s / %s | %s |\n", name, thousands(int64(rec.Size.Authors)), thousands(int64(rec.Size.Books)), thousands(int64(rec.Size.copies())), how)
 		}
