@@ -82,7 +82,7 @@ func BenchmarkBookList(b *testing.B) {
 // homePageAllocBudget holds the allocations of a returning browser's home
 // page (in-memory sessions, fresh counts). It was set from what the page
 // reaches, with a little room; a change that needs more should say why.
-const homePageAllocBudget = 72
+const homePageAllocBudget = 14
 
 func TestHomePageAllocations(t *testing.T) {
 	h := newHomeRequest(t, routes.Deps{CountsTTL: time.Hour})

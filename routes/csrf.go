@@ -66,8 +66,9 @@ func (g *csrfGuard) protect(showsForm func(*fiber.Ctx) bool) fiber.Handler {
 				c.Locals(csrfSkipLocal{}, true)
 			default:
 				// The middleware writes the session: drop the request's
-				// cached copy so later reads see its token.
+				// cached copies so later reads see its token.
 				c.Locals(sessionLocal{}, nil)
+				c.Locals(viewLocal{}, nil)
 			}
 		}
 		return g.middleware(c)
@@ -77,14 +78,11 @@ func (g *csrfGuard) protect(showsForm func(*fiber.Ctx) bool) fiber.Handler {
 // reuseToken puts the session's token in the page when it has at least
 // half its life left and the browser still holds the matching cookie.
 func (g *csrfGuard) reuseToken(c *fiber.Ctx) bool {
-	if c.Cookies(SessionCookieName) == "" {
+	v, err := g.sessions.view(c)
+	if err != nil || v.fresh {
 		return false
 	}
-	sess, err := g.sessions.load(c)
-	if err != nil {
-		return false
-	}
-	token, ok := sess.Get(csrfTokenKey).(csrf.Token)
+	token, ok := v.data[csrfTokenKey].(csrf.Token)
 	if !ok || time.Until(token.Expiration) < csrfLifetime/2 || c.Cookies(csrfCookieName) != token.Key {
 		return false
 	}

@@ -20,10 +20,16 @@ type homePage struct {
 	CookiesRefused bool
 	ShowNotice     bool
 	CSRFToken      string
+
+	visitsSentence string // set only to render a cached shell
 }
+
+// ShowNoticeForm tells whether the notice is shown with its "Got it" form.
+func (page homePage) ShowNoticeForm() bool { return page.ShowNotice && page.CSRFToken != "" }
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
 func home(r *renderer, counts *countsCache, sessions *sessionManager, visitsUnavailable prometheus.Counter) fiber.Handler {
+	shells := &homeShells{renderer: r}
 	return func(c *fiber.Ctx) error {
 		totals, stale, err := counts.Get()
 		if err != nil {
@@ -40,6 +46,9 @@ func home(r *renderer, counts *countsCache, sessions *sessionManager, visitsUnav
 			}
 		}
 		page.CSRFToken = csrfToken(c)
+		if page.cacheable() {
+			return shells.render(c, page)
+		}
 		return r.render(c, fiber.StatusOK, "home", page)
 	}
 }

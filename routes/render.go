@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"mime"
 	"path"
@@ -52,19 +53,27 @@ func parsePages(a *assets) (map[string]*template.Template, error) {
 // render executes a page into a pooled buffer first, so a template error
 // becomes a clean 500 instead of half a page.
 func (r *renderer) render(c *fiber.Ctx, status int, name string, data any) error {
-	t, ok := r.pages[name]
-	if !ok {
-		return fmt.Errorf("no page template %q", name)
-	}
 	buf := bytebufferpool.Get()
 	defer bytebufferpool.Put(buf)
-	if err := t.Execute(buf, data); err != nil {
-		return fmt.Errorf("render %s: %w", name, err)
+	if err := r.execute(buf, name, data); err != nil {
+		return err
 	}
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	// SetBody copies: Send would keep buf.B, which goes back to the pool.
 	c.Response().SetBody(buf.B)
+	return nil
+}
+
+// execute runs a page's template into w.
+func (r *renderer) execute(w io.Writer, name string, data any) error {
+	t, ok := r.pages[name]
+	if !ok {
+		return fmt.Errorf("no page template %q", name)
+	}
+	if err := t.Execute(w, data); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
+	}
 	return nil
 }
 

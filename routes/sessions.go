@@ -1,8 +1,10 @@
 package routes
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/gob"
 	"errors"
 	"strconv"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/session"
 	"github.com/gofiber/fiber/v2/utils"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // SessionCookieName is Django's name for the session cookie.
@@ -48,6 +51,12 @@ type sessionManager struct {
 	store  *session.Store
 	visits VisitCounter
 	opts   SessionOptions
+	// decoded memoizes the decoding of stored entries by their bytes. A
+	// returning browser's entry is unchanged between its visits, and
+	// decoding it (Fiber's codec is gob, with a new decoder every time)
+	// costs more than the rest of the page; keyed by content, it is never
+	// stale.
+	decoded *lru.Cache[string, map[string]any]
 	// renewAfter is how old a session entry may get before a visit writes it
 	// again. Renewing on every visit would cost a write per page view; this
 	// keeps a session alive at least 90% of its lifetime after the last visit.
@@ -75,8 +84,16 @@ func newSessionManager(storage fiber.Storage, visits VisitCounter, opts SessionO
 	if visits == nil {
 		visits = &localVisitCounter{storage: store.Storage}
 	}
-	return &sessionManager{store: store, visits: visits, opts: opts, renewAfter: opts.Lifetime / 10}
+	decoded, err := lru.New[string, map[string]any](decodedEntries)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	return &sessionManager{store: store, visits: visits, opts: opts, renewAfter: opts.Lifetime / 10, decoded: decoded}
 }
+
+// decodedEntries bounds the memo of decoded session entries: about 100
+// bytes each, a few MB for as many browsers as a replica sees at once.
+const decodedEntries = 20_000
 
 // newSessionID returns 128 bits from crypto/rand: an id nobody can guess.
 // (Fiber's default, utils.UUIDv4, is fine; utils.UUID is predictable.)
@@ -114,11 +131,61 @@ func (m *sessionManager) load(c *fiber.Ctx) (*session.Session, error) {
 	return sess, nil
 }
 
+// sessionView is the browser's session as stored, for reading: decoded
+// once per distinct entry and shared between requests, so never changed.
+type sessionView struct {
+	id   string
+	data map[string]any
+	// fresh is set when the browser has no stored session: no cookie, an
+	// id the server did not issue, or an entry that cannot be decoded.
+	fresh bool
+}
+
+type viewLocal struct{}
+
+// view reads the browser's session without going through Fiber's Store:
+// one storage read, and no decoding for an entry seen before. Writes still
+// go through load and save.
+func (m *sessionManager) view(c *fiber.Ctx) (*sessionView, error) {
+	if v, ok := c.Locals(viewLocal{}).(*sessionView); ok {
+		return v, nil
+	}
+	v := &sessionView{fresh: true}
+	if id := c.Cookies(SessionCookieName); id != "" {
+		raw, err := m.store.Storage.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		if raw != nil {
+			if data, ok := m.decode(raw); ok {
+				v = &sessionView{id: utils.CopyString(id), data: data}
+			}
+		}
+	}
+	c.Locals(viewLocal{}, v)
+	return v, nil
+}
+
+// decode decodes a stored entry as Fiber's session does, or finds it
+// decoded already.
+func (m *sessionManager) decode(raw []byte) (map[string]any, bool) {
+	if data, ok := m.decoded.Get(string(raw)); ok {
+		return data, true
+	}
+	var data map[string]any
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&data); err != nil {
+		return nil, false
+	}
+	m.decoded.Add(string(raw), data)
+	return data, true
+}
+
 // save writes the session, which Fiber then releases: the request's cached
 // copy is dropped with it. (Fiber's Save leaves the session locked when the
 // write fails: it is not used again either way.)
 func (m *sessionManager) save(c *fiber.Ctx, sess *session.Session) error {
 	c.Locals(sessionLocal{}, nil)
+	c.Locals(viewLocal{}, nil)
 	sess.Set(savedAtKey, time.Now().Unix())
 	return sess.Save()
 }
@@ -127,13 +194,21 @@ func (m *sessionManager) save(c *fiber.Ctx, sess *session.Session) error {
 // total. A returning browser costs one storage read (shared with the rest
 // of the request) and one atomic increment.
 func (m *sessionManager) countVisit(c *fiber.Ctx) (uint64, error) {
+	v, err := m.view(c)
+	if err != nil {
+		return 0, err
+	}
+	if !v.fresh && !m.renewalDue(v.data) {
+		return m.visits.Increment(visitKey(v.id), m.opts.Lifetime)
+	}
+	// A new session, or one to renew: through Fiber's session, to save it.
 	sess, err := m.load(c)
 	if err != nil {
 		return 0, err
 	}
 	id := sess.ID()
 	fresh := sess.Fresh()
-	renew := !fresh && m.renewalDue(sess)
+	renew := !fresh && m.renewalDue(sessionData(sess))
 	if fresh || renew {
 		if err := m.save(c, sess); err != nil {
 			return 0, err
@@ -178,26 +253,32 @@ func (m *sessionManager) set(c *fiber.Ctx, key string, value any) error {
 	return m.save(c, sess)
 }
 
-// lookup reads a value from the session of a browser that has one; a
-// browser without a session cookie costs nothing.
+// lookup reads a value from the browser's session; a browser without a
+// session cookie costs nothing.
 func (m *sessionManager) lookup(c *fiber.Ctx, key string) any {
-	if c.Cookies(SessionCookieName) == "" {
-		return nil
-	}
-	sess, err := m.load(c)
+	v, err := m.view(c)
 	if err != nil {
 		return nil
 	}
-	return sess.Get(key)
+	return v.data[key]
+}
+
+// sessionData is a Fiber session's values, for code shared with views.
+func sessionData(sess *session.Session) map[string]any {
+	data := make(map[string]any, 4)
+	for _, k := range sess.Keys() {
+		data[k] = sess.Get(k)
+	}
+	return data
 }
 
 // renewalDue tells whether the session entry should be written again to
 // renew its lifetime. With SaveEveryRequest it always is, as in Django.
-func (m *sessionManager) renewalDue(sess *session.Session) bool {
+func (m *sessionManager) renewalDue(data map[string]any) bool {
 	if m.opts.SaveEveryRequest {
 		return true
 	}
-	savedAt, ok := sess.Get(savedAtKey).(int64)
+	savedAt, ok := data[savedAtKey].(int64)
 	return !ok || time.Since(time.Unix(savedAt, 0)) > m.renewAfter
 }
 
