@@ -245,13 +245,17 @@ func (h *harness) setUp(ctx context.Context) error {
 			return err
 		}
 	}
-	if needSmall {
-		if err := h.startService(ctx, "small", h.o.smallDB, nil); err != nil {
-			return err
+	// Each target gets a process of its own, so that none inherits another's
+	// memory (a process's RSS does not shrink back after a heavier run).
+	for _, key := range h.o.targets {
+		if db := h.targetDB(key); db != "" {
+			if err := h.startService(ctx, key, db, nil); err != nil {
+				return err
+			}
 		}
 	}
-	if needLarge {
-		if err := h.startService(ctx, "large", h.o.largeDB, nil); err != nil {
+	if h.o.profile && h.services["c"] == nil {
+		if err := h.startService(ctx, "c", h.o.largeDB, nil); err != nil {
 			return err
 		}
 	}
@@ -314,10 +318,25 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	return nil
 }
 
+// targetDB is the database of the target's service ("" for none).
+func (h *harness) targetDB(key string) string {
+	switch key {
+	case "b", "bg":
+		return h.o.smallDB
+	case "c", "e":
+		return h.o.largeDB
+	case "d":
+		return map[string]string{"small": h.o.smallDB, "large": h.o.largeDB}[h.o.listDB]
+	case "f":
+		return map[string]string{"small": h.o.largeDB, "large": h.o.smallDB}[h.o.listDB]
+	}
+	return ""
+}
+
 // makeTargets creates each target's browsers and its request lines.
 func (h *harness) makeTargets(ctx context.Context) error {
 	browsersFor := map[string][]browser{}
-	create := func(key string, svc *service) ([]browser, error) {
+	create := func(key string) ([]browser, error) {
 		if bs, ok := browsersFor[key]; ok {
 			return bs, nil
 		}
@@ -335,7 +354,7 @@ func (h *harness) makeTargets(ctx context.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		h.logf("%d returning browsers for %s (served by %s) in %v", len(bs), key, svc.name, time.Since(start).Round(time.Millisecond))
+		h.logf("%d returning browsers for %s in %v", len(bs), key, time.Since(start).Round(time.Millisecond))
 		if _, done := h.sizes["dismissed"]; !done {
 			sz, err := measureSessions(h.mc, bs, before, after)
 			if err != nil {
@@ -375,19 +394,19 @@ func (h *harness) makeTargets(ctx context.Context) error {
 		case "a", "ag":
 			t.kind, t.addr = "ceiling", h.ceilAddr
 			// The same requests as the small home page, cookies and all.
-			if bs, err = create("b", h.services["small"]); err != nil {
+			if bs, err = create("b"); err != nil {
 				return err
 			}
 			t.lines = homeLines(bs, "/")
 		case "b", "bg":
-			t.kind, t.svc, t.route = "home", h.services["small"], "/catalog/"
-			if bs, err = create("b", t.svc); err != nil {
+			t.kind, t.svc, t.route = "home", h.services[key], "/catalog/"
+			if bs, err = create("b"); err != nil {
 				return err
 			}
 			t.lines = homeLines(bs, "/catalog/")
 		case "c", "e":
-			t.kind, t.svc, t.route = "home", h.services["large"], "/catalog/"
-			if bs, err = create(key, t.svc); err != nil {
+			t.kind, t.svc, t.route = "home", h.services[key], "/catalog/"
+			if bs, err = create(key); err != nil {
 				return err
 			}
 			t.lines = homeLines(bs, "/catalog/")
@@ -400,8 +419,8 @@ func (h *harness) makeTargets(ctx context.Context) error {
 			if key == "f" {
 				db = map[string]string{"small": "large", "large": "small"}[db]
 			}
-			t.kind, t.svc, t.route = "list", h.services[db], "/catalog/books/"
-			if bs, err = create(key, t.svc); err != nil {
+			t.kind, t.svc, t.route = "list", h.services[key], "/catalog/books/"
+			if bs, err = create(key); err != nil {
 				return err
 			}
 			size := h.o.largeSize
@@ -429,7 +448,7 @@ func (h *harness) makeTargets(ctx context.Context) error {
 	}
 	for i, v := range h.o.variants {
 		svc := h.services[fmt.Sprintf("variant%d", i+1)]
-		bs, err := create(svc.name, svc)
+		bs, err := create(svc.name)
 		if err != nil {
 			return err
 		}
@@ -770,7 +789,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 		}
 	}
 	if t == nil {
-		t = &target{key: "c", gen: "wrk", svc: h.services["large"], addr: h.services["large"].addr, conns: h.o.conns}
+		t = &target{key: "c", gen: "wrk", svc: h.services["c"], addr: h.services["c"].addr, conns: h.o.conns}
 		bs, err := newSite(h.services["setup"].base()).newBrowsers(ctx, h.o.browsers, true)
 		if err != nil {
 			return err
