@@ -237,7 +237,8 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		c := memcache.NewFromSelector(nodeSelector{ring: ring, index: i})
 		c.Timeout = cfg.Timeout
 		c.MaxIdleConns = cfg.MaxIdleConns
-		s.nodes = append(s.nodes, &node{name: name, client: c})
+		p := &pipe{addr: func() (net.Addr, error) { return ring.addr(i) }, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConns}
+		s.nodes = append(s.nodes, &node{name: name, client: c, pipe: p})
 	}
 	s.resolver = resolver{ring: ring, nodes: s.nodes, lookup: h.lookup}
 
@@ -549,6 +550,7 @@ func (s *Storage) Close() error {
 		<-s.done
 		for _, n := range s.nodes {
 			errs = append(errs, n.client.Close())
+			n.pipe.close()
 		}
 	})
 	return errors.Join(errs...)

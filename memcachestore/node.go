@@ -35,6 +35,7 @@ const (
 type node struct {
 	name   string
 	client *memcache.Client
+	pipe   *pipe // connections for GetAndIncrement
 
 	// failing is the lock-free fast path: false means healthy, go ahead.
 	failing atomic.Bool
@@ -190,6 +191,7 @@ func (r *resolver) resolveAll(ctx context.Context) (resolved int) {
 	for _, i := range moved {
 		r.nodes[i].client.Close() // idle connections to the old address; the client stays usable
 		r.nodes[i].reset()
+		r.nodes[i].pipe.close() // connections to the old address
 	}
 	return resolved
 }
