@@ -110,7 +110,8 @@ func New(d Deps) (*fiber.App, error) {
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
 	catalog := app.Group("/catalog", sessions.saveEveryRequest)
-	catalog.Get("/", cookieCheck(d.Sessions.CookieSecure), guard.protect(noticePending(sessions)), home(renderer, counts, sessions, d.Metrics.visitsUnavail))
+	catalog.Get("/", cookieCheck(d.Sessions.CookieSecure), sessions.readAndCountVisit, guard.protect(noticePending(sessions)),
+		home(renderer, counts, sessions, d.Metrics.visitsUnavail))
 	catalog.Get("/books/", catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
 	catalog.Get("/authors/", catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
 	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
