@@ -254,8 +254,11 @@ func (h *harness) setUp(ctx context.Context) error {
 			}
 		}
 	}
-	if h.o.profile && h.services["c"] == nil {
-		if err := h.startService(ctx, "c", h.o.largeDB, nil); err != nil {
+	if h.o.profile && h.services[h.o.profileTarget] == nil {
+		if !slices.Contains([]string{"b", "c", "e"}, h.o.profileTarget) {
+			return fmt.Errorf("-profile-target %s: add it to -targets", h.o.profileTarget)
+		}
+		if err := h.startService(ctx, h.o.profileTarget, h.targetDB(h.o.profileTarget), nil); err != nil {
 			return err
 		}
 	}
@@ -784,12 +787,13 @@ func (h *harness) runProfile(ctx context.Context) error {
 	}
 	var t *target
 	for _, c := range h.targets {
-		if c.key == "c" {
+		if c.key == h.o.profileTarget && c.svc != nil {
 			t = c
 		}
 	}
 	if t == nil {
-		t = &target{key: "c", gen: "wrk", svc: h.services["c"], addr: h.services["c"].addr, conns: h.o.conns}
+		key := h.o.profileTarget
+		t = &target{key: key, gen: "wrk", svc: h.services[key], addr: h.services[key].addr, conns: h.o.conns}
 		bs, err := newSite(h.services["setup"].base()).newBrowsers(ctx, h.o.browsers, true)
 		if err != nil {
 			return err
@@ -804,7 +808,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 	}
 	secs := strconv.Itoa(max(2, int(h.o.duration/time.Second)-2))
 	record := func(name string, args ...string) error {
-		h.logf("profiling (%s) for %ss under the home-page load", name, secs)
+		h.logf("profiling (%s) for %ss under %s's load", name, secs, t.key)
 		perf := exec.CommandContext(ctx, "perf", append(append([]string{"record", "-q", "-e", "cpu-clock", "-F", "999", "-o", filepath.Join(dir, name+".data")}, args...), "--", "sleep", secs)...)
 		out := &strings.Builder{}
 		perf.Stdout, perf.Stderr = out, out

@@ -48,6 +48,7 @@ type options struct {
 	env                             []string
 	variants                        [][]string
 	profile                         bool
+	profileTarget                   string
 	quiet                           float64
 	quietWait                       time.Duration
 	memcachedBin                    string
@@ -88,7 +89,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&variants, "variant", "extra services on the large catalog with these settings, measured against c and e (repeatable; KEY=VALUE[,KEY=VALUE])")
 	fs.Float64Var(&o.quiet, "quiet", 0.25, "before each run, wait until other processes use less than this share of the machine (0: don't wait)")
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "longest wait for -quiet before running anyway")
-	fs.BoolVar(&o.profile, "profile", false, "after the rounds, record the large-catalog home page's service with perf")
+	fs.BoolVar(&o.profile, "profile", false, "after the rounds, record a target's service under its load with perf")
+	fs.StringVar(&o.profileTarget, "profile-target", "c", "the target -profile records (one with a service)")
 	fs.StringVar(&o.memcachedBin, "memcached", "memcached", "memcached binary")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -257,7 +257,9 @@ func (m *mariadb) writeSeedRecord(ctx context.Context, db string, rec seedRecord
 	if err != nil {
 		return err
 	}
-	_, err = m.admin.ExecContext(ctx, "ALTER DATABASE `"+db+"` COMMENT = ?", string(raw))
+	// DDL takes no placeholders: quote the comment as a string literal.
+	quoted := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(string(raw))
+	_, err = m.admin.ExecContext(ctx, "ALTER DATABASE `"+db+"` COMMENT = '"+quoted+"'")
 	return err
 }
 
