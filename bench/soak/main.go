@@ -1,0 +1,208 @@
+// Command soak runs LocalLibrary under steady load for minutes, as many
+// returning browsers, and checks that nothing fails, no visit is lost or
+// counted twice, and neither memory nor goroutines grow. Run it from the
+// repository root:
+//
+//	go run ./bench/soak
+//
+// It builds the service, starts its own memcached and service on free
+// loopback ports, and ends both when it stops, however it stops. It exits 1
+// when a target is missed and 2 when it could not run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// errTargetsMissed is returned when the run finished but a target was missed.
+var errTargetsMissed = errors.New("targets missed")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	switch {
+	case errors.Is(err, errTargetsMissed):
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(1)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(2)
+	}
+}
+
+type options struct {
+	duration         time.Duration
+	warmup           time.Duration
+	conns            int
+	browsers         int
+	setupConns       int
+	timeout          time.Duration
+	sampleEvery      time.Duration
+	dsn              string
+	bin              string
+	out              string
+	memcachedTimeout string
+	serviceEnv       string
+	keep             bool
+}
+
+func parseOptions(args []string, stdout io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.DurationVar(&o.duration, "duration", 5*time.Minute, "how long the load runs")
+	fs.DurationVar(&o.warmup, "warmup", 0, "baseline for RSS and goroutines taken this long into the load (0: 20% of -duration, at most 1m)")
+	fs.IntVar(&o.conns, "conns", 256, "connections, each with one request in flight")
+	fs.IntVar(&o.browsers, "browsers", 10000, "distinct browsers (sessions)")
+	fs.IntVar(&o.setupConns, "setup-conns", 64, "connections used to create the browsers and to read their final counts")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "a request not answered within this is an error (timeout)")
+	fs.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "how often /metrics is read and a progress line printed")
+	fs.StringVar(&o.dsn, "dsn", "root@tcp(127.0.0.1:3306)/soak_library", "MySQL DSN of the catalog; the database is created, migrated and seeded (100 authors, 1,000 books, 3 copies each) when it has no books")
+	fs.StringVar(&o.bin, "bin", "", "use this locallibrary binary instead of building one")
+	fs.StringVar(&o.out, "out", "bench/soak/out", "folder for the binary, logs and result.md")
+	fs.StringVar(&o.memcachedTimeout, "memcached-timeout", "", "LOCALLIBRARY_MEMCACHED_TIMEOUT for the service (empty: the service's default, 100ms)")
+	fs.StringVar(&o.serviceEnv, "service-env", "", "more settings for the service, KEY=VALUE[,KEY=VALUE…] (e.g. LOCALLIBRARY_DB_MAX_OPEN_CONNS=32)")
+	fs.BoolVar(&o.keep, "keep-running-services", false, "leave memcached and the service running at the end (their pids are printed)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var problems []error
+	if o.duration < 10*time.Second {
+		problems = append(problems, errors.New("-duration must be at least 10s"))
+	}
+	if o.conns < 1 || o.browsers < o.conns || o.setupConns < 1 {
+		problems = append(problems, errors.New("-conns and -setup-conns must be at least 1, -browsers at least -conns (a browser has one request in flight at a time)"))
+	}
+	if o.warmup == 0 {
+		o.warmup = min(time.Minute, o.duration/5)
+	}
+	if o.warmup >= o.duration {
+		problems = append(problems, errors.New("-warmup must be shorter than -duration"))
+	}
+	return o, errors.Join(problems...)
+}
+
+func (o options) serviceSettings() ([]string, error) {
+	var env []string
+	if o.memcachedTimeout != "" {
+		env = append(env, "LOCALLIBRARY_MEMCACHED_TIMEOUT="+o.memcachedTimeout)
+	}
+	if o.serviceEnv != "" {
+		for _, kv := range strings.Split(o.serviceEnv, ",") {
+			if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "LOCALLIBRARY_") {
+				return nil, fmt.Errorf("-service-env: %q is not LOCALLIBRARY_KEY=VALUE", kv)
+			}
+			env = append(env, kv)
+		}
+	}
+	return env, nil
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
+	opt, err := parseOptions(args, stdout)
+	if err != nil {
+		return err
+	}
+	extraEnv, err := opt.serviceSettings()
+	if err != nil {
+		return err
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	out := opt.out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	say := func(format string, a ...any) {
+		fmt.Fprintf(stdout, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+	}
+
+	bin := opt.bin
+	if bin == "" {
+		bin = filepath.Join(out, "locallibrary")
+		say("building the service (go build -tags noembeddeddb) …")
+		if err := build(ctx, root, bin); err != nil {
+			return err
+		}
+	}
+
+	procs := &processes{keep: opt.keep}
+	defer func() {
+		if opt.keep {
+			procs.describe(stdout)
+			return
+		}
+		if stopErr := procs.stopAll(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+
+	say("preparing the catalog %s …", maskedDSN(opt.dsn))
+	catalog, err := prepareCatalog(ctx, bin, opt.dsn, out)
+	if err != nil {
+		return err
+	}
+	say("catalog: %d books, %d authors", len(catalog.books), catalog.authors)
+
+	mc, err := procs.startMemcached(ctx, out)
+	if err != nil {
+		return err
+	}
+	say("memcached on %s (pid %d)", mc.addr, mc.pid())
+	svc, err := procs.startService(ctx, bin, out, opt.dsn, mc.addr, extraEnv)
+	if err != nil {
+		return err
+	}
+	say("service on %s (pid %d), log %s", svc.addr, svc.pid(), svc.logPath)
+
+	res, err := soak(ctx, opt, catalog, svc, mc, say, stdout)
+	if err != nil {
+		return err
+	}
+	table := res.markdown()
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, table)
+	resultPath := filepath.Join(out, "result.md")
+	if err := os.WriteFile(resultPath, []byte(table), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n(also written to %s)\n", resultPath)
+	if missed := res.missed(); len(missed) > 0 {
+		return fmt.Errorf("%w: %s", errTargetsMissed, strings.Join(missed, "; "))
+	}
+	return nil
+}
+
+// repoRoot is the nearest folder upwards holding go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the current folder: run from the repository root")
+		}
+		dir = parent
+	}
+}

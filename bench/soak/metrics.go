@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// sample is one reading of the service's /metrics.
+type sample struct {
+	at          time.Time
+	rss         float64 // process_resident_memory_bytes
+	goroutines  float64 // go_goroutines
+	storeErrors map[string]float64
+	unavailable float64            // locallibrary_visit_count_unavailable_total
+	statuses    map[string]float64 // requests by status, summed over routes and methods
+}
+
+func (s sample) storeErrorsTotal() float64 {
+	var n float64
+	for _, v := range s.storeErrors {
+		n += v
+	}
+	return n
+}
+
+// non2xx is how many answers were not 2xx, by status.
+func (s sample) non2xx() map[string]float64 {
+	out := map[string]float64{}
+	for status, n := range s.statuses {
+		if !strings.HasPrefix(status, "2") {
+			out[status] = n
+		}
+	}
+	return out
+}
+
+// metricsReader reads /metrics on a connection of its own, apart from the
+// load's.
+type metricsReader struct {
+	client *fasthttp.HostClient
+	url    string
+}
+
+func newMetricsReader(addr string) *metricsReader {
+	return &metricsReader{
+		client: &fasthttp.HostClient{Addr: addr, MaxConns: 1, MaxConnWaitTimeout: 10 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxIdemponentCallAttempts: 1},
+		url: "http://" + addr + "/metrics",
+	}
+}
+
+func (m *metricsReader) read() (sample, error) {
+	status, body, err := m.client.GetTimeout(nil, m.url, 10*time.Second)
+	if err != nil {
+		return sample{}, fmt.Errorf("GET /metrics: %w", err)
+	}
+	if status != fasthttp.StatusOK {
+		return sample{}, fmt.Errorf("GET /metrics: status %d", status)
+	}
+	return parseMetrics(body, time.Now())
+}
+
+// parseMetrics picks the few series the soak watches out of Prometheus text.
+func parseMetrics(body []byte, at time.Time) (sample, error) {
+	s := sample{at: at, storeErrors: map[string]float64{}, statuses: map[string]float64{}}
+	var seenRSS, seenGoroutines bool
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		series, raw := line[:sp], line[sp+1:]
+		name, labels, _ := strings.Cut(series, "{")
+		v, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "process_resident_memory_bytes":
+			s.rss, seenRSS = v, true
+		case "go_goroutines":
+			s.goroutines, seenGoroutines = v, true
+		case "locallibrary_visit_count_unavailable_total":
+			s.unavailable = v
+		case "locallibrary_session_store_errors_total":
+			s.storeErrors[label(labels, "op")] += v
+		case "locallibrary_http_request_duration_seconds_count":
+			s.statuses[label(labels, "status")] += v
+		}
+	}
+	if !seenRSS || !seenGoroutines {
+		return s, fmt.Errorf("/metrics has no process_resident_memory_bytes or go_goroutines")
+	}
+	return s, sc.Err()
+}
+
+// label finds name="value" in a series' labels.
+func label(labels, name string) string {
+	_, rest, ok := strings.Cut(labels, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
+}
+
+// settle reads the service's goroutines once connections have closed:
+// after at least `least` (fasthttp's idle workers leave 10–20s after their connection
+// closes), once three readings a second apart agree, or after `most`.
+func (m *metricsReader) settle(ctx context.Context, least, most time.Duration) (sample, error) {
+	begun := time.Now()
+	deadline := begun.Add(most)
+	var last sample
+	same := 0
+	for {
+		s, err := m.read()
+		if err != nil {
+			return s, err
+		}
+		if s.goroutines == last.goroutines {
+			same++
+		} else {
+			same = 0
+		}
+		last = s
+		if (same >= 2 && time.Since(begun) >= least) || time.Now().After(deadline) {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// histogram counts latencies in buckets about 5% wide, per worker, so no
+// worker waits on another to record one.
+type histogram [400]int64
+
+func bucketOf(d time.Duration) int {
+	us := float64(d) / float64(time.Microsecond)
+	if us < 1 {
+		return 0
+	}
+	return min(len(histogram{})-1, 1+int(math.Log(us)*20))
+}
+
+func (h *histogram) add(d time.Duration) { h[bucketOf(d)]++ }
+
+func (h *histogram) merge(o *histogram) {
+	for i, n := range o {
+		h[i] += n
+	}
+}
+
+// quantile is the upper edge of the bucket holding quantile q.
+func (h *histogram) quantile(q float64) time.Duration {
+	var total int64
+	for _, n := range h {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	want := int64(math.Ceil(q * float64(total)))
+	var seen int64
+	for i, n := range h {
+		seen += n
+		if seen >= want {
+			return time.Duration(math.Exp(float64(i)/20) * float64(time.Microsecond))
+		}
+	}
+	return 0
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// idleWait is how long after its connections close the service is left
+// before its goroutines are read: fasthttp's idle workers leave 10–20s
+// after their connection ends.
+const idleWait = 22 * time.Second
+
+// result is everything the report says.
+type result struct {
+	opt options
+
+	browsersMade int
+	setupTook    time.Duration
+	loadTook     time.Duration
+
+	requests, home, errors, unavailable, outOfOrder, newSession int64
+	kinds                                                       map[string]int64
+	examples                                                    []string
+	latency                                                     histogram
+
+	wrongCounts    int // browsers whose final count is not 2 + their counted home pages
+	wrongExplained int // of those, browsers whose count is higher by no more than their failed or unavailable home pages
+	unverified     int // browsers whose final read failed
+	wrongExamples  []string
+
+	setupErrors, setupUnavailable, loadErrors, loadUnavailable, finalUnavailable int64
+
+	beforeSetup                sample
+	start, warm, end           sample // under load: at its start, after warm-up, at its end
+	goroutineMin, goroutineMax float64
+	sampledRSSMax              float64
+	idleBefore, idleAfter      sample  // no connections open, before and after the load
+	peakRSS                    float64 // VmHWM: the whole life of the process
+	evictions                  string
+	loadNon2xx                 map[string]float64 // answers not 2xx during the load, by the service's count
+}
+
+func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say func(string, ...any), stdout io.Writer) (*result, error) {
+	res := &result{opt: opt}
+	metrics := newMetricsReader(svc.addr)
+	var err error
+	t := &tally{}
+	l := &loader{client: newClient(svc.addr, opt.setupConns, opt.timeout), base: "http://" + svc.addr,
+		timeout: opt.timeout, catalog: cat, tally: t}
+
+	if res.beforeSetup, err = metrics.read(); err != nil {
+		return nil, err
+	}
+	say("creating %d browsers (first visit through the cookie check), %d at a time …", opt.browsers, opt.setupConns)
+	begun := time.Now()
+	browsers := l.createBrowsers(ctx, opt.browsers, opt.setupConns)
+	res.setupTook = time.Since(begun)
+	res.setupErrors, res.setupUnavailable = t.errors.Load(), t.setupUnavailable.Load()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted while creating browsers")
+	}
+	res.browsersMade = len(browsers)
+	say("created %d browsers in %s (%d failed)", len(browsers), res.setupTook.Round(100*time.Millisecond), opt.browsers-len(browsers))
+	if len(browsers) < opt.conns {
+		return nil, fmt.Errorf("only %d browsers could be created, fewer than -conns %d; first errors:\n%s", len(browsers), opt.conns, joinLines(t.examples))
+	}
+	l.client.CloseIdleConnections()
+	if res.idleBefore, err = metrics.settle(ctx, idleWait, idleWait+10*time.Second); err != nil {
+		return nil, err
+	}
+
+	// The load: opt.conns workers, each with one request in flight, taking
+	// browsers from a shared queue so a browser is never used by two at once.
+	l.client = newClient(svc.addr, opt.conns, opt.timeout)
+	free := make(chan *browser, len(browsers))
+	for _, i := range rand.Perm(len(browsers)) {
+		free <- browsers[i]
+	}
+	if res.start, err = metrics.read(); err != nil {
+		return nil, err
+	}
+	say("load: %d connections for %s; baseline after %s; a line every %s", opt.conns, opt.duration, opt.warmup, opt.sampleEvery)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	hists := make([]histogram, opt.conns)
+	var workers sync.WaitGroup
+	loadStart := time.Now()
+	for w := range opt.conns {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(loadStart.UnixNano())))
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for {
+				var b *browser
+				select {
+				case b = <-free:
+				case <-loadCtx.Done():
+					return
+				}
+				l.visit(b, rng, req, resp, &hists[w])
+				free <- b
+				if loadCtx.Err() != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	lastAt, lastReq := loadStart, int64(0)
+	progress := func(s sample, mark string) {
+		reqs := t.requests.Load()
+		rate := float64(reqs-lastReq) / s.at.Sub(lastAt).Seconds()
+		lastAt, lastReq = s.at, reqs
+		fmt.Fprintf(stdout, "  %6s  req %11s (%6.0f/s)  errors %d  unavailable %d  out-of-order %d  rss %6.1f MiB  goroutines %4.0f  memcached errors %.0f%s\n",
+			clock(s.at.Sub(loadStart)), commas(reqs), rate, t.errors.Load(), t.unavailable.Load(), t.outOfOrder.Load(),
+			mib(s.rss), s.goroutines, s.storeErrorsTotal()-res.start.storeErrorsTotal(), mark)
+	}
+	samplerCtx, stopSampler := context.WithCancel(ctx)
+	var samples []sample
+	var warmTaken bool
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		tick := time.NewTicker(opt.sampleEvery)
+		defer tick.Stop()
+		warmTimer := time.NewTimer(opt.warmup)
+		defer warmTimer.Stop()
+		for {
+			isWarm := false
+			select {
+			case <-samplerCtx.Done():
+				return
+			case <-tick.C:
+			case <-warmTimer.C:
+				isWarm = true
+			}
+			s, err := metrics.read()
+			if err != nil {
+				t.fail("metrics: "+errKind(err), err.Error())
+				continue
+			}
+			mark := ""
+			if isWarm {
+				res.warm, warmTaken = s, true
+				mark = "  ← baseline (after warm-up)"
+			}
+			samples = append(samples, s)
+			progress(s, mark)
+		}
+	}()
+
+	interrupted := false
+	select {
+	case <-time.After(opt.duration):
+	case <-ctx.Done():
+		interrupted = true
+	}
+	stopSampler()
+	<-samplerDone
+	if interrupted {
+		stopLoad()
+		workers.Wait()
+		return nil, fmt.Errorf("interrupted after %s of load (%s requests, %d errors)", clock(time.Since(loadStart)), commas(t.requests.Load()), t.errors.Load())
+	}
+	res.end, err = metrics.read() // still under load
+	stopLoad()
+	workers.Wait()
+	res.loadTook = time.Since(loadStart)
+	if err != nil {
+		return nil, fmt.Errorf("reading /metrics at the end of the load: %w", err)
+	}
+	progress(res.end, "  ← end of the load")
+	if !warmTaken {
+		return nil, fmt.Errorf("no /metrics reading after warm-up: the service did not answer /metrics in time")
+	}
+	res.loadErrors = t.errors.Load() - res.setupErrors
+	res.loadUnavailable = t.unavailable.Load() - res.setupUnavailable
+	say("load stopped after %s; reading every browser's count …", res.loadTook.Round(100*time.Millisecond))
+	// The requests that counted visits are over, so no further count moves.
+	l.finalReads(ctx, browsers, opt.setupConns)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted while reading the final counts")
+	}
+	l.client.CloseIdleConnections()
+	if res.idleAfter, err = metrics.settle(ctx, idleWait, idleWait+10*time.Second); err != nil {
+		return nil, err
+	}
+	if res.peakRSS, err = vmHWM(svc.pid()); err != nil {
+		return nil, err
+	}
+	if stats, err := memcachedStats(mc.addr); err == nil {
+		res.evictions = stats["evictions"]
+	} else {
+		res.evictions = "unknown (" + err.Error() + ")"
+	}
+
+	res.requests, res.home, res.errors = t.requests.Load(), t.home.Load(), t.errors.Load()
+	res.unavailable, res.outOfOrder, res.newSession = t.unavailable.Load(), t.outOfOrder.Load(), t.newSession.Load()
+	res.finalUnavailable = t.finalUnavailable.Load()
+	res.kinds, res.examples = t.kindsCopy(), t.examples
+	for i := range hists {
+		res.latency.merge(&hists[i])
+	}
+	res.goroutineMin, res.goroutineMax = res.warm.goroutines, res.warm.goroutines
+	for _, s := range append(samples, res.end) {
+		res.sampledRSSMax = max(res.sampledRSSMax, s.rss)
+		if !s.at.Before(res.warm.at) {
+			res.goroutineMin = min(res.goroutineMin, s.goroutines)
+			res.goroutineMax = max(res.goroutineMax, s.goroutines)
+		}
+	}
+	res.loadNon2xx = map[string]float64{}
+	before := res.start.non2xx()
+	for status, n := range res.end.non2xx() {
+		if d := n - before[status]; d > 0 {
+			res.loadNon2xx[status] = d
+		}
+	}
+	// A browser's count: 1 for its first visit, one per home page it was
+	// shown a count on during the load, and 1 for the final read itself.
+	// A page that failed or said the count is unavailable should not have
+	// counted; if the store did count it (a timeout after memcached had
+	// done the increment), the count is higher by at most their number.
+	for i, b := range browsers {
+		want := uint64(b.home) + 2
+		switch {
+		case b.finalErr:
+			res.unverified++
+		case b.final != want:
+			res.wrongCounts++
+			if b.final > want && b.final-want <= uint64(b.unavailable+b.failedHome)+uint64(b.finalTries) {
+				res.wrongExplained++
+			}
+			if len(res.wrongExamples) < 10 {
+				res.wrongExamples = append(res.wrongExamples, fmt.Sprintf("browser %d: count %d, want %d (%d counted home pages; %d unavailable, %d failed, %d unavailable final reads)",
+					i, b.final, want, b.home, b.unavailable, b.failedHome, b.finalTries))
+			}
+		}
+	}
+	return res, nil
+}
+
+func clock(d time.Duration) string {
+	s := int(d.Round(time.Second).Seconds())
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+func mib(b float64) float64 { return b / (1 << 20) }
+
+// commas writes 1234567 as 1,234,567.
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	if n < 0 {
+		return "-" + commas(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func joinLines(lines []string) string {
+	out := ""
+	for _, l := range lines {
+		out += "  " + l + "\n"
+	}
+	return out
+}
