@@ -144,12 +144,15 @@ func (c *Catalog) Counts(ctx context.Context) (Counts, error) {
 
 // Books returns a page of the book list, ordered by title then id.
 func (c *Catalog) Books(ctx context.Context, limit, offset int) ([]BookSummary, error) {
+	// The page's ids come from the (title, id) index alone, then only those
+	// ten rows are joined: OFFSET then walks the index instead of sorting
+	// the whole table, which took seconds at 100,000 books.
 	const q = `SELECT b.id, b.title, b.author_id,
 	a.first_name AS author_first_name, a.last_name AS author_last_name
-FROM book b
+FROM (SELECT id FROM book ORDER BY title, id LIMIT ? OFFSET ?) AS page
+JOIN book b ON b.id = page.id
 LEFT JOIN author a ON a.id = b.author_id
-ORDER BY b.title, b.id
-LIMIT ? OFFSET ?`
+ORDER BY b.title, b.id`
 	if err := checkPage(limit, offset); err != nil {
 		return nil, fmt.Errorf("list books: %w", err)
 	}
@@ -162,10 +165,11 @@ LIMIT ? OFFSET ?`
 
 // Authors returns a page of the author list, ordered by name then id.
 func (c *Catalog) Authors(ctx context.Context, limit, offset int) ([]Author, error) {
-	const q = `SELECT id, first_name, last_name, date_of_birth, date_of_death
-FROM author
-ORDER BY last_name, first_name, id
-LIMIT ? OFFSET ?`
+	// As for books: the page's ids from the name index, then their rows.
+	const q = `SELECT a.id, a.first_name, a.last_name, a.date_of_birth, a.date_of_death
+FROM (SELECT id FROM author ORDER BY last_name, first_name, id LIMIT ? OFFSET ?) AS page
+JOIN author a ON a.id = page.id
+ORDER BY a.last_name, a.first_name, a.id`
 	if err := checkPage(limit, offset); err != nil {
 		return nil, fmt.Errorf("list authors: %w", err)
 	}
