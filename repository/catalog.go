@@ -126,18 +126,37 @@ func (c *Catalog) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Counts returns the home page figures in one round trip. The available
-// count is an index-only scan of book_instance_status_idx.
+// Counts returns the home page figures in one round trip. The copies are
+// counted per status in one scan of book_instance_status_idx, which gives
+// both the total and the available count: at a million copies, half the
+// work of counting them twice.
 func (c *Catalog) Counts(ctx context.Context) (Counts, error) {
-	const q = `SELECT
-	(SELECT COUNT(*) FROM book) AS books,
-	(SELECT COUNT(*) FROM book_instance) AS copies,
-	(SELECT COUNT(*) FROM book_instance WHERE status = 'a') AS copies_available,
-	(SELECT COUNT(*) FROM author) AS authors,
-	(SELECT COUNT(*) FROM genre) AS genres`
-	var n Counts
-	if err := c.db.GetContext(ctx, &n, q); err != nil {
+	const q = `SELECT 'books' AS what, COUNT(*) AS n FROM book
+UNION ALL SELECT 'authors', COUNT(*) FROM author
+UNION ALL SELECT 'genres', COUNT(*) FROM genre
+UNION ALL SELECT CONCAT('copies:', status), COUNT(*) FROM book_instance GROUP BY status`
+	var rows []struct {
+		What string `db:"what"`
+		N    int64  `db:"n"`
+	}
+	if err := c.db.SelectContext(ctx, &rows, q); err != nil {
 		return Counts{}, fmt.Errorf("count catalog: %w", err)
+	}
+	var n Counts
+	for _, r := range rows {
+		switch r.What {
+		case "books":
+			n.Books = r.N
+		case "authors":
+			n.Authors = r.N
+		case "genres":
+			n.Genres = r.N
+		case "copies:" + StatusAvailable:
+			n.CopiesAvailable = r.N
+			n.Copies += r.N
+		default: // copies:m, copies:o, copies:r
+			n.Copies += r.N
+		}
 	}
 	return n, nil
 }
