@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,8 @@ type sample struct {
 	storeErrors map[string]float64
 	unavailable float64            // locallibrary_visit_count_unavailable_total
 	statuses    map[string]float64 // requests by status, summed over routes and methods
+	// buckets is the service's latency histogram by route: route → le → count.
+	buckets map[string]map[string]float64
 }
 
 func (s sample) storeErrorsTotal() float64 {
@@ -70,7 +73,7 @@ func (m *metricsReader) read() (sample, error) {
 
 // parseMetrics picks the few series the soak watches out of Prometheus text.
 func parseMetrics(body []byte, at time.Time) (sample, error) {
-	s := sample{at: at, storeErrors: map[string]float64{}, statuses: map[string]float64{}}
+	s := sample{at: at, storeErrors: map[string]float64{}, statuses: map[string]float64{}, buckets: map[string]map[string]float64{}}
 	var seenRSS, seenGoroutines bool
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -100,6 +103,12 @@ func parseMetrics(body []byte, at time.Time) (sample, error) {
 			s.storeErrors[label(labels, "op")] += v
 		case "locallibrary_http_request_duration_seconds_count":
 			s.statuses[label(labels, "status")] += v
+		case "locallibrary_http_request_duration_seconds_bucket":
+			route := label(labels, "route")
+			if s.buckets[route] == nil {
+				s.buckets[route] = map[string]float64{}
+			}
+			s.buckets[route][label(labels, "le")] += v
 		}
 	}
 	if !seenRSS || !seenGoroutines {
@@ -186,4 +195,50 @@ func (h *histogram) quantile(q float64) time.Duration {
 		}
 	}
 	return 0
+}
+
+// routeLatency is the service's own latency for a route between two
+// readings: its request count and the upper bounds of the buckets holding
+// the median and the 99th percentile ("+Inf" past the last bucket).
+func routeLatency(from, to sample, route string) (count float64, p50, p99 string) {
+	type bucket struct {
+		le    float64
+		name  string
+		count float64
+	}
+	var bs []bucket
+	for name, n := range to.buckets[route] {
+		le, err := strconv.ParseFloat(name, 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{le, name, n - from.buckets[route][name]})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].count == 0 {
+		return 0, "", ""
+	}
+	count = bs[len(bs)-1].count // le="+Inf" holds every request
+	find := func(q float64) string {
+		for _, b := range bs {
+			if b.count >= q*count {
+				if math.IsInf(b.le, 1) {
+					return "> " + ms(time.Duration(bs[len(bs)-2].le*float64(time.Second)))
+				}
+				return "≤ " + ms(time.Duration(b.le*float64(time.Second)))
+			}
+		}
+		return ""
+	}
+	return count, find(0.5), find(0.99)
+}
+
+// routes is the routes seen in a reading, busiest first.
+func (s sample) routes() []string {
+	var out []string
+	for r := range s.buckets {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return s.buckets[out[i]]["+Inf"] > s.buckets[out[j]]["+Inf"] })
+	return out
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -70,6 +71,9 @@ func (r *result) markdown() string {
 	row("requests", fmt.Sprintf("%s (%.1f%% home page)", commas(r.requests), 100*float64(r.home)/float64(max(r.requests, 1))), "", "")
 	row("req/s", commas(int64(float64(r.requests)/r.loadTook.Seconds())), "", "")
 	row("latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", ms(r.latency.quantile(0.5)), ms(r.latency.quantile(0.99)), ms(r.latency.quantile(1))), "", "")
+	row("service time p50 / p99 by route, during the load (bucket bounds)", r.serviceLatency(), "", "")
+	row("CPU during the load (cores, of "+fmt.Sprint(runtime.NumCPU())+")", fmt.Sprintf("machine %.2f: service %.2f, memcached %.2f, load generator %.2f, everything else %.2f (MariaDB, other work)",
+		r.cpuMachine, r.cpuService, r.cpuMemcached, r.cpuSoak, r.cpuMachine-r.cpuService-r.cpuMemcached-r.cpuSoak), "", "")
 	row("errors", r.byPhase(r.errors, r.setupErrors, r.loadErrors)+r.errorKinds(), "0", r.met("errors"))
 	row("pages saying the visit count is unavailable", r.byPhase(r.unavailable, r.setupUnavailable, r.loadUnavailable), "0", r.met("unavailable"))
 	wrong := commas(int64(r.wrongCounts))
@@ -171,4 +175,16 @@ func ms(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
 	}
+}
+
+func (r *result) serviceLatency() string {
+	var parts []string
+	for _, route := range r.end.routes() {
+		n, p50, p99 := routeLatency(r.start, r.end, route)
+		if n < 100 || route == "/metrics" {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s / %s", route, p50, p99))
+	}
+	return strings.Join(parts, "; ")
 }

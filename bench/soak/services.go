@@ -378,3 +378,47 @@ func maskedDSN(dsn string) string {
 	}
 	return cfg.FormatDSN()
 }
+
+// cpuTicks is the machine's busy CPU time (every state but idle and
+// iowait) from /proc/stat, and the CPU time of each given process, in
+// clock ticks (USER_HZ, 100 a second on Linux).
+type cpuTicks struct {
+	machine float64
+	procs   []float64
+}
+
+func readCPU(pids ...int) (cpuTicks, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return cpuTicks{}, errors.New("unexpected /proc/stat")
+	}
+	var t cpuTicks
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		t.machine += n
+	}
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return cpuTicks{}, err
+		}
+		// The command name, in parentheses, may hold spaces: count from after it.
+		_, rest, _ := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			return cpuTicks{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		t.procs = append(t.procs, utime+stime)
+	}
+	return t, nil
+}

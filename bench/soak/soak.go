@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -45,6 +46,10 @@ type result struct {
 	peakRSS                    float64 // VmHWM: the whole life of the process
 	evictions                  string
 	loadNon2xx                 map[string]float64 // answers not 2xx during the load, by the service's count
+
+	// cores busy during the load: the whole machine, and the service,
+	// memcached and the soak itself (its load generator)
+	cpuMachine, cpuService, cpuMemcached, cpuSoak float64
 }
 
 func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say func(string, ...any), stdout io.Writer) (*result, error) {
@@ -86,6 +91,11 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if res.start, err = metrics.read(); err != nil {
 		return nil, err
 	}
+	cpuPids := []int{svc.pid(), mc.pid(), os.Getpid()}
+	cpuStart, err := readCPU(cpuPids...)
+	if err != nil {
+		return nil, err
+	}
 	say("load: %d connections for %s; baseline after %s; a line every %s", opt.conns, opt.duration, opt.warmup, opt.sampleEvery)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -119,9 +129,12 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	lastAt, lastReq := loadStart, int64(0)
 	progress := func(s sample, mark string) {
 		reqs := t.requests.Load()
-		rate := float64(reqs-lastReq) / s.at.Sub(lastAt).Seconds()
+		rate := "     -"
+		if took := s.at.Sub(lastAt); took >= time.Second {
+			rate = fmt.Sprintf("%6.0f", float64(reqs-lastReq)/took.Seconds())
+		}
 		lastAt, lastReq = s.at, reqs
-		fmt.Fprintf(stdout, "  %6s  req %11s (%6.0f/s)  errors %d  unavailable %d  out-of-order %d  rss %6.1f MiB  goroutines %4.0f  memcached errors %.0f%s\n",
+		fmt.Fprintf(stdout, "  %6s  req %11s (%s/s)  errors %d  unavailable %d  out-of-order %d  rss %6.1f MiB  goroutines %4.0f  memcached errors %.0f%s\n",
 			clock(s.at.Sub(loadStart)), commas(reqs), rate, t.errors.Load(), t.unavailable.Load(), t.outOfOrder.Load(),
 			mib(s.rss), s.goroutines, s.storeErrorsTotal()-res.start.storeErrorsTotal(), mark)
 	}
@@ -172,7 +185,9 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		workers.Wait()
 		return nil, fmt.Errorf("interrupted after %s of load (%s requests, %d errors)", clock(time.Since(loadStart)), commas(t.requests.Load()), t.errors.Load())
 	}
-	res.end, err = metrics.read() // still under load
+	cpuEnd, cpuErr := readCPU(cpuPids...)
+	cpuTook := time.Since(loadStart).Seconds() * 100 // clock ticks
+	res.end, err = metrics.read()                    // still under load
 	stopLoad()
 	workers.Wait()
 	res.loadTook = time.Since(loadStart)
@@ -180,8 +195,19 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		return nil, fmt.Errorf("reading /metrics at the end of the load: %w", err)
 	}
 	progress(res.end, "  ← end of the load")
+	if cpuErr != nil {
+		return nil, cpuErr
+	}
+	res.cpuMachine = (cpuEnd.machine - cpuStart.machine) / cpuTook
+	res.cpuService = (cpuEnd.procs[0] - cpuStart.procs[0]) / cpuTook
+	res.cpuMemcached = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
+	res.cpuSoak = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
 	if !warmTaken {
 		return nil, fmt.Errorf("no /metrics reading after warm-up: the service did not answer /metrics in time")
+	}
+	afterLoad, err := metrics.read()
+	if err != nil {
+		return nil, err
 	}
 	res.loadErrors = t.errors.Load() - res.setupErrors
 	res.loadUnavailable = t.unavailable.Load() - res.setupUnavailable
@@ -221,7 +247,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	}
 	res.loadNon2xx = map[string]float64{}
 	before := res.start.non2xx()
-	for status, n := range res.end.non2xx() {
+	for status, n := range afterLoad.non2xx() {
 		if d := n - before[status]; d > 0 {
 			res.loadNon2xx[status] = d
 		}
