@@ -92,7 +92,7 @@ func (r *result) markdown() string {
 		fmt.Sprintf("end within ±%.0f of after warm-up", goroutineBand(r.warm.goroutines)), r.met("goroutines"))
 	row("goroutines with no connection, before / after the load", fmt.Sprintf("%.0f / %.0f", r.idleBefore.goroutines, r.idleAfter.goroutines), "", "")
 	row("memcached errors seen by the service: first visits / load / final reads", fmt.Sprintf("%s / %s / %s",
-		storeErrorsBetween(r.beforeSetup, r.start), storeErrorsBetween(r.start, r.end), storeErrorsBetween(r.end, r.idleAfter)), "", "")
+		storeErrorsBetween(r.beforeSetup, r.start), storeErrorsBetween(r.start, r.afterLoad), storeErrorsBetween(r.afterLoad, r.idleAfter)), "", "")
 	row("memcached evictions", r.evictions, "", "")
 	if len(r.examples) > 0 || len(r.wrongExamples) > 0 || len(r.loadNon2xx) > 0 {
 		b.WriteString("\nDetails:\n\n")

@@ -38,7 +38,7 @@ type result struct {
 
 	setupErrors, setupUnavailable, loadErrors, loadUnavailable, finalUnavailable int64
 
-	beforeSetup                sample
+	beforeSetup, afterLoad     sample
 	start, warm, end           sample // under load: at its start, after warm-up, at its end
 	goroutineMin, goroutineMax float64
 	sampledRSSMax              float64
@@ -205,7 +205,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if !warmTaken {
 		return nil, fmt.Errorf("no /metrics reading after warm-up: the service did not answer /metrics in time")
 	}
-	afterLoad, err := metrics.read()
+	res.afterLoad, err = metrics.read()
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	}
 	res.loadNon2xx = map[string]float64{}
 	before := res.start.non2xx()
-	for status, n := range afterLoad.non2xx() {
+	for status, n := range res.afterLoad.non2xx() {
 		if d := n - before[status]; d > 0 {
 			res.loadNon2xx[status] = d
 		}
