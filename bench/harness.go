@@ -220,6 +220,7 @@ func (h *harness) setUp(ctx context.Context) error {
 		if !d.need {
 			continue
 		}
+		h.waitQuiet(ctx) // the seed is timed too
 		rec, err := prepareCatalog(ctx, h.mdb, h.procs, h.serviceBin, d.name, d.size, h.o.reseed)
 		if err != nil {
 			return err

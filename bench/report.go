@@ -235,8 +235,11 @@ func (h *harness) report() string {
 		if t.ceiling == "ag" {
 			ratio += " (of ag)"
 		}
-		if t.kind == "ceiling" {
+		switch {
+		case t.kind == "ceiling":
 			ratio = "1"
+		case math.IsNaN(s.ratio):
+			ratio = "–" // no ceiling in the round
 		}
 		mcRT, sql, cpu := "–", "–", fmt.Sprintf("%.0f µs", s.cpuPerReq)
 		if t.svc != nil {
