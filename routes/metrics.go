@@ -87,11 +87,34 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 			route = r.Path
 		}
 		status := c.Response().StatusCode()
-		m.requests.WithLabelValues(route, c.Method(), strconv.Itoa(status)).Observe(took.Seconds())
+		m.requests.WithLabelValues(route, methodLabel(c.Method()), strconv.Itoa(status)).Observe(took.Seconds())
 		if logger.Enabled(context.Background(), slog.LevelDebug) {
 			logger.Debug("request", "method", c.Method(), "path", c.Path(), "route", route, "status", status,
 				"took", took, "request_id", requestID(c), "client_ip", ips.of(c))
 		}
 		return nil
 	}
+}
+
+// methodLabel gives the method as a string of its own: c.Method() points
+// into Fiber's reused request memory, and a label value is kept for the
+// life of the process. Unknown methods share one label.
+func methodLabel(method string) string {
+	switch method {
+	case fiber.MethodGet:
+		return fiber.MethodGet
+	case fiber.MethodHead:
+		return fiber.MethodHead
+	case fiber.MethodPost:
+		return fiber.MethodPost
+	case fiber.MethodPut:
+		return fiber.MethodPut
+	case fiber.MethodDelete:
+		return fiber.MethodDelete
+	case fiber.MethodPatch:
+		return fiber.MethodPatch
+	case fiber.MethodOptions:
+		return fiber.MethodOptions
+	}
+	return "OTHER"
 }

@@ -897,3 +897,22 @@ func TestReturningSessionFitsIn200Bytes(t *testing.T) {
 		t.Errorf("a returning browser's session takes %d bytes in memcached, want at most 200", size)
 	}
 }
+
+func TestMetricsAfterMixedMethods(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	for range 5 {
+		get(t, app, "GET", "/catalog/?cookies=check")
+		get(t, app, "POST", "/catalog/notice/dismiss")
+		get(t, app, "HEAD", "/catalog/")
+		get(t, app, "DELETE", "/catalog/book/1")
+	}
+	r := get(t, app, "GET", "/metrics")
+	if r.status != 200 {
+		t.Fatalf("/metrics after mixed methods: %d\n%.300s", r.status, r.body)
+	}
+	for _, want := range []string{`method="GET"`, `method="POST"`, `method="HEAD"`, `method="DELETE"`} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
