@@ -73,6 +73,9 @@ func New(d Deps) (*fiber.App, error) {
 	if d.QueryTimeout <= 0 {
 		d.QueryTimeout = 2 * time.Second
 	}
+	if d.CountsStaleLimit <= 0 {
+		d.CountsStaleLimit = 10 * time.Minute
+	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics()
 	}

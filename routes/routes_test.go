@@ -916,3 +916,42 @@ func TestMetricsAfterMixedMethods(t *testing.T) {
 		}
 	}
 }
+
+// slowCatalog counts like fakeCatalog but takes its time, as a million
+// copies do.
+type slowCatalog struct {
+	*fakeCatalog
+	delay time.Duration
+}
+
+func (s *slowCatalog) Counts(ctx context.Context) (repository.Counts, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return repository.Counts{}, ctx.Err()
+	}
+	return s.fakeCatalog.Counts(ctx)
+}
+
+func TestSlowCountsNeverHoldAPage(t *testing.T) {
+	catalog := &slowCatalog{fakeCatalog: &fakeCatalog{books: 5, authors: 2}, delay: 300 * time.Millisecond}
+	app := mustApp(t, routes.Deps{Catalog: catalog, CountsTTL: 50 * time.Millisecond, QueryTimeout: 100 * time.Millisecond})
+	// The first page has no counts and waits at most the query timeout;
+	// the refresh it started goes on and its counts serve later pages.
+	if r := get(t, app, "GET", "/catalog/?cookies=check"); r.status != 503 {
+		t.Fatalf("first page while the first count runs: %d, want 503", r.status)
+	}
+	waitUntil(t, "the first count lands", 5*time.Second, func() bool {
+		return get(t, app, "GET", "/catalog/?cookies=check").status == 200
+	})
+	// Expired counts are served at once while the next refresh runs.
+	time.Sleep(60 * time.Millisecond)
+	start := time.Now()
+	r := get(t, app, "GET", "/catalog/?cookies=check")
+	if took := time.Since(start); r.status != 200 || took > 150*time.Millisecond {
+		t.Errorf("with expired counts: %d after %v, want 200 without waiting for the 300ms refresh", r.status, took)
+	}
+	if strings.Contains(r.body, "may be out of date") {
+		t.Error("counts being refreshed are marked stale")
+	}
+}
