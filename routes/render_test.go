@@ -13,10 +13,8 @@ import (
 	"github.com/locallibrary/locallibrary/repository"
 )
 
-// A page is rendered into a pooled buffer that goes back to the pool when
-// render returns; the response must not keep pointing into it, or the next
-// page rendered could overwrite it before it is sent.
-func TestRenderedBodyOutlivesItsBuffer(t *testing.T) {
+func mustRenderer(t *testing.T) *renderer {
+	t.Helper()
 	a, err := loadAssets()
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +23,14 @@ func TestRenderedBodyOutlivesItsBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &renderer{pages: pages}
+	return &renderer{pages: pages}
+}
+
+// A page is rendered into a pooled buffer that goes back to the pool when
+// render returns; the response must not keep pointing into it, or the next
+// page rendered could overwrite it before it is sent.
+func TestRenderedBodyOutlivesItsBuffer(t *testing.T) {
+	r := mustRenderer(t)
 	app := fiber.New()
 	app.Get("/", func(c *fiber.Ctx) error {
 		if err := r.render(c, 200, "error", errorPage{"Heading", "Message"}); err != nil {
@@ -51,15 +56,7 @@ func TestRenderedBodyOutlivesItsBuffer(t *testing.T) {
 
 // The cached shell gives the same page, byte for byte, as rendering it.
 func TestHomeShellMatchesTheTemplate(t *testing.T) {
-	a, err := loadAssets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages, err := parsePages(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &renderer{pages: pages}
+	r := mustRenderer(t)
 	shells := &homeShells{renderer: r}
 	app := fiber.New()
 	var page homePage
