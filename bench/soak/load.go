@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,13 +43,10 @@ type jarCookie struct{ name, value string }
 func (b *browser) keep(resp *fasthttp.Response) (sessionChanged bool) {
 	changed := false
 	resp.Header.VisitAllCookie(func(_, raw []byte) {
-		c := fasthttp.AcquireCookie()
-		defer fasthttp.ReleaseCookie(c)
-		if c.ParseBytes(raw) != nil {
+		name, value, gone, ok := parseSetCookie(string(raw))
+		if !ok {
 			return
 		}
-		name, value := string(c.Key()), string(c.Value())
-		gone := value == "" || c.MaxAge() < 0 || (!c.Expire().Equal(fasthttp.CookieExpireUnlimited) && c.Expire().Before(time.Now()))
 		for i, jc := range b.jar {
 			if jc.name != name {
 				continue
@@ -73,6 +71,32 @@ func (b *browser) keep(resp *fasthttp.Response) (sessionChanged bool) {
 		b.cookie = strings.Join(parts, "; ")
 	}
 	return sessionChanged
+}
+
+// parseSetCookie reads a Set-Cookie header as a browser keeps it: its
+// name and value, and whether it deletes the cookie (an empty value, a
+// Max-Age of 0 or less, or an Expires in the past).
+func parseSetCookie(raw string) (name, value string, gone, ok bool) {
+	parts := strings.Split(raw, ";")
+	name, value, ok = strings.Cut(strings.TrimSpace(parts[0]), "=")
+	if !ok || name == "" {
+		return "", "", false, false
+	}
+	gone = value == ""
+	for _, attr := range parts[1:] {
+		k, v, _ := strings.Cut(strings.TrimSpace(attr), "=")
+		switch strings.ToLower(k) {
+		case "max-age":
+			if n, err := strconv.Atoi(v); err == nil && n <= 0 {
+				gone = true
+			}
+		case "expires":
+			if t, err := http.ParseTime(v); err == nil && t.Before(time.Now()) {
+				gone = true
+			}
+		}
+	}
+	return name, value, gone, true
 }
 
 func (b *browser) has(name string) bool {
