@@ -73,7 +73,7 @@ func (r *result) markdown() string {
 	row("latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", ms(r.latency.quantile(0.5)), ms(r.latency.quantile(0.99)), ms(r.latency.quantile(1))), "", "")
 	row("service time p50 / p99 by route, during the load (bucket bounds)", r.serviceLatency(), "", "")
 	row("CPU during the load (cores, of "+fmt.Sprint(runtime.NumCPU())+")", fmt.Sprintf("machine %.2f: service %.2f, memcached %.2f, load generator %.2f, everything else %.2f (MariaDB, other work)",
-		r.cpuMachine, r.cpuService, r.cpuMemcached, r.cpuSoak, r.cpuMachine-r.cpuService-r.cpuMemcached-r.cpuSoak), "", "")
+		r.cpuMachine, r.cpuService, r.cpuMemcached, r.cpuSoak, r.cpuOthers), "", "")
 	row("errors", r.byPhase(r.errors, r.setupErrors, r.loadErrors)+r.errorKinds(), "0", r.met("errors"))
 	row("pages saying the visit count is unavailable", r.byPhase(r.unavailable, r.setupUnavailable, r.loadUnavailable), "0", r.met("unavailable"))
 	wrong := commas(int64(r.wrongCounts))

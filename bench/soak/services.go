@@ -422,3 +422,13 @@ func readCPU(pids ...int) (cpuTicks, error) {
 	}
 	return t, nil
 }
+
+// others is the CPU time since before that went to neither of the
+// processes watched: MariaDB, and whatever else runs on the machine.
+func (t cpuTicks) others(before cpuTicks) float64 {
+	n := t.machine - before.machine
+	for i := range t.procs {
+		n -= t.procs[i] - before.procs[i]
+	}
+	return n
+}

@@ -49,7 +49,7 @@ type result struct {
 
 	// cores busy during the load: the whole machine, and the service,
 	// memcached and the soak itself (its load generator)
-	cpuMachine, cpuService, cpuMemcached, cpuSoak float64
+	cpuMachine, cpuService, cpuMemcached, cpuSoak, cpuOthers float64
 }
 
 func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say func(string, ...any), stdout io.Writer) (*result, error) {
@@ -126,17 +126,21 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		}()
 	}
 
-	lastAt, lastReq := loadStart, int64(0)
+	lastAt, lastReq, lastCPU := loadStart, int64(0), cpuStart
 	progress := func(s sample, mark string) {
 		reqs := t.requests.Load()
-		rate := "     -"
+		rate, others := "     -", "   -"
 		if took := s.at.Sub(lastAt); took >= time.Second {
 			rate = fmt.Sprintf("%6.0f", float64(reqs-lastReq)/took.Seconds())
+			if c, err := readCPU(cpuPids...); err == nil {
+				others = fmt.Sprintf("%4.2f", c.others(lastCPU)/(took.Seconds()*100))
+				lastCPU = c
+			}
 		}
 		lastAt, lastReq = s.at, reqs
-		fmt.Fprintf(stdout, "  %6s  req %11s (%s/s)  errors %d  unavailable %d  out-of-order %d  rss %6.1f MiB  goroutines %4.0f  memcached errors %.0f%s\n",
+		fmt.Fprintf(stdout, "  %6s  req %11s (%s/s)  errors %d  unavailable %d  out-of-order %d  rss %6.1f MiB  goroutines %4.0f  memcached errors %.0f  other CPU %s%s\n",
 			clock(s.at.Sub(loadStart)), commas(reqs), rate, t.errors.Load(), t.unavailable.Load(), t.outOfOrder.Load(),
-			mib(s.rss), s.goroutines, s.storeErrorsTotal()-res.start.storeErrorsTotal(), mark)
+			mib(s.rss), s.goroutines, s.storeErrorsTotal()-res.start.storeErrorsTotal(), others, mark)
 	}
 	samplerCtx, stopSampler := context.WithCancel(ctx)
 	var samples []sample
@@ -198,6 +202,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if cpuErr != nil {
 		return nil, cpuErr
 	}
+	res.cpuOthers = cpuEnd.others(cpuStart) / cpuTook
 	res.cpuMachine = (cpuEnd.machine - cpuStart.machine) / cpuTook
 	res.cpuService = (cpuEnd.procs[0] - cpuStart.procs[0]) / cpuTook
 	res.cpuMemcached = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
