@@ -20,8 +20,11 @@ type sample struct {
 	rss         float64 // process_resident_memory_bytes
 	goroutines  float64 // go_goroutines
 	storeErrors map[string]float64
-	unavailable float64            // locallibrary_visit_count_unavailable_total
-	statuses    map[string]float64 // requests by status, summed over routes and methods
+	unavailable float64 // locallibrary_visit_count_unavailable_total
+	// the MySQL pool (database/sql's stats): waits for a connection, the
+	// time spent waiting, and the pool's size
+	dbWaits, dbWaitSeconds, dbMaxOpen float64
+	statuses                          map[string]float64 // requests by status, summed over routes and methods
 	// buckets is the service's latency histogram by route: route → le → count.
 	buckets map[string]map[string]float64
 }
@@ -99,6 +102,12 @@ func parseMetrics(body []byte, at time.Time) (sample, error) {
 			s.goroutines, seenGoroutines = v, true
 		case "locallibrary_visit_count_unavailable_total":
 			s.unavailable = v
+		case "go_sql_wait_count_total":
+			s.dbWaits += v
+		case "go_sql_wait_duration_seconds_total":
+			s.dbWaitSeconds += v
+		case "go_sql_max_open_connections":
+			s.dbMaxOpen += v
 		case "locallibrary_session_store_errors_total":
 			s.storeErrors[label(labels, "op")] += v
 		case "locallibrary_http_request_duration_seconds_count":

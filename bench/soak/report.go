@@ -74,6 +74,10 @@ func (r *result) markdown() string {
 	row("service time p50 / p99 by route, during the load (bucket bounds)", r.serviceLatency(), "", "")
 	row("CPU during the load (cores, of "+fmt.Sprint(runtime.NumCPU())+")", fmt.Sprintf("machine %.2f: service %.2f, memcached %.2f, load generator %.2f, everything else %.2f (MariaDB, other work)",
 		r.cpuMachine, r.cpuService, r.cpuMemcached, r.cpuSoak, r.cpuOthers), "", "")
+	if waits := r.afterLoad.dbWaits - r.start.dbWaits; r.afterLoad.dbMaxOpen > 0 {
+		row(fmt.Sprintf("MySQL pool (%.0f connections) during the load", r.afterLoad.dbMaxOpen), fmt.Sprintf("%s waits for a connection, %.0f ms each on average",
+			commas(int64(waits)), 1000*(r.afterLoad.dbWaitSeconds-r.start.dbWaitSeconds)/max(waits, 1)), "", "")
+	}
 	row("errors", r.byPhase(r.errors, r.setupErrors, r.loadErrors)+r.errorKinds(), "0", r.met("errors"))
 	row("pages saying the visit count is unavailable", r.byPhase(r.unavailable, r.setupUnavailable, r.loadUnavailable), "0", r.met("unavailable"))
 	wrong := commas(int64(r.wrongCounts))
