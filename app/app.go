@@ -133,12 +133,12 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, args []st
 // driverLogger adapts slog to the MySQL driver's logger.
 type driverLogger struct{ logger *slog.Logger }
 
-func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "msg", fmt.Sprint(v...)) }
+func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "detail", fmt.Sprint(v...)) }
 
 // fiberLogWriter turns Fiber's plain log lines into the service's log.
 type fiberLogWriter struct{ logger *slog.Logger }
 
 func (w fiberLogWriter) Write(p []byte) (int, error) {
-	w.logger.Warn("fiber", "msg", strings.TrimSpace(string(p)))
+	w.logger.Warn("fiber", "detail", strings.TrimSpace(string(p)))
 	return len(p), nil
 }

@@ -61,7 +61,7 @@ func Load(getenv func(string) string) (Config, error) {
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
-		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 100*time.Millisecond),
+		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
 		MemcachedMaxIdleConns: l.positiveInt("MEMCACHED_MAX_IDLE_CONNS", 256),
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
