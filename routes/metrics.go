@@ -100,21 +100,13 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 // into Fiber's reused request memory, and a label value is kept for the
 // life of the process. Unknown methods share one label.
 func methodLabel(method string) string {
-	switch method {
-	case fiber.MethodGet:
-		return fiber.MethodGet
-	case fiber.MethodHead:
-		return fiber.MethodHead
-	case fiber.MethodPost:
-		return fiber.MethodPost
-	case fiber.MethodPut:
-		return fiber.MethodPut
-	case fiber.MethodDelete:
-		return fiber.MethodDelete
-	case fiber.MethodPatch:
-		return fiber.MethodPatch
-	case fiber.MethodOptions:
-		return fiber.MethodOptions
+	for _, known := range knownMethods {
+		if method == known {
+			return known
+		}
 	}
 	return "OTHER"
 }
+
+var knownMethods = []string{fiber.MethodGet, fiber.MethodHead, fiber.MethodPost, fiber.MethodPut,
+	fiber.MethodDelete, fiber.MethodPatch, fiber.MethodOptions}

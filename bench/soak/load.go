@@ -282,39 +282,23 @@ var errCountUnavailable = errors.New("first home page says the visit count is un
 // ones still missing are left out.
 func (l *loader) createBrowsers(ctx context.Context, n, conns int) []*browser {
 	all := make([]*browser, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				for try := 0; try < 3 && ctx.Err() == nil; try++ {
-					b := &browser{}
-					kind, err := l.firstVisit(b, req, resp)
-					switch {
-					case err == errCountUnavailable:
-						l.tally.unavailable.Add(1)
-						l.tally.setupUnavailable.Add(1)
-						continue
-					case err != nil:
-						l.tally.fail(kind, err.Error())
-						continue
-					}
-					all[i] = b
-					break
-				}
+	eachIndex(ctx, n, conns, func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
+		for try := 0; try < 3 && ctx.Err() == nil; try++ {
+			b := &browser{}
+			kind, err := l.firstVisit(b, req, resp)
+			switch {
+			case err == errCountUnavailable:
+				l.tally.unavailable.Add(1)
+				l.tally.setupUnavailable.Add(1)
+				continue
+			case err != nil:
+				l.tally.fail(kind, err.Error())
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			all[i] = b
+			break
+		}
+	})
 	made := all[:0]
 	for _, b := range all {
 		if b != nil {
@@ -421,23 +405,29 @@ func (l *loader) visit(b *browser, rng *rand.Rand, req *fasthttp.Request, resp *
 // read again a second later (after the session store's back-off), up to
 // three times.
 func (l *loader) finalReads(ctx context.Context, browsers []*browser, conns int) {
+	eachIndex(ctx, len(browsers), conns, func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
+		l.finalRead(ctx, browsers[i], req, resp)
+	})
+}
+
+// eachIndex calls fn for every index below n from conns goroutines, each
+// with its own request and response, until done or ctx ends.
+func eachIndex(ctx context.Context, n, conns int, fn func(i int, req *fasthttp.Request, resp *fasthttp.Response)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
-				if i >= len(browsers) {
+				if i >= n {
 					return
 				}
-				l.finalRead(ctx, browsers[i], req, resp)
+				fn(i, req, resp)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
