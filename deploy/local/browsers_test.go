@@ -1,11 +1,10 @@
 package local
 
 import (
+	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // visitsRe finds the home page's visit count.
@@ -70,8 +71,7 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // browser is one visitor: its own cookie jar, one request at a time, and
 // what it knows of its visit count.
 type browser struct {
-	base    *url.URL
-	client  *http.Client
+	tb      *testkit.Browser
 	traffic *traffic
 
 	homeOK      int    // GET /catalog/ answered 200 with a count
@@ -90,22 +90,17 @@ type browser struct {
 // newBrowser makes a browser. A nil transport gives it connections of its
 // own, as a real browser has.
 func newBrowser(base *url.URL, tr *traffic, transport http.RoundTripper) *browser {
-	jar, _ := cookiejar.New(nil)
 	if transport == nil {
 		transport = &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 20 * time.Second}
 	}
-	return &browser{base: base, traffic: tr, client: &http.Client{
-		Jar:       jar,
-		Timeout:   10 * time.Second,
-		Transport: countingTransport{next: transport, traffic: tr},
-	}}
+	return &browser{traffic: tr, tb: testkit.NewBrowser(base.String(), countingTransport{next: transport, traffic: tr})}
 }
 
 // countInto counts the browser's requests in tr from now on.
 func (b *browser) countInto(tr *traffic) {
-	ct := b.client.Transport.(countingTransport)
+	ct := b.tb.Client.Transport.(countingTransport)
 	ct.traffic = tr
-	b.client.Transport = ct
+	b.tb.Client.Transport = ct
 	b.traffic = tr
 }
 
@@ -113,28 +108,23 @@ func (b *browser) countInto(tr *traffic) {
 // on a transport error) and body. A 200 whose body lacks heading is
 // counted as a wrong page.
 func (b *browser) get(path, heading string) (int, string) {
-	resp, err := b.client.Get(b.base.String() + path)
+	pg, err := b.tb.Get(context.Background(), path)
 	if err != nil {
 		b.remember(path, err.Error())
 		return 0, ""
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.remember(path, err.Error())
-		return 0, ""
-	}
-	b.remember(path, fmt.Sprintf("%d from %s", resp.StatusCode, resp.Header.Get("X-Upstream")))
-	if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), heading) {
+	upstream := pg.Header.Get("X-Upstream")
+	b.remember(path, fmt.Sprintf("%d from %s", pg.Status, upstream))
+	if pg.Status == http.StatusOK && !strings.Contains(pg.Body, heading) {
 		b.traffic.wrongPage.Add(1)
-		b.traffic.note(fmt.Sprintf("GET %s: 200 from %s without %q, a page titled %q", path, resp.Header.Get("X-Upstream"), heading, titleOf(body)))
+		b.traffic.note(fmt.Sprintf("GET %s: 200 from %s without %q, a page titled %q", path, upstream, heading, titleOf(pg.Body)))
 	}
-	return resp.StatusCode, string(body)
+	return pg.Status, pg.Body
 }
 
 // titleOf is the text of a page's <title>.
-func titleOf(body []byte) string {
-	_, rest, _ := strings.Cut(string(body), "<title>")
+func titleOf(body string) string {
+	_, rest, _ := strings.Cut(body, "<title>")
 	title, _, _ := strings.Cut(rest, "</title>")
 	return title
 }
@@ -184,14 +174,7 @@ func (b *browser) home() {
 }
 
 // sessionID is the browser's session cookie, "" if it has none.
-func (b *browser) sessionID() string {
-	for _, c := range b.client.Jar.Cookies(b.base.ResolveReference(&url.URL{Path: "/catalog/"})) {
-		if c.Name == "sessionid" {
-			return c.Value
-		}
-	}
-	return ""
-}
+func (b *browser) sessionID() string { return b.tb.Jar.Value("sessionid") }
 
 // browse loads pages until stop is closed: mostly the home page, some list
 // and detail pages, a short random pause between them. A request under way

@@ -1,32 +1,28 @@
 package local
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
+	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // fleet is the web replicas: those in the load balancer, and how to
 // replace them.
 type fleet struct {
-	t         *testing.T
-	ps        *procs
-	bin, dsn  string
-	memcached string // its binary, for startMemcached
-	lb        *balancer
-	live      []*replica // in the upstream, oldest first
-	made      int
-	steps     []step
-	metrics   map[string]float64 // session-store figures of the replicas scraped
+	t        *testing.T
+	ps       *testkit.Procs
+	bin, dsn string
+	lb       *balancer
+	live     []*replica // in the upstream, oldest first
+	made     int
+	steps    []step
+	metrics  map[string]float64 // session-store figures of the replicas scraped
 }
 
 // scrapedMetrics are the replica's figures that tell of trouble with
@@ -38,34 +34,22 @@ var scrapedMetrics = []string{
 
 // scrape adds r's session-store figures from /metrics to f.metrics.
 func (f *fleet) scrape(r *replica) {
-	resp, err := http.Get("http://" + r.addr + "/metrics")
+	m, err := testkit.Scrape(context.Background(), nil, "http://"+r.addr+"/metrics")
 	if err != nil {
 		f.t.Logf("scrape %s: %v", r.name, err)
 		return
 	}
-	defer resp.Body.Close()
 	if f.metrics == nil {
 		f.metrics = make(map[string]float64)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		for _, name := range scrapedMetrics {
-			if !strings.HasPrefix(line, name) {
-				continue
-			}
-			fields := strings.Fields(line)
-			if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
-				f.metrics[name] += v // every label's series
-			}
-		}
+	for _, name := range scrapedMetrics {
+		f.metrics[name] += m.Sum(name, nil) // every label's series
 	}
 }
 
 type replica struct {
 	name, addr string
-	proc       *proc
+	proc       *testkit.Proc
 }
 
 // step is one replacement, timed from the old replica's SIGTERM.
@@ -95,7 +79,7 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: freeAddr(f.t)}
 		began := time.Now()
 		var err error
-		r.proc, err = f.ps.start(r.name, []string{
+		r.proc, err = f.ps.Start(r.name, []string{
 			"LOCALLIBRARY_HTTP_ADDR=" + r.addr,
 			"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
 			"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
@@ -111,13 +95,13 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 		if err != nil {
 			return nil, 0, err
 		}
-		err = waitFor(r.proc, 20*time.Second, r.name+" ready", func() error {
+		err = testkit.WaitFor(context.Background(), r.proc, 20*time.Second, r.name+" ready", func() error {
 			return expectStatus("http://"+r.addr+"/readyz", http.StatusOK)
 		})
 		if err == nil {
 			return r, time.Since(began), nil
 		}
-		if !r.proc.exited() || attempt == 3 {
+		if !r.proc.Exited() || attempt == 3 {
 			return nil, 0, err
 		}
 	}
@@ -153,10 +137,10 @@ func (f *fleet) replace(old *replica, servers []string) (step, error) {
 	}
 
 	s.sigterm = time.Now()
-	if err := old.proc.signal(syscall.SIGTERM); err != nil {
+	if err := old.proc.Signal(syscall.SIGTERM); err != nil {
 		return s, fmt.Errorf("SIGTERM %s: %w", old.name, err)
 	}
-	if err := waitFor(old.proc, lbLag, old.name+" /readyz 503 after SIGTERM", func() error {
+	if err := testkit.WaitFor(context.Background(), old.proc, lbLag, old.name+" /readyz 503 after SIGTERM", func() error {
 		return expectStatus("http://"+old.addr+"/readyz", http.StatusServiceUnavailable)
 	}); err != nil {
 		return s, err
@@ -172,37 +156,19 @@ func (f *fleet) replace(old *replica, servers []string) (step, error) {
 	if s.lbLearned >= drain {
 		return s, fmt.Errorf("nginx let go of %s %.2fs after SIGTERM, after its %v drain: requests may have met a closed port", old.name, s.lbLearned.Seconds(), drain)
 	}
-	if err := old.proc.wait(drain + shutdownTimeout + 5*time.Second); err != nil {
-		return s, fmt.Errorf("%s after SIGTERM: %v, want exit status 0; log:\n%s", old.name, err, tail(old.proc.log, 10))
+	if err := old.proc.Wait(drain + shutdownTimeout + 5*time.Second); err != nil {
+		return s, fmt.Errorf("%s after SIGTERM: %v, want exit status 0; log:\n%s", old.name, err, testkit.Tail(old.proc.Log, 10))
 	}
 	s.exitedIn = time.Since(s.sigterm)
 	return s, nil
 }
 
 // startMemcached starts memcached number i on a free loopback port.
-func startMemcached(t *testing.T, ps *procs, bin string, i int) string {
+func startMemcached(t *testing.T, ps *testkit.Procs, i int) string {
 	t.Helper()
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	args := []string{"-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", "-c", "1024", "-t", "1"}
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody") // memcached will not run as root
-	}
-	p, err := ps.start(fmt.Sprintf("memcached-%d", i), nil, bin, args...)
+	mc, err := testkit.StartMemcached(context.Background(), ps, fmt.Sprintf("memcached-%d", i), "", 64, "-c", "1024")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := waitFor(p, 10*time.Second, "memcached listens", func() error { return dial(addr) }); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
+	return mc.Addr
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // nginxConf is the load balancer: round robin over the replicas listed in
@@ -123,12 +125,13 @@ upstream locallibrary {
 type balancer struct {
 	bin, dir, conf string
 	addr, url      string
-	proc           *proc
+	ps             *testkit.Procs
+	proc           *testkit.Proc
 	reloads        int
 }
 
-func startNginx(ps *procs, bin, dir, addr string, upstream []string) (*balancer, error) {
-	b := &balancer{bin: bin, dir: dir, conf: filepath.Join(dir, "nginx.conf"), addr: addr, url: "http://" + addr}
+func startNginx(ps *testkit.Procs, bin, dir, addr string, upstream []string) (*balancer, error) {
+	b := &balancer{ps: ps, bin: bin, dir: dir, conf: filepath.Join(dir, "nginx.conf"), addr: addr, url: "http://" + addr}
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return nil, err
 	}
@@ -149,11 +152,11 @@ func startNginx(ps *procs, bin, dir, addr string, upstream []string) (*balancer,
 	if err := b.writeUpstream(upstream); err != nil {
 		return nil, err
 	}
-	b.proc, err = ps.start("nginx", nil, bin, b.args()...)
+	b.proc, err = ps.Start("nginx", nil, bin, b.args()...)
 	if err != nil {
 		return nil, err
 	}
-	err = waitFor(b.proc, 10*time.Second, "nginx answers", func() error {
+	err = testkit.WaitFor(context.Background(), b.proc, 10*time.Second, "nginx answers", func() error {
 		return expectStatus(b.url+"/livez", http.StatusOK)
 	})
 	return b, err
@@ -180,7 +183,8 @@ func (b *balancer) writeUpstream(servers []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return run(ctx, b.dir, nil, b.bin, b.args("-t", "-q")...)
+	_, err = b.ps.Run(ctx, "nginx-check", nil, b.bin, b.args("-t", "-q")...)
+	return err
 }
 
 // setUpstream points nginx at servers, as `nginx -s reload` does (SIGHUP to
@@ -191,13 +195,13 @@ func (b *balancer) setUpstream(servers []string) error {
 	if err := b.writeUpstream(servers); err != nil {
 		return err
 	}
-	old := childPIDs(b.proc.pid())
-	if err := b.proc.signal(syscall.SIGHUP); err != nil {
+	old := testkit.ChildPIDs(b.proc.PID())
+	if err := b.proc.Signal(syscall.SIGHUP); err != nil {
 		return err
 	}
 	b.reloads++
-	return waitFor(b.proc, 10*time.Second, "nginx reload", func() error {
-		now := childPIDs(b.proc.pid())
+	return testkit.WaitFor(context.Background(), b.proc, 10*time.Second, "nginx reload", func() error {
+		now := testkit.ChildPIDs(b.proc.PID())
 		for _, pid := range old {
 			if slices.Contains(now, pid) {
 				return fmt.Errorf("old worker %d still running", pid)

@@ -3,7 +3,7 @@
 # replicas behind nginx, memcached, MariaDB; every replica replaced under
 # load; memcached resized from 3 to 4.
 #
-# Needs nginx, memcached and the mariadb client, and a MariaDB on this
+# Needs nginx and memcached, and a MariaDB on this
 # machine whose user may create and drop ll_test_% databases, named by
 # LOCALLIBRARY_TEST_MYSQL_DSN (default: root over TCP on 127.0.0.1:3306).
 # The test starts, and stops, everything else itself.

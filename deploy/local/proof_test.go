@@ -1,7 +1,7 @@
 package local
 
-// The one-machine scale-out proof (see doc.go). It needs nginx, memcached
-// and the mariadb client installed, and LOCALLIBRARY_TEST_MYSQL_DSN naming
+// The one-machine scale-out proof (see doc.go). It needs nginx and
+// memcached installed, and LOCALLIBRARY_TEST_MYSQL_DSN naming
 // a MariaDB on this machine whose user may create and drop databases named
 // ll_test_% (it creates ll_test_proof_<random> and drops it at the end).
 // Without them it skips, unless LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // Environment variables read by the proof.
@@ -110,12 +112,9 @@ func setUp(t *testing.T) (*fleet, []string) {
 	if rawDSN == "" {
 		unavailable(t, envAdminDSN+" is not set (e.g. root@tcp(127.0.0.1:3306)/mysql): the proof creates its database there")
 	}
-	admin, err := parseDSN(rawDSN)
+	server, err := testkit.OpenMySQL(rawDSN)
 	if err != nil {
-		t.Fatalf("%s: %v", envAdminDSN, err)
-	}
-	if !admin.loopback() {
-		unavailable(t, envAdminDSN+" names a server on another machine; the proof uses loopback only")
+		unavailable(t, fmt.Sprintf("%s: %v", envAdminDSN, err))
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -125,51 +124,56 @@ func setUp(t *testing.T) (*fleet, []string) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	guard := watchInterrupt(t)
-	guard.add(func() { _ = os.RemoveAll(filepath.Dir(dir)) }) // t.TempDir's own folder
-
-	// The production build, from the repository root.
-	bin := filepath.Join(dir, "locallibrary")
-	if err := run(ctx, filepath.Join("..", ".."), nil, gobin, "build", "-tags", "noembeddeddb", "-o", bin, "."); err != nil {
-		t.Fatalf("build the service: %v", err)
-	}
+	guard := testkit.NewGuard()
+	t.Cleanup(guard.Close)
+	guard.Add(func() { _ = os.RemoveAll(filepath.Dir(dir)) }) // t.TempDir's own folder
 
 	// A database of its own, dropped after every process has stopped
 	// (cleanups run last-registered first, and procs is made below).
-	if err := admin.sql(ctx, tl.mariadb, "SELECT 1"); err != nil {
+	if err := server.Exec(ctx, "SELECT 1"); err != nil {
 		unavailable(t, fmt.Sprintf("MariaDB of %s does not answer: %v", envAdminDSN, err))
 	}
 	dbName := "ll_test_proof_" + randomHex(t, 4)
-	if err := admin.sql(ctx, tl.mariadb, "CREATE DATABASE `"+dbName+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+	if err := server.CreateDatabase(ctx, dbName); err != nil {
 		t.Fatalf("create the proof's database: %v", err)
 	}
 	dropDB := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return admin.sql(ctx, tl.mariadb, "DROP DATABASE IF EXISTS `"+dbName+"`")
+		return server.DropDatabase(ctx, dbName)
 	}
-	guard.add(func() { _ = dropDB() })
+	guard.Add(func() { _ = dropDB() })
 	t.Cleanup(func() {
 		if err := dropDB(); err != nil {
 			t.Errorf("drop the proof's database: %v", err)
 		}
 	})
-	dsn := admin.withDB(dbName)
-	for _, args := range [][]string{
-		{"migrate"},
-		{"seed", "--authors", fmt.Sprint(authors), "--books", fmt.Sprint(books), "--copies-per-book", fmt.Sprint(copiesPerBook)},
-	} {
-		if err := run(ctx, dir, []string{"LOCALLIBRARY_MYSQL_DSN=" + dsn}, bin, args...); err != nil {
+	dsn := server.DSN(dbName)
+
+	// The production build, from the repository root, then the schema and
+	// the catalog.
+	ps := newProcs(t, dir, guard)
+	bin := filepath.Join(dir, "locallibrary")
+	steps := []struct {
+		name string
+		bin  string
+		args []string
+	}{
+		{"build", gobin, []string{"build", "-C", filepath.Join("..", ".."), "-tags", "noembeddeddb", "-o", bin, "."}},
+		{"migrate", bin, []string{"migrate"}},
+		{"seed", bin, []string{"seed", "--authors", fmt.Sprint(authors), "--books", fmt.Sprint(books), "--copies-per-book", fmt.Sprint(copiesPerBook)}},
+	}
+	for _, s := range steps {
+		if _, err := ps.Run(ctx, s.name, []string{"LOCALLIBRARY_MYSQL_DSN=" + dsn}, s.bin, s.args...); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	ps := newProcs(t, dir, guard)
 	var servers []string
 	for i := range memcachedNodes {
-		servers = append(servers, startMemcached(t, ps, tl.memcached, i+1))
+		servers = append(servers, startMemcached(t, ps, i+1))
 	}
-	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn, memcached: tl.memcached}
+	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn}
 	for range replicas {
 		r, _, err := f.startReplica(servers)
 		if err != nil {
@@ -319,7 +323,7 @@ func resize(t *testing.T, f *fleet, base *url.URL, servers []string, browsers []
 		}
 	}
 
-	servers4 := append(append([]string(nil), servers...), startMemcached(t, f.ps, f.memcached, memcachedNodes+1))
+	servers4 := append(append([]string(nil), servers...), startMemcached(t, f.ps, memcachedNodes+1))
 	f.steps = nil
 	if err := f.rollout(servers4); err != nil {
 		t.Fatalf("rolling restart with 4 memcached servers: %v", err)

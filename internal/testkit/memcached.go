@@ -16,12 +16,12 @@ import (
 
 // MemcachedBin finds the memcached binary on PATH or where Debian puts it.
 func MemcachedBin() (string, error) {
-	return findBin("memcached", "memcached", "/usr/bin", "/usr/local/bin")
+	return FindBin("memcached", "memcached", "/usr/bin", "/usr/local/bin")
 }
 
-// findBin looks name up on PATH and then in dirs (/usr/sbin is not on
+// FindBin looks name up on PATH and then in dirs (/usr/sbin is not on
 // every user's PATH); the error says which Debian package to install.
-func findBin(name, pkg string, dirs ...string) (string, error) {
+func FindBin(name, pkg string, dirs ...string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}

@@ -164,6 +164,13 @@ func (ps *Procs) Run(ctx context.Context, name string, env []string, bin string,
 	return took, nil
 }
 
+// List lists the children not yet ended by StopAll, oldest first.
+func (ps *Procs) List() []*Proc {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return append([]*Proc(nil), ps.list...)
+}
+
 // Running lists the children that have not exited, oldest first.
 func (ps *Procs) Running() []*Proc {
 	ps.mu.Lock()
