@@ -8,8 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +26,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/locallibrary/locallibrary/app"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // browserTestTimeout bounds one browser test: the browser, its site and
@@ -80,12 +79,11 @@ func uniqueKeyPrefix(t *testing.T) string {
 // report the port it listens on, so the test chooses one.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testkit.FreeAddr()
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).AddrPort().String()
+	return addr
 }
 
 // lockedBuffer collects a replica's JSON log, shown only when the test fails.
@@ -179,24 +177,18 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 // sessionMetrics picks the session store's errors and latencies out of the
 // site's /metrics, to tell a slow or failing memcached from a site bug.
 func sessionMetrics(addr string) string {
-	client := &http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	m, err := testkit.Scrape(context.Background(), nil, "http://"+addr+"/metrics")
 	if err != nil {
 		return err.Error()
 	}
 	var lines []string
-	for line := range strings.Lines(string(body)) {
+	for _, s := range m {
 		switch {
-		case strings.HasPrefix(line, "locallibrary_session_store_errors_total"),
-			strings.HasPrefix(line, "locallibrary_visit_count_unavailable_total"),
-			strings.HasPrefix(line, "locallibrary_session_store_duration_seconds_count"),
-			strings.HasPrefix(line, "locallibrary_session_store_duration_seconds_bucket") && strings.Contains(line, `le="0.1"`):
-			lines = append(lines, strings.TrimSpace(line))
+		case s.Name == "locallibrary_session_store_errors_total",
+			s.Name == "locallibrary_visit_count_unavailable_total",
+			s.Name == "locallibrary_session_store_duration_seconds_count",
+			s.Name == "locallibrary_session_store_duration_seconds_bucket" && s.Labels["le"] == "0.1":
+			lines = append(lines, fmt.Sprintf("%s%v %g", s.Name, s.Labels, s.Value))
 		}
 	}
 	return strings.Join(lines, "\n")

@@ -4,12 +4,12 @@ package memcachedtest
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"testing"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // Server is one memcached process, killed when the test ends.
@@ -23,12 +23,11 @@ type Server struct {
 // FreeAddr returns a loopback host:port nobody listens on right now.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testkit.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Start runs memcached on addr (loopback; "" picks a free port) and waits
@@ -36,27 +35,19 @@ func FreeAddr(t testing.TB) string {
 // skipped, or failed when LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
 func Start(t testing.TB, addr string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("memcached")
+	bin, err := testkit.MemcachedBin()
 	if err != nil {
 		if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("memcached binary not found (apt-get install memcached) and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1")
+			t.Fatalf("%v and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1", err)
 		}
-		t.Skip("memcached binary not found (apt-get install memcached)")
+		t.Skipf("%v; set LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 to make this a failure", err)
 	}
 	if addr == "" {
 		addr = FreeAddr(t)
 	}
-	host, port, err := net.SplitHostPort(addr)
+	args, err := testkit.MemcachedArgs(addr, 16)
 	if err != nil {
 		t.Fatalf("memcachedtest: %v", err)
-	}
-	args := []string{"-l", host, "-p", port, "-U", "0", "-m", "16", "-t", "1"}
-	if os.Geteuid() == 0 { // memcached refuses to run as root without -u
-		name := "memcache"
-		if _, err := user.Lookup(name); err != nil {
-			name = "nobody"
-		}
-		args = append(args, "-u", name)
 	}
 	s := &Server{Addr: addr, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
@@ -73,9 +64,8 @@ func Start(t testing.TB, addr string) *Server {
 	// Poll until it listens; memcached has no readiness signal.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		err := testkit.Dial(addr)
 		if err == nil {
-			c.Close()
 			return s
 		}
 		select {
