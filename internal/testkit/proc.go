@@ -196,12 +196,16 @@ func (ps *Procs) StopAll(grace time.Duration) error {
 			_ = syscall.Kill(-p.PID(), syscall.SIGTERM)
 		}
 	}
-	deadline := time.After(grace)
+	// One deadline for all: a closed channel, unlike time.After's, tells
+	// every later wait that the time is up.
+	expired := make(chan struct{})
+	timer := time.AfterFunc(grace, func() { close(expired) })
+	defer timer.Stop()
 	var errs []error
 	for _, p := range list {
 		select {
 		case <-p.done:
-		case <-deadline:
+		case <-expired:
 		}
 		if !p.Exited() {
 			errs = append(errs, fmt.Errorf("%s did not stop within %s of SIGTERM: killed", p.Name, grace))
