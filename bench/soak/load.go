@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // browser is one returning visitor: its cookies and what it was told. A
@@ -22,7 +23,7 @@ import (
 // to a channel), so its fields need no lock, and its home-page visits are
 // sequential: each count it is shown must be the previous one plus one.
 type browser struct {
-	jar    []jarCookie
+	jar    testkit.Jar
 	cookie string // the Cookie header it sends
 
 	home        int64  // soak home pages answered 200 with a count
@@ -36,77 +37,26 @@ type browser struct {
 	finalTries  int    // final reads that said the count is unavailable
 }
 
-type jarCookie struct{ name, value string }
-
 // keep updates the jar from the response's Set-Cookie headers, as a
-// browser would, and reports whether sessionid changed.
+// browser would, and reports whether an existing sessionid changed.
 func (b *browser) keep(resp *fasthttp.Response) (sessionChanged bool) {
+	session := b.jar.Value("sessionid")
 	changed := false
 	resp.Header.VisitAllCookie(func(_, raw []byte) {
-		name, value, gone, ok := parseSetCookie(string(raw))
-		if !ok {
-			return
+		if _, ch := b.jar.Keep(string(raw)); ch {
+			changed = true
 		}
-		for i, jc := range b.jar {
-			if jc.name != name {
-				continue
-			}
-			if jc.value == value && !gone {
-				return
-			}
-			sessionChanged = sessionChanged || name == "sessionid"
-			b.jar = append(b.jar[:i], b.jar[i+1:]...)
-			break
-		}
-		if !gone {
-			b.jar = append(b.jar, jarCookie{name, value})
-		}
-		changed = true
 	})
-	if changed {
-		parts := make([]string, len(b.jar))
-		for i, c := range b.jar {
-			parts[i] = c.name + "=" + c.value
-		}
-		b.cookie = strings.Join(parts, "; ")
+	if !changed {
+		return false
 	}
-	return sessionChanged
+	// Every page it asks for is below /catalog/ (or / itself, which only
+	// redirects): one header serves them all.
+	b.cookie = b.jar.Header("/catalog/", false)
+	return session != "" && b.jar.Value("sessionid") != session
 }
 
-// parseSetCookie reads a Set-Cookie header as a browser keeps it: its
-// name and value, and whether it deletes the cookie (an empty value, a
-// Max-Age of 0 or less, or an Expires in the past).
-func parseSetCookie(raw string) (name, value string, gone, ok bool) {
-	parts := strings.Split(raw, ";")
-	name, value, ok = strings.Cut(strings.TrimSpace(parts[0]), "=")
-	if !ok || name == "" {
-		return "", "", false, false
-	}
-	gone = value == ""
-	for _, attr := range parts[1:] {
-		k, v, _ := strings.Cut(strings.TrimSpace(attr), "=")
-		switch strings.ToLower(k) {
-		case "max-age":
-			if n, err := strconv.Atoi(v); err == nil && n <= 0 {
-				gone = true
-			}
-		case "expires":
-			if t, err := http.ParseTime(v); err == nil && t.Before(time.Now()) {
-				gone = true
-			}
-		}
-	}
-	return name, value, gone, true
-}
-
-func (b *browser) has(name string) bool {
-	for _, c := range b.jar {
-		if c.name == name {
-			return true
-		}
-	}
-	return false
-}
+func (b *browser) has(name string) bool { return b.jar.Value(name) != "" }
 
 var (
 	visitsPrefix    = []byte("You have visited this page ")

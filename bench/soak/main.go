@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // errTargetsMissed is returned when the run finished but a target was missed.
@@ -118,7 +120,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -137,39 +139,47 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if bin == "" {
 		bin = filepath.Join(out, "locallibrary")
 		say("building the service (go build -tags noembeddeddb) …")
-		if err := build(ctx, root, bin); err != nil {
+		if err := testkit.BuildService(ctx, root, bin); err != nil {
 			return err
 		}
 	}
 
-	procs := &processes{keep: opt.keep}
+	procs, err := testkit.NewProcs(out)
+	if err != nil {
+		return err
+	}
+	procs.Keep = opt.keep
+	addrs := map[*testkit.Proc]string{}
 	defer func() {
 		if opt.keep {
-			procs.describe(stdout)
+			describe(stdout, procs, addrs)
 			return
 		}
-		if stopErr := procs.stopAll(); stopErr != nil && err == nil {
+		if stopErr := procs.StopAll(15 * time.Second); stopErr != nil && err == nil {
 			err = stopErr
 		}
 	}()
 
 	say("preparing the catalog %s …", maskedDSN(opt.dsn))
-	catalog, err := prepareCatalog(ctx, bin, opt.dsn, out)
+	catalog, err := prepareCatalog(ctx, procs, bin, opt.dsn)
 	if err != nil {
 		return err
 	}
 	say("catalog: %d books, %d authors", len(catalog.books), catalog.authors)
 
-	mc, err := procs.startMemcached(ctx, out)
+	node, err := testkit.StartMemcached(ctx, procs, "memcached", "", 256)
 	if err != nil {
 		return err
 	}
-	say("memcached on %s (pid %d)", mc.addr, mc.pid())
-	svc, err := procs.startService(ctx, bin, out, opt.dsn, mc.addr, extraEnv)
+	mc := &process{Proc: node.Proc, addr: node.Addr}
+	addrs[mc.Proc] = mc.addr
+	say("memcached on %s (pid %d)", mc.addr, mc.PID())
+	svc, err := startService(ctx, procs, bin, opt.dsn, mc.addr, extraEnv)
 	if err != nil {
 		return err
 	}
-	say("service on %s (pid %d), log %s", svc.addr, svc.pid(), svc.logPath)
+	addrs[svc.Proc] = svc.addr
+	say("service on %s (pid %d), log %s", svc.addr, svc.PID(), svc.Log)
 
 	res, err := soak(ctx, opt, catalog, svc, mc, say, stdout)
 	if err != nil {
@@ -187,22 +197,4 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return fmt.Errorf("%w: %s", errTargetsMissed, strings.Join(missed, "; "))
 	}
 	return nil
-}
-
-// repoRoot is the nearest folder upwards holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the current folder: run from the repository root")
-		}
-		dir = parent
-	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // sample is one reading of the service's /metrics.
@@ -76,64 +76,36 @@ func (m *metricsReader) read() (sample, error) {
 
 // parseMetrics picks the few series the soak watches out of Prometheus text.
 func parseMetrics(body []byte, at time.Time) (sample, error) {
-	s := sample{at: at, storeErrors: map[string]float64{}, statuses: map[string]float64{}, buckets: map[string]map[string]float64{}}
-	var seenRSS, seenGoroutines bool
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
+	m, err := testkit.ParseMetrics(body)
+	if err != nil {
+		return sample{}, err
+	}
+	if !m.Has("process_resident_memory_bytes") || !m.Has("go_goroutines") {
+		return sample{}, fmt.Errorf("/metrics has no process_resident_memory_bytes or go_goroutines")
+	}
+	s := sample{
+		at:            at,
+		rss:           m.Sum("process_resident_memory_bytes", nil),
+		goroutines:    m.Sum("go_goroutines", nil),
+		unavailable:   m.Sum("locallibrary_visit_count_unavailable_total", nil),
+		dbWaits:       m.Sum("go_sql_wait_count_total", nil),
+		dbWaitSeconds: m.Sum("go_sql_wait_duration_seconds_total", nil),
+		dbMaxOpen:     m.Sum("go_sql_max_open_connections", nil),
+		storeErrors:   m.By("locallibrary_session_store_errors_total", "op"),
+		statuses:      m.By("locallibrary_http_request_duration_seconds_count", "status"),
+		buckets:       map[string]map[string]float64{},
+	}
+	for _, x := range m {
+		if x.Name != "locallibrary_http_request_duration_seconds_bucket" {
 			continue
 		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
+		route := x.Labels["route"]
+		if s.buckets[route] == nil {
+			s.buckets[route] = map[string]float64{}
 		}
-		series, raw := line[:sp], line[sp+1:]
-		name, labels, _ := strings.Cut(series, "{")
-		v, err := strconv.ParseFloat(raw, 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "process_resident_memory_bytes":
-			s.rss, seenRSS = v, true
-		case "go_goroutines":
-			s.goroutines, seenGoroutines = v, true
-		case "locallibrary_visit_count_unavailable_total":
-			s.unavailable = v
-		case "go_sql_wait_count_total":
-			s.dbWaits += v
-		case "go_sql_wait_duration_seconds_total":
-			s.dbWaitSeconds += v
-		case "go_sql_max_open_connections":
-			s.dbMaxOpen += v
-		case "locallibrary_session_store_errors_total":
-			s.storeErrors[label(labels, "op")] += v
-		case "locallibrary_http_request_duration_seconds_count":
-			s.statuses[label(labels, "status")] += v
-		case "locallibrary_http_request_duration_seconds_bucket":
-			route := label(labels, "route")
-			if s.buckets[route] == nil {
-				s.buckets[route] = map[string]float64{}
-			}
-			s.buckets[route][label(labels, "le")] += v
-		}
+		s.buckets[route][x.Labels["le"]] += x.Value
 	}
-	if !seenRSS || !seenGoroutines {
-		return s, fmt.Errorf("/metrics has no process_resident_memory_bytes or go_goroutines")
-	}
-	return s, sc.Err()
-}
-
-// label finds name="value" in a series' labels.
-func label(labels, name string) string {
-	_, rest, ok := strings.Cut(labels, name+`="`)
-	if !ok {
-		return ""
-	}
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
+	return s, nil
 }
 
 // settle reads the service's goroutines once connections have closed:

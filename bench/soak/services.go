@@ -1,180 +1,43 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"html/template"
 	"io"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/valyala/fasthttp"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
-// build compiles the service as it is deployed.
-func build(ctx context.Context, root, bin string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "noembeddeddb", "-o", bin, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// freePort asks the kernel for a loopback port nobody is listening on.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// process is a child the soak started: in its own process group, so a
-// Ctrl-C in the terminal reaches only the soak, which then stops it in
-// order; killed with the soak if the soak itself is killed.
+// process is a child the soak started, with the address it serves on.
 type process struct {
-	name    string
-	addr    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	*testkit.Proc
+	addr string
 }
 
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the process group, and SIGKILL after grace.
-func (p *process) stop(grace time.Duration) error {
-	if p.exited() {
-		return nil
-	}
-	_ = syscall.Kill(-p.pid(), syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(grace):
-		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-		<-p.done
-		return fmt.Errorf("%s did not stop within %s of SIGTERM: killed", p.name, grace)
-	}
-}
-
-// logTail is the end of the process's log, for error messages.
-func (p *process) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
-
-type processes struct {
-	keep bool
-	mu   sync.Mutex
-	list []*process
-}
-
-func (ps *processes) start(name, addr, logPath string, env []string, bin string, args ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if !ps.keep {
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, addr: addr, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	ps.mu.Lock()
-	ps.list = append(ps.list, p)
-	ps.mu.Unlock()
-	return p, nil
-}
-
-// stopAll stops the processes in the reverse of their start order.
-func (ps *processes) stopAll() error {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	var errs []error
-	for i := len(ps.list) - 1; i >= 0; i-- {
-		errs = append(errs, ps.list[i].stop(15*time.Second))
-	}
-	ps.list = nil
-	return errors.Join(errs...)
-}
-
-func (ps *processes) describe(w io.Writer) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
+// describe lists the children left running (-keep-running-services) and
+// how to stop them.
+func describe(w io.Writer, ps *testkit.Procs, addrs map[*testkit.Proc]string) {
 	fmt.Fprintln(w, "\nleft running (-keep-running-services):")
 	var pids []string
-	for _, p := range ps.list {
-		if !p.exited() {
-			fmt.Fprintf(w, "  %-10s pid %-7d %s  log %s\n", p.name, p.pid(), p.addr, p.logPath)
-			pids = append(pids, "-"+strconv.Itoa(p.pid()))
-		}
+	for _, p := range ps.Running() {
+		fmt.Fprintf(w, "  %-10s pid %-7d %s  log %s\n", p.Name, p.PID(), addrs[p], p.Log)
+		pids = append(pids, "-"+strconv.Itoa(p.PID()))
 	}
 	if len(pids) > 0 {
 		fmt.Fprintf(w, "stop them with: kill -- %s\n", strings.Join(pids, " "))
 	}
 }
 
-func (ps *processes) startMemcached(ctx context.Context, out string) (*process, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	p, err := ps.start("memcached", addr, filepath.Join(out, "memcached.log"), nil,
-		"memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "256")
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-			return p, nil
-		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("memcached did not start on %s: %v\n%s", addr, err, p.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (ps *processes) startService(ctx context.Context, bin, out, dsn, memcached string, extra []string) (*process, error) {
-	addr, err := freePort()
+func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached string, extra []string) (*process, error) {
+	addr, err := testkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -185,61 +48,16 @@ func (ps *processes) startService(ctx context.Context, bin, out, dsn, memcached 
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
 	}, extra...)
-	p, err := ps.start("service", addr, filepath.Join(out, "service.log"), env, bin)
+	p, err := ps.Start("service", env, bin)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		status, _, err := fasthttp.GetTimeout(nil, "http://"+addr+"/readyz", time.Second)
-		if err == nil && status == fasthttp.StatusOK {
-			return p, nil
-		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("service not ready on %s (status %d, %v)\n%s", addr, status, err, p.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// memcachedStats reads memcached's "stats" as name → value.
-func memcachedStats(addr string) (map[string]string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
+	if err := testkit.WaitFor(ctx, p, 30*time.Second, "service ready on "+addr, func() error {
+		return testkit.GetOK(ctx, "http://"+addr+"/readyz")
+	}); err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write([]byte("stats\r\n")); err != nil {
-		return nil, err
-	}
-	stats := map[string]string{}
-	sc := bufio.NewScanner(conn)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "END" {
-			return stats, nil
-		}
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "STAT" {
-			stats[f[1]] = f[2]
-		}
-	}
-	return nil, fmt.Errorf("memcached stats: %v", sc.Err())
-}
-
-// vmHWM is the peak resident set of a process, in bytes.
-func vmHWM(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return &process{Proc: p, addr: addr}, nil
 }
 
 // catalog is what the load needs to know of the database's rows.
@@ -259,29 +77,24 @@ var headingTemplate = template.Must(template.New("h1").Parse(`<h1>Title: {{.}}</
 // prepareCatalog creates the database when missing, migrates it, seeds it
 // when it has no books (with the service's own commands), and reads the
 // books' ids and titles.
-func prepareCatalog(ctx context.Context, bin, dsn, out string) (catalog, error) {
+func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, dsn string) (catalog, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return catalog{}, fmt.Errorf("-dsn: %w", err)
 	}
 	name := cfg.DBName
-	if name == "" || strings.ContainsAny(name, "`") {
+	if name == "" {
 		return catalog{}, fmt.Errorf("-dsn must name a database, such as root@tcp(127.0.0.1:3306)/soak_library")
 	}
-	if !isLoopback(cfg.Addr) {
-		return catalog{}, fmt.Errorf("-dsn: %s is not a loopback address", cfg.Addr)
+	server, err := testkit.OpenMySQL(dsn)
+	if err != nil {
+		return catalog{}, fmt.Errorf("-dsn: %w", err)
 	}
-	admin := cfg.Clone()
-	admin.DBName = ""
-	if err := withDB(ctx, admin.FormatDSN(), func(db *sql.DB) error {
-		_, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-		return err
-	}); err != nil {
+	if err := server.CreateDatabase(ctx, name); err != nil {
 		return catalog{}, fmt.Errorf("create database %s: %w", name, err)
 	}
 	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + dsn, "LOCALLIBRARY_LOG_LEVEL=warn"}
-	logPath := filepath.Join(out, "catalog.log")
-	if err := runLogged(ctx, logPath, env, bin, "migrate"); err != nil {
+	if _, err := ps.Run(ctx, "catalog", env, bin, "migrate"); err != nil {
 		return catalog{}, err
 	}
 	var c catalog
@@ -291,7 +104,7 @@ func prepareCatalog(ctx context.Context, bin, dsn, out string) (catalog, error) 
 			return err
 		}
 		if books == 0 {
-			if err := runLogged(ctx, logPath, env, bin, "seed", "--authors", "100", "--books", "1000", "--copies-per-book", "3"); err != nil {
+			if _, err := ps.Run(ctx, "catalog", env, bin, "seed", "--authors", "100", "--books", "1000", "--copies-per-book", "3"); err != nil {
 				return err
 			}
 		}
@@ -339,35 +152,6 @@ func withDB(ctx context.Context, dsn string, f func(*sql.DB) error) error {
 	return f(db)
 }
 
-func runLogged(ctx context.Context, logPath string, env []string, bin string, args ...string) error {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	var tail bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = io.MultiWriter(logFile, &tail)
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("locallibrary %s: %w\n%s", strings.Join(args, " "), err, tail.String())
-	}
-	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func maskedDSN(dsn string) string {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -379,53 +163,32 @@ func maskedDSN(dsn string) string {
 	return cfg.FormatDSN()
 }
 
-// cpuTicks is the machine's busy CPU time (every state but idle and
-// iowait) from /proc/stat, and the CPU time of each given process, in
-// clock ticks (USER_HZ, 100 a second on Linux).
-type cpuTicks struct {
+// cpuTimes is the machine's busy CPU time (every state but idle and
+// iowait) and the CPU time of each given process, in seconds.
+type cpuTimes struct {
 	machine float64
 	procs   []float64
 }
 
-func readCPU(pids ...int) (cpuTicks, error) {
-	b, err := os.ReadFile("/proc/stat")
+func readCPU(pids ...int) (cpuTimes, error) {
+	busy, err := testkit.MachineBusy()
 	if err != nil {
-		return cpuTicks{}, err
+		return cpuTimes{}, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return cpuTicks{}, errors.New("unexpected /proc/stat")
-	}
-	var t cpuTicks
-	for i, v := range f[1:] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseFloat(v, 64)
-		t.machine += n
-	}
+	t := cpuTimes{machine: busy.Seconds()}
 	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		d, err := testkit.CPUTime(pid)
 		if err != nil {
-			return cpuTicks{}, err
+			return cpuTimes{}, err
 		}
-		// The command name, in parentheses, may hold spaces: count from after it.
-		_, rest, _ := strings.Cut(string(b), ") ")
-		f := strings.Fields(rest)
-		if len(f) < 13 {
-			return cpuTicks{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
-		}
-		utime, _ := strconv.ParseFloat(f[11], 64)
-		stime, _ := strconv.ParseFloat(f[12], 64)
-		t.procs = append(t.procs, utime+stime)
+		t.procs = append(t.procs, d.Seconds())
 	}
 	return t, nil
 }
 
 // others is the CPU time since before that went to neither of the
 // processes watched: MariaDB, and whatever else runs on the machine.
-func (t cpuTicks) others(before cpuTicks) float64 {
+func (t cpuTimes) others(before cpuTimes) float64 {
 	n := t.machine - before.machine
 	for i := range t.procs {
 		n -= t.procs[i] - before.procs[i]

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // idleWait is how long after its connections close the service is left
@@ -91,7 +93,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if res.start, err = metrics.read(); err != nil {
 		return nil, err
 	}
-	cpuPids := []int{svc.pid(), mc.pid(), os.Getpid()}
+	cpuPids := []int{svc.PID(), mc.PID(), os.Getpid()}
 	cpuStart, err := readCPU(cpuPids...)
 	if err != nil {
 		return nil, err
@@ -133,7 +135,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		if took := s.at.Sub(lastAt); took >= time.Second {
 			rate = fmt.Sprintf("%6.0f", float64(reqs-lastReq)/took.Seconds())
 			if c, err := readCPU(cpuPids...); err == nil {
-				others = fmt.Sprintf("%4.2f", c.others(lastCPU)/(took.Seconds()*100))
+				others = fmt.Sprintf("%4.2f", c.others(lastCPU)/took.Seconds())
 				lastCPU = c
 			}
 		}
@@ -190,8 +192,8 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		return nil, fmt.Errorf("interrupted after %s of load (%s requests, %d errors)", clock(time.Since(loadStart)), commas(t.requests.Load()), t.errors.Load())
 	}
 	cpuEnd, cpuErr := readCPU(cpuPids...)
-	cpuTook := time.Since(loadStart).Seconds() * 100 // clock ticks
-	res.end, err = metrics.read()                    // still under load
+	cpuTook := time.Since(loadStart).Seconds()
+	res.end, err = metrics.read() // still under load
 	stopLoad()
 	workers.Wait()
 	res.loadTook = time.Since(loadStart)
@@ -226,10 +228,12 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if res.idleAfter, err = metrics.settle(ctx, idleWait, idleWait+10*time.Second); err != nil {
 		return nil, err
 	}
-	if res.peakRSS, err = vmHWM(svc.pid()); err != nil {
+	_, peak, err := testkit.Mem(svc.PID())
+	if err != nil {
 		return nil, err
 	}
-	if stats, err := memcachedStats(mc.addr); err == nil {
+	res.peakRSS = float64(peak)
+	if stats, err := testkit.MemcachedStats(mc.addr); err == nil {
 		res.evictions = stats["evictions"]
 	} else {
 		res.evictions = "unknown (" + err.Error() + ")"

@@ -166,7 +166,7 @@ func (f *fleet) replace(old *replica, servers []string) (step, error) {
 // startMemcached starts memcached number i on a free loopback port.
 func startMemcached(t *testing.T, ps *testkit.Procs, i int) string {
 	t.Helper()
-	mc, err := testkit.StartMemcached(context.Background(), ps, fmt.Sprintf("memcached-%d", i), "", 64, "-c", "1024")
+	mc, err := testkit.StartMemcached(context.Background(), ps, fmt.Sprintf("memcached-%d", i), "", 64, "-c", "1024", "-t", "1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,15 +35,15 @@ func FindBin(name, pkg string, dirs ...string) (string, error) {
 }
 
 // MemcachedArgs are the flags of a memcached on addr (host:port) with
-// megabytes of memory, no UDP and one worker thread (plenty next to a load
-// on two cores), run as an unprivileged user when started as root (which
-// memcached refuses), followed by extra flags.
+// megabytes of memory and no UDP, run as an unprivileged user when started
+// as root (which memcached refuses), followed by extra flags (such as
+// "-t", "1": one worker thread is plenty next to a load on two cores).
 func MemcachedArgs(addr string, megabytes int, extra ...string) ([]string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("memcached address %q: %w", addr, err)
 	}
-	args := []string{"-l", host, "-p", port, "-U", "0", "-m", strconv.Itoa(megabytes), "-t", "1"}
+	args := []string{"-l", host, "-p", port, "-U", "0", "-m", strconv.Itoa(megabytes)}
 	if os.Geteuid() == 0 {
 		name := "memcache"
 		if _, err := user.Lookup(name); err != nil {

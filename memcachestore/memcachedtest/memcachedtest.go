@@ -45,7 +45,7 @@ func Start(t testing.TB, addr string) *Server {
 	if addr == "" {
 		addr = FreeAddr(t)
 	}
-	args, err := testkit.MemcachedArgs(addr, 16)
+	args, err := testkit.MemcachedArgs(addr, 16, "-t", "1")
 	if err != nil {
 		t.Fatalf("memcachedtest: %v", err)
 	}
