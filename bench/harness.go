@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // targetTitles names the targets -targets accepts.
@@ -33,7 +35,7 @@ type service struct {
 	db   string
 	env  []string // the settings it was started with beyond the harness's own
 	addr string
-	proc *proc
+	proc *testkit.Proc
 }
 
 func (s *service) base() string { return "http://" + s.addr }
@@ -95,7 +97,7 @@ type harness struct {
 	root string
 	log  io.Writer
 
-	procs      *procs
+	procs      *testkit.Procs
 	mdb        *mariadb
 	mc         *memcached
 	mariadbPID int
@@ -105,7 +107,7 @@ type harness struct {
 	started    time.Time
 	machine    machineInfo
 	seeds      map[string]seedRecord
-	ceiling    *proc
+	ceiling    *testkit.Proc
 	ceilAddr   string
 	services   map[string]*service
 	targets    []*target
@@ -141,7 +143,7 @@ func firstLine(s string) string {
 
 func (h *harness) cleanup() {
 	if h.procs != nil {
-		h.procs.stopAll()
+		_ = h.procs.StopAll(3 * time.Second)
 	}
 	if h.mdb != nil {
 		h.mdb.close()
@@ -187,9 +189,10 @@ func (h *harness) setUp(ctx context.Context) error {
 		}
 	}
 	var err error
-	if h.procs, err = newProcs(h.o.outDir); err != nil {
+	if h.procs, err = testkit.NewProcs(filepath.Join(h.o.outDir, "logs")); err != nil {
 		return err
 	}
+	h.procs.RecordPIDs(filepath.Join(h.o.outDir, "children.pids"))
 	h.logf("building the service%s and the ceiling program", map[bool]string{true: " at " + h.o.rev, false: ""}[h.o.rev != ""])
 	if err := h.build(ctx); err != nil {
 		return err
@@ -198,11 +201,11 @@ func (h *harness) setUp(ctx context.Context) error {
 		return err
 	}
 	h.machine.MariaDB = h.mdb.version
-	h.mariadbPID = findProcess("mariadbd")
+	h.mariadbPID = testkit.FindProcess("mariadbd")
 	if err := h.mdb.setupUserStats(ctx, []string{h.o.smallDB, h.o.largeDB}); err != nil {
 		h.notes = append(h.notes, "SQL queries counted server-wide (Questions), so other clients of the server add to them: "+err.Error())
 	}
-	if h.mc, err = startMemcached(ctx, h.procs, h.o.memcachedBin); err != nil {
+	if h.mc, err = startMemcached(ctx, h.procs); err != nil {
 		return err
 	}
 	h.machine.Memcached = h.mc.version
@@ -234,12 +237,10 @@ func (h *harness) setUp(ctx context.Context) error {
 	}
 
 	if h.wants("a", "ag") {
-		port, err := freePort()
-		if err != nil {
+		if h.ceilAddr, err = testkit.FreeAddr(); err != nil {
 			return err
 		}
-		h.ceilAddr = fmt.Sprintf("127.0.0.1:%d", port)
-		if h.ceiling, err = h.procs.start("ceiling", cleanEnv(nil), h.ceilingBin, "-addr", h.ceilAddr); err != nil {
+		if h.ceiling, err = h.procs.Start("ceiling", nil, h.ceilingBin, "-addr", h.ceilAddr); err != nil {
 			return err
 		}
 		if err := waitHTTP(ctx, h.ceiling, "http://"+h.ceilAddr+"/", 10*time.Second); err != nil {
@@ -282,27 +283,17 @@ func (h *harness) setUp(ctx context.Context) error {
 	return h.makeTargets(ctx)
 }
 
-// cleanEnv is the environment for a child: the harness's own, without any
-// LOCALLIBRARY_ or Go runtime setting that would make runs differ, plus extra.
-func cleanEnv(extra []string) []string {
-	var env []string
-	for _, e := range os.Environ() {
-		name, _, _ := strings.Cut(e, "=")
-		switch {
-		case strings.HasPrefix(name, "LOCALLIBRARY_"), name == "GOGC", name == "GOMEMLIMIT", name == "GOMAXPROCS", name == "GODEBUG":
-			continue
-		}
-		env = append(env, e)
-	}
-	return append(env, extra...)
+// waitHTTP polls url until it answers 200, the process exits or the time is up.
+func waitHTTP(ctx context.Context, p *testkit.Proc, url string, limit time.Duration) error {
+	return testkit.WaitFor(ctx, p, limit, p.Name+" answers "+url, func() error { return testkit.GetOK(ctx, url) })
 }
 
 func (h *harness) startService(ctx context.Context, name, db string, settings []string) error {
-	port, err := freePort()
+	addr, err := testkit.FreeAddr()
 	if err != nil {
 		return err
 	}
-	s := &service{name: name, db: db, env: settings, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	s := &service{name: name, db: db, env: settings, addr: addr}
 	env := []string{
 		"LOCALLIBRARY_HTTP_ADDR=" + s.addr,
 		"LOCALLIBRARY_MYSQL_DSN=" + h.mdb.serviceDSN(db),
@@ -312,7 +303,7 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	env = append(env, h.o.env...)
 	env = append(env, settings...)
 	// exec.Cmd takes the last of duplicate variables, so settings win.
-	if s.proc, err = h.procs.start("service-"+name, cleanEnv(env), h.serviceBin); err != nil {
+	if s.proc, err = h.procs.Start("service-"+name, env, h.serviceBin); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, s.proc, s.base()+"/readyz", 20*time.Second); err != nil {
@@ -479,9 +470,9 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	r := runResult{Target: t.key, Round: round}
 	pid := 0
 	if t.svc != nil {
-		pid = t.svc.proc.pid()
+		pid = t.svc.proc.PID()
 	} else if h.ceiling != nil {
-		pid = h.ceiling.pid()
+		pid = h.ceiling.PID()
 	}
 	var before serviceCounters
 	var err error
@@ -500,30 +491,30 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	if err != nil {
 		return r, err
 	}
-	cpuBefore, _ := cpuTime(pid)
-	mcCPUBefore, _ := cpuTime(h.mc.proc.pid())
-	dbCPUBefore, _ := cpuTime(h.mariadbPID)
-	busyBefore, start := machineBusy(), time.Now()
-	_ = resetPeak(pid)
+	cpuBefore, _ := testkit.CPUTime(pid)
+	mcCPUBefore, _ := testkit.CPUTime(h.mc.proc.PID())
+	dbCPUBefore, _ := testkit.CPUTime(h.mariadbPID)
+	busyBefore, start := testkit.MachineBusy(), time.Now()
+	_ = testkit.ResetPeak(pid)
 
 	r.Load, err = h.load(ctx, t, fmt.Sprintf("%s-round%d", t.key, round), h.o.duration)
 	if err != nil {
 		return r, err
 	}
 
-	if mem, err := readMem(pid); err == nil {
-		r.PeakRSS = mem.hwm
+	if _, peak, err := testkit.Mem(pid); err == nil {
+		r.PeakRSS = peak
 	}
 	if scraped {
 		h.settle(ctx, t)
 	}
-	cpuAfter, _ := cpuTime(pid)
+	cpuAfter, _ := testkit.CPUTime(pid)
 	r.ServiceCPU = cpuAfter - cpuBefore
-	mcCPUAfter, _ := cpuTime(h.mc.proc.pid())
+	mcCPUAfter, _ := testkit.CPUTime(h.mc.proc.PID())
 	r.MemcachedCPU = mcCPUAfter - mcCPUBefore
-	dbCPUAfter, _ := cpuTime(h.mariadbPID)
+	dbCPUAfter, _ := testkit.CPUTime(h.mariadbPID)
 	r.MariaDBCPU = dbCPUAfter - dbCPUBefore
-	busy, wall := machineBusy()-busyBefore, time.Since(start)
+	busy, wall := testkit.MachineBusy()-busyBefore, time.Since(start)
 	// Whatever else ran on the machine meanwhile: other people's builds
 	// and tests make a run slower without anything here changing.
 	other := busy - r.ServiceCPU - r.MemcachedCPU - r.MariaDBCPU - r.Load.GenCPU
@@ -566,13 +557,13 @@ func (h *harness) waitQuiet(ctx context.Context) {
 	}
 	deadline := time.Now().Add(h.o.quietWait)
 	for {
-		busy0, own0, t0 := machineBusy(), h.ownCPU(), time.Now()
+		busy0, own0, t0 := testkit.MachineBusy(), h.ownCPU(), time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
-		others := float64(machineBusy()-busy0-(h.ownCPU()-own0)) / float64(time.Since(t0)) / float64(runtime.NumCPU())
+		others := float64(testkit.MachineBusy()-busy0-(h.ownCPU()-own0)) / float64(time.Since(t0)) / float64(runtime.NumCPU())
 		if others < h.o.quiet {
 			return
 		}
@@ -585,9 +576,9 @@ func (h *harness) waitQuiet(ctx context.Context) {
 
 // ownCPU is the CPU used so far by the benchmark's processes and MariaDB.
 func (h *harness) ownCPU() time.Duration {
-	total := selfCPU()
+	total := testkit.SelfCPU()
 	for _, pid := range h.pids() {
-		if d, err := cpuTime(pid); err == nil {
+		if d, err := testkit.CPUTime(pid); err == nil {
 			total += d
 		}
 	}
@@ -595,12 +586,12 @@ func (h *harness) ownCPU() time.Duration {
 }
 
 func (h *harness) pids() []int {
-	pids := []int{h.mariadbPID, h.mc.proc.pid()}
+	pids := []int{h.mariadbPID, h.mc.proc.PID()}
 	if h.ceiling != nil {
-		pids = append(pids, h.ceiling.pid())
+		pids = append(pids, h.ceiling.PID())
 	}
 	for _, s := range h.services {
-		pids = append(pids, s.proc.pid())
+		pids = append(pids, s.proc.PID())
 	}
 	return pids
 }
@@ -828,7 +819,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := record("service", "-g", "-p", strconv.Itoa(t.svc.proc.pid())); err != nil {
+	if err := record("service", "-g", "-p", strconv.Itoa(t.svc.proc.PID())); err != nil {
 		return err
 	}
 	if err := record("machine", "-a"); err != nil {

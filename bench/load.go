@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // reqLine is one request of a load run: a path and a browser's cookies.
@@ -179,7 +181,7 @@ func goLoad(ctx context.Context, addr string, lines []reqLine, conns int, d time
 	}
 	res := loadResult{perLine: make([]int64, len(lines)), marked: make([]int64, len(lines)), uncertain: make([]int64, len(lines))}
 	outs := make([]workerOut, conns)
-	cpu0 := selfCPU()
+	cpu0 := testkit.SelfCPU()
 	start := time.Now()
 	stopAt := start.Add(d)
 	var wg sync.WaitGroup
@@ -248,7 +250,7 @@ func goLoad(ctx context.Context, addr string, lines []reqLine, conns int, d time
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
-	res.GenCPU = selfCPU() - cpu0
+	res.GenCPU = testkit.SelfCPU() - cpu0
 	var all []uint32
 	for _, o := range outs {
 		res.Requests += o.n

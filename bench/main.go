@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 func main() {
@@ -51,7 +53,6 @@ type options struct {
 	profileTarget                   string
 	quiet                           float64
 	quietWait                       time.Duration
-	memcachedBin                    string
 }
 
 // multiFlag is a repeatable string flag.
@@ -91,7 +92,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "longest wait for -quiet before running anyway")
 	fs.BoolVar(&o.profile, "profile", false, "after the rounds, record a target's service under its load with perf")
 	fs.StringVar(&o.profileTarget, "profile-target", "c", "the target -profile records (one with a service)")
-	fs.StringVar(&o.memcachedBin, "memcached", "memcached", "memcached binary")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -148,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	root, err := repoRoot()
+	root, err := testkit.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -174,25 +174,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return h.writeJSON(filepath.Join(o.outDir, "results.json"))
 }
 
-// repoRoot is the folder of the go.mod above the working directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if raw, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(raw), "module github.com/locallibrary/locallibrary\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the locallibrary repository (no go.mod found above)")
-		}
-		dir = parent
-	}
-}
-
 // build compiles the service (production build) and the ceiling program.
 func (h *harness) build(ctx context.Context) error {
 	binDir := filepath.Join(h.o.outDir, "bin")
@@ -215,19 +196,13 @@ func (h *harness) build(ctx context.Context) error {
 	}
 	h.serviceBin = filepath.Join(binDir, "locallibrary")
 	h.ceilingBin = filepath.Join(binDir, "ceiling")
-	steps := []struct {
-		dir  string
-		args []string
-	}{
-		{src, []string{"build", "-tags", "noembeddeddb", "-o", h.serviceBin, "."}},
-		{h.root, []string{"build", "-o", h.ceilingBin, "./bench/ceiling"}},
+	if err := testkit.BuildService(ctx, src, h.serviceBin); err != nil {
+		return err
 	}
-	for _, s := range steps {
-		cmd := exec.CommandContext(ctx, "go", s.args...)
-		cmd.Dir = s.dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(s.args, " "), s.dir, err, out)
-		}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.ceilingBin, "./bench/ceiling")
+	cmd.Dir = h.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./bench/ceiling: %w\n%s", err, out)
 	}
 	return nil
 }

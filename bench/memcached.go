@@ -1,47 +1,29 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/url"
-	"os/exec"
-	"os/user"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // memcached is the harness's own memcached, on a free loopback port.
 type memcached struct {
 	addr    string
-	proc    *proc
+	proc    *testkit.Proc
 	version string
 }
 
-func startMemcached(ctx context.Context, p *procs, bin string) (*memcached, error) {
-	if _, err := exec.LookPath(bin); err != nil {
-		return nil, fmt.Errorf("memcached not found (apt-get install -y memcached): %w", err)
-	}
-	port, err := freePort()
+func startMemcached(ctx context.Context, ps *testkit.Procs) (*memcached, error) {
+	// -t 1: one worker thread is plenty next to a 2-core load.
+	node, err := testkit.StartMemcached(ctx, ps, "memcached", "", 256, "-c", "4096", "-t", "1")
 	if err != nil {
 		return nil, err
 	}
-	runAs := "memcache"
-	if _, err := user.Lookup(runAs); err != nil {
-		runAs = "root" // memcached wants -u when started as root
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// -U 0: no UDP; -t 1: one worker thread is plenty next to a 2-core load.
-	pr, err := p.start("memcached", nil, bin, "-u", runAs, "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "256", "-c", "4096", "-t", "1")
-	if err != nil {
-		return nil, err
-	}
-	if err := waitTCP(ctx, pr, addr, 5*time.Second); err != nil {
-		return nil, err
-	}
-	m := &memcached{addr: addr, proc: pr}
+	m := &memcached{addr: node.Addr, proc: node.Proc}
 	st, err := m.stats()
 	if err != nil {
 		return nil, err
@@ -50,90 +32,28 @@ func startMemcached(ctx context.Context, p *procs, bin string) (*memcached, erro
 	return m, nil
 }
 
-// mcConn is one text-protocol connection for measuring.
-type mcConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func (m *memcached) dial() (*mcConn, error) {
-	c, err := net.DialTimeout("tcp", m.addr, 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	return &mcConn{c: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
-}
-
-func (mc *mcConn) close() { mc.c.Close() }
-
-// lines sends cmd and returns the reply's lines up to the one that ends it.
-func (mc *mcConn) lines(cmd string, end func(string) bool) ([]string, error) {
-	if _, err := mc.c.Write([]byte(cmd + "\r\n")); err != nil {
-		return nil, err
-	}
-	var out []string
-	for {
-		line, err := mc.br.ReadString('\n')
-		if err != nil {
-			return out, err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if end(line) {
-			return out, nil
-		}
-		if strings.HasPrefix(line, "ERROR") || strings.HasPrefix(line, "CLIENT_ERROR") || strings.HasPrefix(line, "SERVER_ERROR") {
-			return out, fmt.Errorf("memcached %q: %s", cmd, line)
-		}
-		out = append(out, line)
-	}
-}
-
 // stats returns memcached's general statistics.
-func (m *memcached) stats() (map[string]string, error) {
-	mc, err := m.dial()
-	if err != nil {
-		return nil, err
-	}
-	defer mc.close()
-	lines, err := mc.lines("stats", func(l string) bool { return l == "END" })
-	if err != nil {
-		return nil, err
-	}
-	st := make(map[string]string, len(lines))
-	for _, l := range lines {
-		f := strings.Fields(l) // STAT name value
-		if len(f) == 3 {
-			st[f[1]] = f[2]
-		}
-	}
-	return st, nil
-}
-
-func statInt(st map[string]string, name string) int64 {
-	n, _ := strconv.ParseInt(st[name], 10, 64)
-	return n
-}
+func (m *memcached) stats() (map[string]string, error) { return testkit.MemcachedStats(m.addr) }
 
 // commands counts the protocol commands memcached has served: each is one
 // round trip from the service (gets of one key, sets, adds, incrs, touches,
 // deletes).
 func commands(st map[string]string) int64 {
-	return statInt(st, "cmd_get") + statInt(st, "cmd_set") + statInt(st, "cmd_touch") +
-		statInt(st, "incr_hits") + statInt(st, "incr_misses") +
-		statInt(st, "decr_hits") + statInt(st, "decr_misses") +
-		statInt(st, "delete_hits") + statInt(st, "delete_misses")
+	return testkit.StatInt(st, "cmd_get") + testkit.StatInt(st, "cmd_set") + testkit.StatInt(st, "cmd_touch") +
+		testkit.StatInt(st, "incr_hits") + testkit.StatInt(st, "incr_misses") +
+		testkit.StatInt(st, "decr_hits") + testkit.StatInt(st, "decr_misses") +
+		testkit.StatInt(st, "delete_hits") + testkit.StatInt(st, "delete_misses")
 }
 
 // itemSizes lists every key with its item size as memcached accounts it
 // (key, value, flags and the item header), from lru_crawler metadump.
 func (m *memcached) itemSizes() (map[string]int, error) {
-	mc, err := m.dial()
+	mc, err := testkit.DialMemcached(m.addr)
 	if err != nil {
 		return nil, err
 	}
-	defer mc.close()
-	lines, err := mc.lines("lru_crawler metadump all", func(l string) bool { return l == "END" })
+	defer mc.Close()
+	lines, err := mc.Lines("lru_crawler metadump all")
 	if err != nil {
 		return nil, err
 	}
@@ -159,19 +79,20 @@ func (m *memcached) itemSizes() (map[string]int, error) {
 
 // valueLens returns the length of each key's value (-1 when missing).
 func (m *memcached) valueLens(keys []string) (map[string]int, error) {
-	mc, err := m.dial()
+	mc, err := testkit.DialMemcached(m.addr)
 	if err != nil {
 		return nil, err
 	}
-	defer mc.close()
+	defer mc.Close()
+	br := mc.Reader()
 	out := make(map[string]int, len(keys))
 	for _, k := range keys {
 		out[k] = -1
-		if _, err := mc.c.Write([]byte("get " + k + "\r\n")); err != nil {
+		if err := mc.Send("get " + k); err != nil {
 			return nil, err
 		}
 		for {
-			line, err := mc.br.ReadString('\n')
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return nil, err
 			}
@@ -185,7 +106,7 @@ func (m *memcached) valueLens(keys []string) (map[string]int, error) {
 			}
 			n, _ := strconv.Atoi(f[3])
 			out[k] = n
-			if _, err := mc.br.Discard(n + 2); err != nil {
+			if _, err := br.Discard(n + 2); err != nil {
 				return nil, err
 			}
 		}

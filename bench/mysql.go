@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // catalogSize is what `locallibrary seed` is asked for.
@@ -266,7 +268,7 @@ func (m *mariadb) writeSeedRecord(ctx context.Context, db string, rec seedRecord
 // prepareCatalog makes db hold exactly a seeded catalog of size z: reused
 // when its counts already match (unless force), otherwise dropped,
 // created, migrated and seeded with the service's own commands.
-func prepareCatalog(ctx context.Context, m *mariadb, p *procs, bin, db string, z catalogSize, force bool) (seedRecord, error) {
+func prepareCatalog(ctx context.Context, m *mariadb, p *testkit.Procs, bin, db string, z catalogSize, force bool) (seedRecord, error) {
 	if !dbNamePattern.MatchString(db) {
 		return seedRecord{}, fmt.Errorf("database name %q: letters, digits and _ only", db)
 	}
@@ -289,10 +291,10 @@ func prepareCatalog(ctx context.Context, m *mariadb, p *procs, bin, db string, z
 		}
 	}
 	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + m.adminDSN(db)}
-	if _, err := p.run(ctx, "migrate-"+db, env, bin, "migrate"); err != nil {
+	if _, err := p.Run(ctx, "migrate-"+db, env, bin, "migrate"); err != nil {
 		return seedRecord{}, err
 	}
-	took, err := p.run(ctx, "seed-"+db, env, bin, "seed",
+	took, err := p.Run(ctx, "seed-"+db, env, bin, "seed",
 		"--authors", strconv.Itoa(z.Authors), "--books", strconv.Itoa(z.Books),
 		"--copies-per-book", strconv.Itoa(z.CopiesPerBook), "--seed", "1")
 	if err != nil {

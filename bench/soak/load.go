@@ -360,26 +360,15 @@ func (l *loader) finalReads(ctx context.Context, browsers []*browser, conns int)
 	})
 }
 
-// eachIndex calls fn for every index below n from conns goroutines, each
-// with its own request and response, until done or ctx ends.
+// eachIndex calls fn for every index below n from conns goroutines
+// (testkit.Each), with a request and a response from fasthttp's pools.
 func eachIndex(ctx context.Context, n, conns int, fn func(i int, req *fasthttp.Request, resp *fasthttp.Response)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Go(func() {
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				fn(i, req, resp)
-			}
-		})
-	}
-	wg.Wait()
+	testkit.Each(ctx, n, conns, func(i int) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		fn(i, req, resp)
+	})
 }
 
 func (l *loader) finalRead(ctx context.Context, b *browser, req *fasthttp.Request, resp *fasthttp.Response) {

@@ -230,18 +230,3 @@ func (l *load) end() time.Duration {
 	l.wg.Wait()
 	return time.Since(l.started)
 }
-
-// each runs fn for every browser, at most par at a time.
-func each(browsers []*browser, par int, fn func(i int, b *browser)) {
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i, b := range browsers {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			fn(i, b)
-		}()
-	}
-	wg.Wait()
-}

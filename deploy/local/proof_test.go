@@ -219,7 +219,8 @@ func rolloutUnderLoad(t *testing.T, f *fleet, base *url.URL, servers []string) [
 	// home pages it was shown.
 	var mu sync.Mutex
 	var differ []string
-	each(ld.browsers, 32, func(i int, b *browser) {
+	testkit.Each(context.Background(), len(ld.browsers), 32, func(i int) {
+		b := ld.browsers[i]
 		want := uint64(b.homeOK) + 1
 		b.home()
 		if b.lastCount != want {
@@ -303,7 +304,7 @@ func resize(t *testing.T, f *fleet, base *url.URL, servers []string, browsers []
 		b.restartsExpected = true
 		extras = append(extras, b)
 	}
-	each(extras, 32, func(_ int, b *browser) { b.home() })
+	testkit.Each(context.Background(), len(extras), 32, func(i int) { extras[i].home() })
 	for _, b := range extras {
 		if b.homeOK != 1 || b.lastCount != 1 {
 			t.Fatalf("a new browser's first visit: %d pages with a count, count %d; problems: %q", b.homeOK, b.lastCount, tr.samples)
@@ -328,7 +329,7 @@ func resize(t *testing.T, f *fleet, base *url.URL, servers []string, browsers []
 	if err := f.rollout(servers4); err != nil {
 		t.Fatalf("rolling restart with 4 memcached servers: %v", err)
 	}
-	each(sample, 32, func(_ int, b *browser) { b.home() })
+	testkit.Each(context.Background(), len(sample), 32, func(i int) { sample[i].home() })
 
 	var continued, countRestarted, newSession int
 	var odd []string

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -98,9 +99,15 @@ func (ps *Procs) RecordPIDs(file string) {
 	_ = os.Remove(file)
 }
 
-func (ps *Procs) command(ctx context.Context, name string, env []string, bin string, args []string) (*exec.Cmd, *os.File, error) {
+// command prepares a child; its log is started afresh, or appended to
+// (one log for a few steps run in turn).
+func (ps *Procs) command(ctx context.Context, name string, env []string, bin string, args []string, appendLog bool) (*exec.Cmd, *os.File, error) {
 	logPath := filepath.Join(ps.LogDir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendLog {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(logPath, flags, 0o644)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,7 +128,7 @@ func (ps *Procs) command(ctx context.Context, name string, env []string, bin str
 
 // Start runs bin with env added to the supervisor's environment.
 func (ps *Procs) Start(name string, env []string, bin string, args ...string) (*Proc, error) {
-	cmd, logFile, err := ps.command(context.Background(), name, env, bin, args)
+	cmd, logFile, err := ps.command(context.Background(), name, env, bin, args, false)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +157,7 @@ func (ps *Procs) Start(name string, env []string, bin string, args ...string) (*
 // LogDir/NAME.log, and returns how long it took; a failure's error ends
 // with the log's last lines.
 func (ps *Procs) Run(ctx context.Context, name string, env []string, bin string, args ...string) (time.Duration, error) {
-	cmd, logFile, err := ps.command(ctx, name, env, bin, args)
+	cmd, logFile, err := ps.command(ctx, name, env, bin, args, true)
 	if err != nil {
 		return 0, err
 	}
@@ -363,4 +370,24 @@ func (g *Guard) Add(hook func()) {
 func (g *Guard) Close() {
 	signal.Stop(g.sigs)
 	close(g.stop)
+}
+
+// Each calls fn for every index below n from workers goroutines at once,
+// until all are done or ctx ends: how many simulated browsers act in
+// parallel.
+func Each(ctx context.Context, n, workers int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }

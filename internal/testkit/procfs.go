@@ -51,19 +51,16 @@ func SelfCPU() time.Duration {
 }
 
 // MachineBusy is the CPU time all processors have spent in every state
-// but idle and iowait (guest time is already in user).
-func MachineBusy() (time.Duration, error) {
-	fs, err := procfs.NewDefaultFS()
+// but idle and iowait (guest time is already in user); 0 when /proc/stat
+// cannot be read.
+func MachineBusy() time.Duration {
+	st, err := procfs.NewStat()
 	if err != nil {
-		return 0, err
-	}
-	st, err := fs.Stat()
-	if err != nil {
-		return 0, err
+		return 0
 	}
 	c := st.CPUTotal
 	busy := c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
-	return time.Duration(busy * float64(time.Second)), nil
+	return time.Duration(busy * float64(time.Second))
 }
 
 // FindProcess returns the pid of a process whose command name is comm
