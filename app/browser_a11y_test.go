@@ -42,21 +42,12 @@ const (
 // It also checks that a book without an author is described by the same
 // words in the list and on its page.
 func TestBrowserAccessibility(t *testing.T) {
+	memcached := testMemcached(t, false)
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, memcached, uniqueKeyPrefix(t))
 
 	noAuthor := checkUnknownAuthor(b, site)
-
-	const (
-		home    = "/catalog/"
-		books   = "/catalog/books/"
-		authors = "/catalog/authors/"
-	)
-	pages := []struct {
-		name, path string
-		section    string // the href of the navigation link that is current; "" for none
-		status     int
-	}{
+	checkPages(b, site, []a11yPage{
 		{"home", "/catalog/", home, 200}, // with the demo notice: never dismissed here
 		{"book list", "/catalog/books/?page=2", books, 200},
 		{"book", "/catalog/book/1", books, 200},
@@ -65,7 +56,29 @@ func TestBrowserAccessibility(t *testing.T) {
 		{"author", "/catalog/author/1", authors, 200},
 		{"forget me", "/catalog/forget/", "", 200},
 		{"not found", "/catalog/book/999999999", "", 404},
-	}
+	})
+
+	// The home page a browser without cookies sees, with its retry link.
+	noCookies := newBrowser(t, browserOptions{blockCookies: true})
+	checkPages(noCookies, site, []a11yPage{{"home without cookies", "/catalog/", home, 200}})
+}
+
+// The navigation's links: the hrefs a page's section is named by.
+const (
+	home    = "/catalog/"
+	books   = "/catalog/books/"
+	authors = "/catalog/authors/"
+)
+
+type a11yPage struct {
+	name, path string
+	section    string // the href of the navigation link that is current; "" for none
+	status     int
+}
+
+// checkPages checks each page at 1280 and 390 px.
+func checkPages(b *browser, site string, pages []a11yPage) {
+	b.t.Helper()
 	viewports := []struct {
 		name    string
 		emulate chromedp.Action[chromedp.Void]
@@ -78,13 +91,13 @@ func TestBrowserAccessibility(t *testing.T) {
 		for _, p := range pages {
 			where := p.name + " at " + vp.name
 			if resp := b.open(site + p.path); resp.Status != int64(p.status) {
-				t.Errorf("%s: status %d, want %d", where, resp.Status, p.status)
+				b.t.Errorf("%s: status %d, want %d", where, resp.Status, p.status)
 			}
 			if p.status == 404 {
 				// Chromium logs the document's 404 as an error: expected here.
 				for _, problem := range b.takeProblems() {
 					if !strings.Contains(problem, "404") {
-						t.Errorf("after %s: %s", where, problem)
+						b.t.Errorf("after %s: %s", where, problem)
 					}
 				}
 			}
@@ -191,7 +204,7 @@ type focusStop struct {
 
 // The page's targets: what can be pointed at or focused. Hidden inputs
 // and undisplayed elements are no targets.
-const targetsJS = `[...document.querySelectorAll("a[href], button, input, select, textarea, summary, [tabindex]")]
+const targetsJS = `[...document.querySelectorAll("a[href], button, input, select, textarea, summary, [tabindex]:not([tabindex='-1'])")]
 	.filter(el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden")`
 
 // recordFocusJS installs the focusin listener that records a focusStop
