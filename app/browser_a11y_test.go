@@ -104,6 +104,23 @@ func checkPages(b *browser, site string, pages []a11yPage) {
 			checkCurrentSection(b, where, p.section)
 			checkKeyboardWalk(b, where)
 		}
+		b.open(site + pages[0].path)
+		checkSkipLink(b, pages[0].name+" at "+vp.name)
+	}
+}
+
+// checkSkipLink follows the skip link from the keyboard: the content must
+// then be on screen and the next Tab must land in it, past the navigation.
+func checkSkipLink(b *browser, where string) {
+	b.t.Helper()
+	b.do("Tab, Enter", chromedp.KeyEvent("\t"), chromedp.KeyEvent("\r"))
+	top := evaluate[float64](b, `document.querySelector("main").getBoundingClientRect().top`)
+	if vh := evaluate[float64](b, `innerHeight`); top < 0 || top > vh/2 {
+		b.t.Errorf("%s: after the skip link the content starts %.0f px down a %.0f px window", where, top, vh)
+	}
+	b.do("Tab", chromedp.KeyEvent("\t"))
+	if got := evaluate[string](b, `document.activeElement.closest("main") ? "" : document.activeElement.outerHTML.slice(0, 80)`); got != "" {
+		b.t.Errorf("%s: the Tab after the skip link focuses %s, want the first control of the content", where, got)
 	}
 }
 
