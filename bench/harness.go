@@ -17,18 +17,6 @@ import (
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
-// targetTitles names the targets -targets accepts.
-var targetTitles = map[string]string{
-	"a":  "ceiling: 13-byte Fiber handler",
-	"b":  "home page, 3,000 copies",
-	"c":  "home page, 1,000,000 copies",
-	"d":  "book list, ?page=N varying",
-	"f":  "book list, ?page=N varying, the other catalog",
-	"e":  "home page, 1,000,000 copies, high connections",
-	"ag": "ceiling, Go load generator",
-	"bg": "home page, 3,000 copies, Go load generator",
-}
-
 // service is one running LocalLibrary process.
 type service struct {
 	name string
@@ -150,15 +138,14 @@ func (h *harness) cleanup() {
 	}
 }
 
-func (h *harness) wants(keys ...string) bool {
-	for _, t := range h.o.targets {
-		for _, k := range keys {
-			if t == k {
-				return true
-			}
-		}
+// wanted are the rows of the targets asked for, in -targets' order.
+func (h *harness) wanted() []targetSpec {
+	out := make([]targetSpec, 0, len(h.o.targets))
+	for _, name := range h.o.targets {
+		spec, _ := specOf(name) // checked by parseOptions
+		out = append(out, spec)
 	}
-	return false
+	return out
 }
 
 // setUp builds, starts memcached, prepares the catalogs, starts the
@@ -177,11 +164,12 @@ func (h *harness) setUp(ctx context.Context) error {
 			}
 		}
 	}
-	usesWrk := false
-	for _, t := range h.o.targets {
-		if !strings.HasSuffix(t, "g") {
-			usesWrk = true
-		}
+	usesWrk, needSmall, needLarge, needCeiling := false, false, len(h.o.variants) > 0 || h.o.profile, false
+	for _, spec := range h.wanted() {
+		usesWrk = usesWrk || spec.gen == "wrk"
+		needSmall = needSmall || !spec.large
+		needLarge = needLarge || spec.large
+		needCeiling = needCeiling || spec.kind == "ceiling"
 	}
 	if usesWrk || len(h.o.variants) > 0 || h.o.profile {
 		if _, err := exec.LookPath("wrk"); err != nil {
@@ -211,9 +199,6 @@ func (h *harness) setUp(ctx context.Context) error {
 	h.machine.Memcached = h.mc.version
 	h.logf("memcached %s on %s", h.mc.version, h.mc.addr)
 
-	needSmall := h.wants("a", "b", "ag", "bg") || h.o.listDB == "small" && h.wants("d") || h.o.listDB == "large" && h.wants("f")
-	needLarge := h.wants("c", "e") || h.o.listDB == "large" && h.wants("d") || h.o.listDB == "small" && h.wants("f") ||
-		len(h.o.variants) > 0 || h.o.profile
 	dbs := []struct {
 		need bool
 		name string
@@ -236,7 +221,7 @@ func (h *harness) setUp(ctx context.Context) error {
 		}
 	}
 
-	if h.wants("a", "ag") {
+	if needCeiling {
 		if h.ceilAddr, err = testkit.FreeAddr(); err != nil {
 			return err
 		}
@@ -249,18 +234,19 @@ func (h *harness) setUp(ctx context.Context) error {
 	}
 	// Each target gets a process of its own, so that none inherits another's
 	// memory (a process's RSS does not shrink back after a heavier run).
-	for _, key := range h.o.targets {
-		if db := h.targetDB(key); db != "" {
-			if err := h.startService(ctx, key, db, nil); err != nil {
+	for _, spec := range h.wanted() {
+		if spec.kind != "ceiling" {
+			if err := h.startService(ctx, spec.name, h.catalogDB(spec), spec.settings); err != nil {
 				return err
 			}
 		}
 	}
 	if h.o.profile && h.services[h.o.profileTarget] == nil {
-		if !slices.Contains([]string{"b", "c", "e"}, h.o.profileTarget) {
+		spec, _ := specOf(h.o.profileTarget)
+		if spec.kind != "home" {
 			return fmt.Errorf("-profile-target %s: add it to -targets", h.o.profileTarget)
 		}
-		if err := h.startService(ctx, h.o.profileTarget, h.targetDB(h.o.profileTarget), nil); err != nil {
+		if err := h.startService(ctx, spec.name, h.catalogDB(spec), spec.settings); err != nil {
 			return err
 		}
 	}
@@ -313,19 +299,20 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	return nil
 }
 
-// targetDB is the database of the target's service ("" for none).
-func (h *harness) targetDB(key string) string {
-	switch key {
-	case "b", "bg":
-		return h.o.smallDB
-	case "c", "e":
+// catalogDB is the database of the target's catalog.
+func (h *harness) catalogDB(spec targetSpec) string {
+	if spec.large {
 		return h.o.largeDB
-	case "d":
-		return map[string]string{"small": h.o.smallDB, "large": h.o.largeDB}[h.o.listDB]
-	case "f":
-		return map[string]string{"small": h.o.largeDB, "large": h.o.smallDB}[h.o.listDB]
 	}
-	return ""
+	return h.o.smallDB
+}
+
+// catalogSize is the size of the target's catalog.
+func (h *harness) catalogSize(spec targetSpec) catalogSize {
+	if spec.large {
+		return h.o.largeSize
+	}
+	return h.o.smallSize
 }
 
 // makeTargets creates each target's browsers and its request lines.
@@ -378,66 +365,32 @@ func (h *harness) makeTargets(ctx context.Context) error {
 		}
 		return lines
 	}
-	var err error
-	for _, key := range h.o.targets {
-		t := &target{key: key, title: targetTitles[key], gen: "wrk", conns: h.o.conns, ceiling: "a"}
-		if strings.HasSuffix(key, "g") {
-			t.gen, t.ceiling = "go", "ag"
-		}
-		var bs []browser
-		switch key {
-		case "a", "ag":
-			t.kind, t.addr = "ceiling", h.ceilAddr
-			// The same requests as the small home page, cookies and all.
-			if bs, err = create("b"); err != nil {
-				return err
-			}
-			t.lines = homeLines(bs, "/")
-		case "b", "bg":
-			t.kind, t.svc, t.route = "home", h.services[key], "/catalog/"
-			if bs, err = create("b"); err != nil {
-				return err
-			}
-			t.lines = homeLines(bs, "/catalog/")
-		case "c", "e":
-			t.kind, t.svc, t.route = "home", h.services[key], "/catalog/"
-			if bs, err = create(key); err != nil {
-				return err
-			}
-			t.lines = homeLines(bs, "/catalog/")
-			if key == "e" {
-				t.conns = h.o.highConns
-				t.title = fmt.Sprintf("home page, 1,000,000 copies, %d connections", h.o.highConns)
-			}
-		case "d", "f":
-			db := h.o.listDB
-			if key == "f" {
-				db = map[string]string{"small": "large", "large": "small"}[db]
-			}
-			t.kind, t.svc, t.route = "list", h.services[key], "/catalog/books/"
-			if bs, err = create(key); err != nil {
-				return err
-			}
-			size := h.o.largeSize
-			if db == "small" {
-				size = h.o.smallSize
-			}
-			pages := (size.Books + 9) / 10 // the default page size
-			if h.o.listPages > 0 {
-				pages = min(pages, h.o.listPages)
-			}
-			h.listPages = pages
-			t.title = fmt.Sprintf("book list, ?page=1..%d, %s copies", pages, thousands(int64(size.copies())))
-			n := max(len(bs), 4096)
-			t.lines = make([]reqLine, n)
-			for i := range n {
-				// A fixed, even spread of pages (Knuth's multiplicative hash).
-				p := 1 + int(uint64(i)*2654435761%uint64(pages))
-				t.lines[i] = reqLine{path: "/catalog/books/?page=" + strconv.Itoa(p), cookie: bs[i%len(bs)].cookie}
-			}
+	for _, spec := range h.wanted() {
+		t := &target{key: spec.name, title: spec.title, gen: spec.gen, kind: spec.kind, route: spec.route,
+			conns: h.o.conns, ceiling: spec.ceiling(), svc: h.services[spec.name], addr: h.ceilAddr}
+		if spec.highConns {
+			t.conns = h.o.highConns
+			t.title = fmt.Sprintf("%s, %d connections", strings.TrimSuffix(spec.title, ", high connections"), h.o.highConns)
 		}
 		if t.svc != nil {
 			t.addr = t.svc.addr
+		}
+		bs, err := create(spec.browserGroup())
+		if err != nil {
+			return err
+		}
+		switch {
+		case spec.paths != nil:
+			size := h.catalogSize(spec)
+			paths := spec.paths(h, size)
+			t.title = listTitle(spec, paths, size)
+			t.lines = spreadLines(paths, bs)
+			h.listPages = len(paths)
+		case spec.kind == "ceiling":
+			// The same requests as the small home page, cookies and all.
+			t.lines = homeLines(bs, "/")
+		default:
+			t.lines = homeLines(bs, "/catalog/")
 		}
 		h.targets = append(h.targets, t)
 	}
@@ -449,10 +402,10 @@ func (h *harness) makeTargets(ctx context.Context) error {
 		}
 		name := strings.Join(v, " ")
 		h.targets = append(h.targets,
-			&target{key: fmt.Sprintf("v%d", i+1), title: "c with " + name, gen: "wrk", svc: svc, addr: svc.addr,
-				route: "/catalog/", kind: "home", conns: h.o.conns, lines: homeLines(bs, "/catalog/"), ceiling: "a", baseline: "c"},
-			&target{key: fmt.Sprintf("v%de", i+1), title: fmt.Sprintf("e with %s", name), gen: "wrk", svc: svc, addr: svc.addr,
-				route: "/catalog/", kind: "home", conns: h.o.highConns, lines: homeLines(bs, "/catalog/"), ceiling: "a", baseline: "e"})
+			&target{key: fmt.Sprintf("v%d", i+1), title: home1m + " with " + name, gen: "wrk", svc: svc, addr: svc.addr,
+				route: "/catalog/", kind: "home", conns: h.o.conns, lines: homeLines(bs, "/catalog/"), ceiling: ceilingWrk, baseline: home1m},
+			&target{key: fmt.Sprintf("v%dh", i+1), title: home1mHigh + " with " + name, gen: "wrk", svc: svc, addr: svc.addr,
+				route: "/catalog/", kind: "home", conns: h.o.highConns, lines: homeLines(bs, "/catalog/"), ceiling: ceilingWrk, baseline: home1mHigh})
 	}
 	return nil
 }
@@ -663,7 +616,7 @@ func (h *harness) measureAll(ctx context.Context) error {
 		h.runs = append(h.runs, roundRuns...)
 	}
 	if h.o.checkDuration > 0 {
-		for _, key := range []string{"b", "c"} {
+		for _, key := range []string{home3k, home1m} {
 			t := byKey[key]
 			if t == nil {
 				continue

@@ -45,7 +45,6 @@ type options struct {
 	outDir, rev                     string
 	mysqlDSN, smallDB, largeDB      string
 	smallSize, largeSize            catalogSize
-	listDB                          string
 	listPages                       int
 	env                             []string
 	variants                        [][]string
@@ -70,11 +69,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.checkDuration, "check-duration", 5*time.Second, "length of the lost-visit check's load on each home page (0: skip the check)")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target once, in turn, so drift hits all alike")
 	fs.IntVar(&o.conns, "conns", 64, "connections of the load runs")
-	fs.IntVar(&o.highConns, "high-conns", 256, "connections of the memory run (target e)")
+	fs.IntVar(&o.highConns, "high-conns", 256, "connections of the memory run (target "+home1mHigh+")")
 	fs.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads")
 	fs.IntVar(&o.browsers, "browsers", 1000, "returning browsers created per target")
 	fs.IntVar(&o.undismissed, "undismissed", 200, "extra browsers that keep the demo notice, for the session-size figures")
-	targets := fs.String("targets", "a,b,c,d,e,f,ag,bg", "targets to run, in this order (see README)")
+	targets := fs.String("targets", defaultTargets(), "targets to run, in this order (see README)")
 	fs.BoolVar(&o.reseed, "reseed", false, "drop and seed the catalogs again even if their counts match")
 	fs.StringVar(&o.outDir, "out", "bench/out", "folder for binaries, logs and results")
 	fs.StringVar(&o.rev, "rev", "", "build the service from this git revision (e.g. HEAD) instead of the working tree")
@@ -83,15 +82,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.largeDB, "large-db", "bench_large", "database of the large catalog")
 	small := fs.String("small-size", "100/1000/3", "small catalog: authors/books/copies-per-book")
 	large := fs.String("large-size", "10000/100000/10", "large catalog: authors/books/copies-per-book")
-	fs.StringVar(&o.listDB, "list-db", "large", "catalog of the book-list target d: small or large (f takes the other)")
-	fs.IntVar(&o.listPages, "list-pages", 0, "target d spreads its requests over the first N pages (0: all pages)")
+	fs.IntVar(&o.listPages, "list-pages", 0, "the book-list targets spread their requests over the first N pages (0: all pages)")
 	var env, variants multiFlag
 	fs.Var(&env, "env", "KEY=VALUE for every service process (repeatable), e.g. -env GOGC=200")
-	fs.Var(&variants, "variant", "extra services on the large catalog with these settings, measured against c and e (repeatable; KEY=VALUE[,KEY=VALUE])")
+	fs.Var(&variants, "variant", "extra services on the large catalog with these settings, measured against "+home1m+" and "+home1mHigh+" (repeatable; KEY=VALUE[,KEY=VALUE])")
 	fs.Float64Var(&o.quiet, "quiet", 0.25, "before each run, wait until other processes use less than this share of the machine (0: don't wait)")
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "longest wait for -quiet before running anyway")
 	fs.BoolVar(&o.profile, "profile", false, "after the rounds, record a target's service under its load with perf")
-	fs.StringVar(&o.profileTarget, "profile-target", "c", "the target -profile records (one with a service)")
+	fs.StringVar(&o.profileTarget, "profile-target", home1m, "the target -profile records (a home page)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -107,8 +105,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, t := range strings.Split(*targets, ",") {
 		if t = strings.TrimSpace(t); t != "" {
-			if _, ok := targetTitles[t]; !ok {
-				return o, fmt.Errorf("-targets: unknown target %q", t)
+			if _, ok := specOf(t); !ok {
+				return o, fmt.Errorf("-targets: unknown target %q (known: %s)", t, defaultTargets())
 			}
 			o.targets = append(o.targets, t)
 		}
@@ -137,8 +135,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-conns and -high-conns: at least 1")
 	case o.browsers < max(o.conns, o.highConns):
 		return o, fmt.Errorf("-browsers: at least as many as connections (%d)", max(o.conns, o.highConns))
-	case o.listDB != "small" && o.listDB != "large":
-		return o, errors.New("-list-db: small or large")
 	}
 	return o, nil
 }

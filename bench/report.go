@@ -222,7 +222,7 @@ func (h *harness) report() string {
 
 	sums := map[string]summary{}
 	p("### Throughput\n\n")
-	p("| target | conns | req/s (median) | req/s per round | ratio to (a) | p50 | p99 | errors | service CPU/req | MariaDB CPU/req | memcached round trips/req | SQL/req | peak RSS | others' CPU |\n")
+	p("| target | conns | req/s (median) | req/s per round | ratio to ceiling | p50 | p99 | errors | service CPU/req | MariaDB CPU/req | memcached round trips/req | SQL/req | peak RSS | others' CPU |\n")
 	p("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range h.targets {
 		s := h.summarize(t)
@@ -232,8 +232,8 @@ func (h *harness) report() string {
 			per = append(per, thousands(int64(r.Load.RPS)))
 		}
 		ratio := fmt.Sprintf("%.2f", s.ratio)
-		if t.ceiling == "ag" {
-			ratio += " (of ag)"
+		if t.ceiling == ceilingGo {
+			ratio += " (of " + ceilingGo + ")"
 		}
 		switch {
 		case t.kind == "ceiling":
@@ -280,23 +280,23 @@ func (h *harness) report() string {
 	{
 		var parts []string
 		ok, have := true, false
-		for _, k := range []string{"b", "c"} {
+		for _, k := range []string{home3k, home1m} {
 			if s, found := sums[k]; found && !math.IsNaN(s.ratio) {
 				have = true
 				parts = append(parts, fmt.Sprintf("%s %.2f", k, s.ratio))
 				ok = ok && s.ratio >= 0.30
 			}
 		}
-		row("home page vs ceiling", "≥ 0.30 of (a) at 64 connections", strings.Join(parts, ", "), ok, have)
+		row("home page vs ceiling", "≥ 0.30 of ("+ceilingWrk+") at 64 connections", strings.Join(parts, ", "), ok, have)
 	}
 	{
-		r := h.pairRatio("c", "b")
-		row("1,000,000 vs 3,000 copies", "c ≥ 0.90 of b", fmt.Sprintf("%.2f", r), r >= 0.90, !math.IsNaN(r))
+		r := h.pairRatio(home1m, home3k)
+		row("1,000,000 vs 3,000 copies", home1m+" ≥ 0.90 of "+home3k, fmt.Sprintf("%.2f", r), r >= 0.90, !math.IsNaN(r))
 	}
 	{
 		var parts []string
 		ok, have := true, false
-		for _, k := range []string{"b", "c", "e"} {
+		for _, k := range []string{home3k, home1m, home1mHigh} {
 			if s, found := sums[k]; found && s.serverReqs > 0 {
 				have = true
 				parts = append(parts, fmt.Sprintf("%s %.2f (service-side ops %.2f)", k, s.mcCmds, s.sessionOps))
@@ -308,7 +308,7 @@ func (h *harness) report() string {
 	{
 		var parts []string
 		ok, have := true, false
-		for _, k := range []string{"b", "c", "e"} {
+		for _, k := range []string{home3k, home1m, home1mHigh} {
 			if s, found := sums[k]; found && s.serverReqs > 0 {
 				have = true
 				parts = append(parts, fmt.Sprintf("%s %d queries in %.0f s (%.2f/s, %.6f/req; beyond one refresh per TTL: %.6f/req)",
@@ -324,7 +324,7 @@ func (h *harness) report() string {
 		row("bytes per session in memcached", "≤ 200", fmt.Sprintf("%.0f (key+value, notice dismissed); %.0f with the notice not dismissed", sz.KeyValue, nd.KeyValue), sz.KeyValue <= 200 && sz.KeyValue > 0, have)
 	}
 	{
-		s, have := sums["e"]
+		s, have := sums[home1mHigh]
 		row(fmt.Sprintf("service RSS at %d connections", h.o.highConns), "≤ 64 MB", mib(s.peakRSS)+" peak (VmHWM)", s.peakRSS > 0 && s.peakRSS <= 64<<20, have && s.peakRSS > 0)
 	}
 	{
@@ -408,10 +408,10 @@ func (h *harness) report() string {
 		}
 	}
 
-	if a, ag := sums["a"], sums["ag"]; a.t != nil && ag.t != nil {
+	if a, ag := sums[ceilingWrk], sums[ceilingGo]; a.t != nil && ag.t != nil {
 		p("\n### Load generators\n\nThe generator shares the 2 cores with what it measures; the lighter one leaves more to the server.\n\n")
 		p("| target | wrk req/s | Go req/s | wrk CPU per 1,000 req | Go CPU per 1,000 req |\n|---|---:|---:|---:|---:|\n")
-		for _, pair := range [][2]string{{"a", "ag"}, {"b", "bg"}} {
+		for _, pair := range [][2]string{{ceilingWrk, ceilingGo}, {home3k, home3kGo}} {
 			w, g := sums[pair[0]], sums[pair[1]]
 			if w.t == nil || g.t == nil {
 				continue
@@ -429,7 +429,7 @@ func (h *harness) report() string {
 	if len(variants) > 0 {
 		p("\n### Settings tried on the large catalog's home page\n\nEach setting runs in its own service process beside the baseline's, alternated in the same rounds.\n\n")
 		p("| run | conns | req/s (median) | vs baseline (median of rounds) | p50 | p99 | service CPU/req | peak RSS | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, base := range []string{"c", "e"} {
+		for _, base := range []string{home1m, home1mHigh} {
 			if s, ok := sums[base]; ok {
 				p("| %s: baseline | %d | %s | 1 | %s | %s | %.0f µs | %s | %d |\n", base, s.t.conns, thousands(int64(s.rps)), ms(time.Duration(s.p50)), ms(time.Duration(s.p99)), s.cpuPerReq, mib(s.peakRSS), s.errors)
 			}
