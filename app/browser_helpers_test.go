@@ -77,14 +77,7 @@ func uniqueKeyPrefix(t *testing.T) string {
 
 // freePort asks the kernel for a free port on 127.0.0.1. app.Run does not
 // report the port it listens on, so the test chooses one.
-func freePort(t *testing.T) string {
-	t.Helper()
-	addr, err := testkit.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func freePort(t *testing.T) string { return testkit.MustFreeAddr(t) }
 
 // lockedBuffer collects a replica's JSON log, shown only when the test fails.
 type lockedBuffer struct {

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -160,7 +161,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		}
 	}()
 
-	say("preparing the catalog %s …", maskedDSN(opt.dsn))
+	say("preparing the catalog %s …", config.MaskDSN(opt.dsn))
 	catalog, err := prepareCatalog(ctx, procs, bin, opt.dsn)
 	if err != nil {
 		return err

@@ -152,17 +152,6 @@ func withDB(ctx context.Context, dsn string, f func(*sql.DB) error) error {
 	return f(db)
 }
 
-func maskedDSN(dsn string) string {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return "(unparseable DSN)"
-	}
-	if cfg.Passwd != "" {
-		cfg.Passwd = "xxxxx"
-	}
-	return cfg.FormatDSN()
-}
-
 // cpuTimes is the machine's busy CPU time (every state but idle and
 // iowait) and the CPU time of each given process, in seconds.
 type cpuTimes struct {

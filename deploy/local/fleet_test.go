@@ -76,7 +76,7 @@ func (f *fleet) addrs() []string {
 func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) {
 	for attempt := 1; ; attempt++ {
 		f.made++
-		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: freeAddr(f.t)}
+		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: testkit.MustFreeAddr(f.t)}
 		began := time.Now()
 		var err error
 		r.proc, err = f.ps.Start(r.name, []string{

@@ -34,16 +34,6 @@ func newProcs(t *testing.T, dir string, guard *testkit.Guard) *testkit.Procs {
 	return ps
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := testkit.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // tools are the programs the proof runs, besides the service it builds.
 type tools struct{ nginx string }
 

@@ -181,7 +181,7 @@ func setUp(t *testing.T) (*fleet, []string) {
 		}
 		f.live = append(f.live, r)
 	}
-	f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), freeAddr(t), f.addrs())
+	f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"testing"
 	"time"
 )
 
@@ -18,6 +19,16 @@ func FreeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// MustFreeAddr is FreeAddr for a test, which fails without one.
+func MustFreeAddr(t testing.TB) string {
+	t.Helper()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // Dial checks that addr accepts a TCP connection.

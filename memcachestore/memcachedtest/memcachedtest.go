@@ -23,11 +23,7 @@ type Server struct {
 // FreeAddr returns a loopback host:port nobody listens on right now.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	addr, err := testkit.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return testkit.MustFreeAddr(t)
 }
 
 // Start runs memcached on addr (loopback; "" picks a free port) and waits
