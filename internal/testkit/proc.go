@@ -1,7 +1,9 @@
 // Package testkit is what the tests, the benchmark (bench), the soak
 // (bench/soak) and the scale-out proof (deploy/local) share to run real
 // parts on loopback: child processes and their logs, free ports, memcached
-// nodes, browsers that keep cookies, and the service's /metrics.
+// nodes, MariaDB scratch databases, browsers that keep cookies, follow
+// redirects and submit forms, figures from /proc, and the service's
+// /metrics. One file per concern.
 package testkit
 
 import (
@@ -28,8 +30,6 @@ import (
 // if the parent dies outright, unless Keep is set.
 type Procs struct {
 	LogDir string // a child's stdout and stderr go to LogDir/NAME.log
-	// Env is the environment every child starts from; nil is CleanEnv().
-	Env []string
 	// Keep leaves the children running if this process dies.
 	Keep bool
 
@@ -112,12 +112,8 @@ func (ps *Procs) command(ctx context.Context, name string, env []string, bin str
 		return nil, nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	base := ps.Env
-	if base == nil {
-		base = CleanEnv()
-	}
 	// exec.Cmd takes the last of duplicate variables, so env wins.
-	cmd.Env = append(append([]string(nil), base...), env...)
+	cmd.Env = append(CleanEnv(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !ps.Keep {
@@ -126,7 +122,7 @@ func (ps *Procs) command(ctx context.Context, name string, env []string, bin str
 	return cmd, logFile, nil
 }
 
-// Start runs bin with env added to the supervisor's environment.
+// Start runs bin with env added to CleanEnv().
 func (ps *Procs) Start(name string, env []string, bin string, args ...string) (*Proc, error) {
 	cmd, logFile, err := ps.command(context.Background(), name, env, bin, args, false)
 	if err != nil {
