@@ -3,11 +3,11 @@ package routes
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -66,8 +66,10 @@ func (m *Metrics) ObserveSessionOp(op string, err error, d time.Duration) {
 	}
 }
 
-func (m *Metrics) handler() fiber.Handler {
-	return adaptor.HTTPHandler(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+// Handler serves the metrics for Prometheus. app serves it on a listener
+// of its own, never on the public one.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
 // observeRequests times every request for the metrics and, at debug
@@ -82,8 +84,9 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 			}
 		}
 		took := time.Since(start)
-		route := "unmatched" // when the last route seen is a middleware ("USE")
-		if r := c.Route(); r != nil && r.Method != "USE" {
+		// The last route run is a middleware's when no route matched.
+		route := "unmatched"
+		if r := c.Route(); r != nil && routeMatches(r.Path, c.Path()) {
 			route = r.Path
 		}
 		status := c.Response().StatusCode()
