@@ -44,6 +44,7 @@ func guardEdge(app *fiber.App, m *Metrics) {
 		ctx.Response.Reset()
 		fiberErrors(ctx, err) // maps fasthttp's errors to statuses, then errorHandler
 		setSecurityHeaders(&ctx.Response.Header)
+		ctx.Response.Header.Set(fiber.HeaderCacheControl, cacheNever)
 		// A request the server could not make sense of says nothing
 		// reliable about where the next one starts.
 		ctx.SetConnectionClose()
@@ -57,9 +58,22 @@ func guardEdge(app *fiber.App, m *Metrics) {
 			return
 		}
 		setSecurityHeaders(&ctx.Response.Header)
+		if ctx.IsHead() {
+			// HEAD is answered as GET with the body left off, so its
+			// headers, Content-Length included, are GET's.
+			ctx.Request.Header.SetMethod(fiber.MethodGet)
+			ctx.SetUserValue(headLocal{}, true)
+			routed(ctx)
+			ctx.Request.Header.SetMethod(fiber.MethodHead)
+			ctx.Response.SkipBody = true
+			return
+		}
 		routed(ctx)
 	}
 }
+
+// headLocal marks a HEAD request being served as GET.
+type headLocal struct{}
 
 // isOneOf reports whether method is in methods, without allocating.
 func isOneOf(method []byte, methods []string) bool {

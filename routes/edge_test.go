@@ -6,6 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +177,189 @@ func TestHostileRequestsKeepTheServerWell(t *testing.T) {
 	resp, _, _ := exchange(t, addr, "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Fatalf("/livez after hostile requests: %d", resp.StatusCode)
+	}
+}
+
+// TestHeadIsGetWithoutTheBody compares HEAD's headers with GET's on every
+// kind of page, the ones with forms and per-browser content included.
+func TestHeadIsGetWithoutTheBody(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	b := newBrowser(t, app)
+	b.visit("/catalog/") // through the cookie check
+	for _, path := range []string{"/catalog/", "/catalog/books/", "/catalog/authors/?per_page=25", "/catalog/book/1",
+		"/catalog/forget/", "/catalog/book/999", "/nope", "/livez"} {
+		get := b.do("GET", path, nil)
+		head := b.do("HEAD", path, nil)
+		if head.status != get.status || head.body != "" {
+			t.Errorf("HEAD %s: status %d with %d bytes of body; GET: %d", path, head.status, len(head.body), get.status)
+		}
+		for _, h := range []string{"Content-Length", "Content-Type", "Cache-Control", "Vary", "Content-Security-Policy"} {
+			if head.header.Get(h) != get.header.Get(h) {
+				t.Errorf("HEAD %s: %s %q, GET's %q", path, h, head.header.Get(h), get.header.Get(h))
+			}
+		}
+		if n, _ := strconv.Atoi(get.header.Get("Content-Length")); n != len(get.body) {
+			t.Errorf("GET %s: Content-Length %d for %d bytes", path, n, len(get.body))
+		}
+	}
+}
+
+// TestCachingPolicy: per-browser answers are never kept by a shared
+// cache; the others may be, revalidated by ETag.
+func TestCachingPolicy(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	b := newBrowser(t, app)
+	b.visit("/catalog/")
+	const private = "private, no-store"
+	tests := []struct {
+		name, method, path string
+		wantCache          string
+		wantVaryCookie     bool
+	}{
+		{"home: visit count and CSRF token", "GET", "/catalog/", private, true},
+		{"book list: the session's page size", "GET", "/catalog/books/", private, true},
+		{"author list: the session's page size", "GET", "/catalog/authors/", private, true},
+		{"forget page: CSRF token", "GET", "/catalog/forget/", private, true},
+		{"book detail: the same for everyone", "GET", "/catalog/book/1", "no-cache", false},
+		{"author detail: the same for everyone", "GET", "/catalog/author/1", "no-cache", false},
+		{"not found", "GET", "/catalog/book/999", "no-cache", false},
+		{"root redirect", "GET", "/", "no-cache", false},
+		{"POST without a token", "POST", "/catalog/forget/", private, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.do(tt.method, tt.path, nil)
+			if got := r.header.Get("Cache-Control"); got != tt.wantCache {
+				t.Errorf("Cache-Control %q, want %q", got, tt.wantCache)
+			}
+			if got := strings.Contains(r.header.Get("Vary"), "Cookie"); got != tt.wantVaryCookie {
+				t.Errorf("Vary %q; want Cookie in it: %v", r.header.Get("Vary"), tt.wantVaryCookie)
+			}
+		})
+	}
+
+	t.Run("any answer setting a cookie", func(t *testing.T) {
+		fresh := get(t, app, "GET", "/catalog/") // the cookie check sets its test cookie
+		if fresh.header.Get("Set-Cookie") == "" || fresh.header.Get("Cache-Control") != private || !strings.Contains(fresh.header.Get("Vary"), "Cookie") {
+			t.Errorf("Set-Cookie %q with Cache-Control %q, Vary %q", fresh.header.Get("Set-Cookie"), fresh.header.Get("Cache-Control"), fresh.header.Get("Vary"))
+		}
+	})
+	t.Run("static files stay immutable", func(t *testing.T) {
+		m := regexp.MustCompile(`href="(/static/style\.[0-9a-f]+\.css)"`).FindStringSubmatch(b.visit("/catalog/book/1").body)
+		if m == nil {
+			t.Fatal("no stylesheet link")
+		}
+		if cc := get(t, app, "GET", m[1]).header.Get("Cache-Control"); cc != "public, max-age=31536000, immutable" {
+			t.Errorf("stylesheet Cache-Control %q", cc)
+		}
+	})
+	t.Run("ETag and 304", func(t *testing.T) {
+		first := get(t, app, "GET", "/catalog/book/1")
+		etag := first.header.Get("ETag")
+		if etag == "" {
+			t.Fatal("no ETag on a shared page")
+		}
+		b.header = http.Header{"If-None-Match": {etag}}
+		defer func() { b.header = nil }()
+		if r := b.do("GET", "/catalog/book/1", nil); r.status != 304 || r.body != "" {
+			t.Errorf("If-None-Match with the current ETag: %d, %d bytes", r.status, len(r.body))
+		}
+		if r := b.do("GET", "/catalog/book/2", nil); r.status != 200 {
+			t.Errorf("another page with that ETag: %d, want 200", r.status)
+		}
+		if r := b.do("GET", "/catalog/", nil); r.status != 200 || r.header.Get("ETag") != "" {
+			t.Errorf("per-browser page: %d with ETag %q, want 200 and none", r.status, r.header.Get("ETag"))
+		}
+	})
+}
+
+// Test405SaysWhatIsAllowed: the Allow header lists the methods the path
+// answers, from the route table.
+func Test405SaysWhatIsAllowed(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	tests := []struct{ method, path, want string }{
+		{"GET", "/catalog/notice/dismiss", "POST"},
+		{"PUT", "/catalog/forget/", "GET, HEAD, POST"},
+		{"POST", "/catalog/book/1", "GET, HEAD"},
+		{"DELETE", "/catalog/Books", "GET, HEAD"},
+	}
+	for _, tt := range tests {
+		r := get(t, app, tt.method, tt.path)
+		if r.status != 405 || r.header.Get("Allow") != tt.want {
+			t.Errorf("%s %s: %d with Allow %q, want 405 with %q", tt.method, tt.path, r.status, r.header.Get("Allow"), tt.want)
+		}
+	}
+}
+
+// TestRequestIDsAreRandom: ids say nothing about the process, and only a
+// trusted proxy may choose one.
+func TestRequestIDsAreRandom(t *testing.T) {
+	untrusting := mustApp(t, routes.Deps{})
+	seen := map[string]bool{}
+	for range 20 {
+		id := get(t, untrusting, "GET", "/livez").header.Get("X-Request-Id")
+		if len(id) < 22 || seen[id] {
+			t.Fatalf("request id %q: short or repeated", id)
+		}
+		seen[id] = true
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	if common := commonPrefix(ids); len(common) > 4 {
+		t.Errorf("20 ids share the prefix %q: a per-process part", common)
+	}
+
+	// app.Test's requests come from 0.0.0.0.
+	trusting := mustApp(t, routes.Deps{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}})
+	for _, tt := range []struct {
+		app      *fiber.App
+		keptSent bool
+	}{{untrusting, false}, {trusting, true}} {
+		req := httptest.NewRequest("GET", "/livez", nil)
+		req.Header.Set("X-Request-Id", "chosen-by-the-sender")
+		resp, err := tt.app.Test(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if kept := resp.Header.Get("X-Request-Id") == "chosen-by-the-sender"; kept != tt.keptSent {
+			t.Errorf("sent id kept: %v, want %v", kept, tt.keptSent)
+		}
+	}
+}
+
+func commonPrefix(ss []string) string {
+	p := ss[0]
+	for _, s := range ss[1:] {
+		for !strings.HasPrefix(s, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}
+
+// TestForwardedProtoOnlyFromTrustedProxies: X-Forwarded-Proto: https
+// turns on the csrf middleware's Referer check, so it must count only
+// from a trusted proxy; from anyone else it changes nothing.
+func TestForwardedProtoOnlyFromTrustedProxies(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		trusted []netip.Prefix
+		want    int
+	}{
+		{"untrusted peer: header ignored, the token suffices", nil, 303},
+		{"trusted proxy: https, so a POST without Referer is refused", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}, 403},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBrowser(t, mustApp(t, routes.Deps{TrustedProxies: tt.trusted}))
+			token := csrfTokenIn(t, b.visit("/catalog/"))
+			b.header = http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil.test"}}
+			r := b.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {token}})
+			if r.status != tt.want {
+				t.Errorf("POST with X-Forwarded-Proto: https: %d, want %d", r.status, tt.want)
+			}
+		})
 	}
 }

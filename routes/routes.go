@@ -129,15 +129,15 @@ func New(d Deps) (*fiber.App, error) {
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
 	catalog := app.Group("/catalog", sessions.saveEveryRequest)
-	catalog.Get("/", cookieCheck(d.Sessions.CookieSecure), sessions.readAndCountVisit, guard.protect(noticePending(sessions)),
+	catalog.Get("/", perBrowser, cookieCheck(d.Sessions.CookieSecure), sessions.readAndCountVisit, guard.protect(noticePending(sessions)),
 		home(renderer, counts, sessions, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
+	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
+	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
 	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, d.Catalog))
-	catalog.Post("/notice/dismiss", guard.protect(nil), dismissNotice(sessions))
-	catalog.Get("/forget/", guard.protect(always), forgetPage(renderer))
-	catalog.Post("/forget/", guard.protect(nil), forgetMe(sessions))
+	catalog.Post("/notice/dismiss", perBrowser, guard.protect(nil), dismissNotice(sessions))
+	catalog.Get("/forget/", perBrowser, guard.protect(always), forgetPage(renderer))
+	catalog.Post("/forget/", perBrowser, guard.protect(nil), forgetMe(sessions))
 	// Unmatched paths fall through to Fiber's 404, other methods on a known
 	// path to its 405; the error handler renders both.
 	table.routes = app.GetRoutes(true)
