@@ -31,7 +31,7 @@ var errUnknownMethod = errors.New("unknown method")
 
 // guardEdge wraps the fasthttp server under the Fiber app, so that the
 // answers fasthttp and Fiber make before any route runs (400, 408, 413,
-// 431, an unknown method) are pages from the one error handler, carry the
+// 431, an unknown method, a refused Expect: 100-continue) are pages from the one error handler, carry the
 // security headers, end the connection and are counted. Every routed
 // answer gets the security headers here too, so no path can miss them.
 func guardEdge(app *fiber.App, m *Metrics) {
@@ -52,6 +52,15 @@ func guardEdge(app *fiber.App, m *Metrics) {
 			strconv.Itoa(ctx.Response.StatusCode())).Observe(time.Since(start).Seconds())
 	}
 	server.ErrorHandler = refuse
+	// A client that asks before sending a body too large hears 413 at
+	// once instead of being invited to send it.
+	server.ExpectHandler = func(ctx *fasthttp.RequestCtx) int {
+		if ctx.Request.Header.ContentLength() > server.MaxRequestBodySize {
+			refuse(ctx, fasthttp.ErrBodyTooLarge)
+			return fasthttp.StatusRequestEntityTooLarge
+		}
+		return fasthttp.StatusContinue
+	}
 	server.Handler = func(ctx *fasthttp.RequestCtx) {
 		if !isOneOf(ctx.Method(), methods) {
 			refuse(ctx, errUnknownMethod)

@@ -111,6 +111,8 @@ func TestHostileRequests(t *testing.T) {
 		{"oversized headers", "GET /catalog/ HTTP/1.1\r\n" + host + "X-Padding: " + strings.Repeat("a", 20_000) + "\r\n\r\n", 431, true},
 		{"declared body over the limit", "POST /catalog/forget/ HTTP/1.1\r\n" + host +
 			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4194304\r\n\r\n", 413, true},
+		{"Expect: 100-continue with a body over the limit", "POST /catalog/forget/ HTTP/1.1\r\n" + host +
+			"Content-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 4194304\r\n\r\n", 413, true},
 		{"chunked body over the limit", "POST /catalog/forget/ HTTP/1.1\r\n" + host +
 			"Transfer-Encoding: chunked\r\n\r\n4000\r\n" + strings.Repeat("a", 0x4000) + "\r\n0\r\n\r\n", 413, true},
 		{"absolute URI for another host", "GET http://evil.test/catalog/books/ HTTP/1.1\r\n" + host + "\r\n", 200, false},
