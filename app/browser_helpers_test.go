@@ -112,9 +112,10 @@ func (b *lockedBuffer) String() string {
 // stops when the test ends.
 func startSite(t *testing.T, memcached, keyPrefix string) string {
 	t.Helper()
-	addr := freePort(t)
+	addr, metricsAddr := freePort(t), freePort(t)
 	env := map[string]string{
 		"LOCALLIBRARY_HTTP_ADDR":            addr,
+		"LOCALLIBRARY_METRICS_ADDR":         metricsAddr,
 		"LOCALLIBRARY_MEMCACHED_SERVERS":    memcached,
 		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX": keyPrefix,
 		"LOCALLIBRARY_SHUTDOWN_DRAIN":       "1ms",
@@ -136,7 +137,7 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("session-store metrics of the site at %s:\n%s", addr, sessionMetrics(addr))
+			t.Logf("session-store metrics of the site at %s:\n%s", addr, sessionMetrics(metricsAddr))
 		}
 		cancel()
 		select {
@@ -177,7 +178,8 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 }
 
 // sessionMetrics picks the session store's errors and latencies out of the
-// site's /metrics, to tell a slow or failing memcached from a site bug.
+// site's /metrics (at metricsAddr), to tell a slow or failing memcached
+// from a site bug.
 func sessionMetrics(addr string) string {
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")

@@ -21,27 +21,23 @@ import (
 
 // service is one running instance of the whole service, as main runs it.
 type service struct {
-	url  string
-	stop context.CancelFunc
-	done chan error
+	url, metricsURL string
+	stop            context.CancelFunc
+	done            chan error
 }
 
 // startService runs app.Run with env (plus a free loopback port) until the
 // test ends, and waits until it answers /livez.
 func startService(t *testing.T, env map[string]string) *service {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error"}
+	addr, metricsAddr := freePort(t), freePort(t)
+	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_METRICS_ADDR": metricsAddr,
+		"LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error"}
 	for k, v := range env {
 		vars[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{url: "http://" + addr, stop: cancel, done: make(chan error, 1)}
+	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, io.Discard) }()
 	t.Cleanup(func() {
 		cancel()
@@ -113,6 +109,21 @@ func TestGracefulShutdown(t *testing.T) {
 		s.done <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("service did not stop within 10s")
+	}
+}
+
+func TestMetricsHaveAListenerOfTheirOwn(t *testing.T) {
+	s := startService(t, nil)
+	fetch(s.url + "/catalog/books/")
+	if status, _ := fetch(s.url + "/metrics"); status != 404 {
+		t.Errorf("/metrics on the public listener: %d, want 404", status)
+	}
+	status, body := fetch(s.metricsURL + "/metrics")
+	if want := `locallibrary_http_request_duration_seconds_count{method="GET",route="/catalog/books/",status="200"} 1`; status != 200 || !strings.Contains(body, want) {
+		t.Errorf("/metrics on the metrics listener: %d, want 200 with %s", status, want)
+	}
+	if status, _ := fetch(s.metricsURL + "/catalog/books/"); status != 404 {
+		t.Errorf("a page on the metrics listener: %d, want 404", status)
 	}
 }
 

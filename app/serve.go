@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Draining:         new(atomic.Bool),
 		ProxyHeader:      cfg.ProxyHeader,
 		TrustedProxies:   cfg.TrustedProxies,
+		BodyLimit:        cfg.BodyLimit,
 		Metrics:          routes.NewMetrics(),
 		Sessions: routes.SessionOptions{
 			Lifetime:             cfg.SessionLifetime,
@@ -87,9 +89,17 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	served := make(chan error, 1)
+	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
+	}
+	metrics := metricsServer(deps.Metrics)
+	defer metrics.Close()
+	served := make(chan error, 2)
 	go func() { served <- server.Listener(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String())
+	go func() { served <- metrics.Serve(metricsLn) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "metrics_addr", metricsLn.Addr().String())
 
 	select {
 	case err := <-served:
@@ -106,6 +116,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	<-served
 	logger.Info("stopped")
 	return nil
+}
+
+// metricsServer serves /metrics alone, on a listener apart from the site:
+// Prometheus reaches it inside the cluster, the Ingress never does.
+func metricsServer(m *routes.Metrics) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 }
 
 var _ fiber.Storage = (*memcachestore.Storage)(nil)

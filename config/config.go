@@ -19,7 +19,9 @@ const Prefix = "LOCALLIBRARY_"
 
 // Config is everything the service can be told from outside.
 type Config struct {
-	HTTPAddr string // address to listen on
+	HTTPAddr    string // address to listen on
+	MetricsAddr string // address of the /metrics listener, kept off the public one
+	BodyLimit   int    // bytes a request body may have; larger ones get 413 unread
 
 	MySQLDSN         string // empty: the embedded engine, where the build has it
 	DBMaxOpenConns   int
@@ -54,6 +56,8 @@ func Load(getenv func(string) string) (Config, error) {
 	l := loader{getenv: getenv}
 	cfg := Config{
 		HTTPAddr:         l.str("HTTP_ADDR", ":8080"),
+		MetricsAddr:      l.str("METRICS_ADDR", ":9090"),
+		BodyLimit:        l.positiveInt("BODY_LIMIT", 8<<10),
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
 		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 16),
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
@@ -90,6 +94,9 @@ func Load(getenv func(string) string) (Config, error) {
 			l.fail("MEMCACHED_SERVERS", fmt.Sprintf("entry %q is not host:port", s))
 		}
 	}
+	if cfg.MetricsAddr == cfg.HTTPAddr {
+		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
+	}
 	if cfg.SessionReplicas > 2 {
 		l.fail("SESSION_REPLICAS", "must be 1 or 2")
 	}
@@ -114,6 +121,8 @@ func Load(getenv func(string) string) (Config, error) {
 func (c Config) Attrs() []any {
 	return []any{
 		"http_addr", c.HTTPAddr,
+		"metrics_addr", c.MetricsAddr,
+		"body_limit", c.BodyLimit,
 		"mysql_dsn", MaskDSN(c.MySQLDSN),
 		"memcached_servers", c.MemcachedServers,
 		"session_replicas", c.SessionReplicas,

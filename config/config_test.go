@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
 		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != time.Second || cfg.SessionReplicas != 1 ||
-		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure {
+		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure || cfg.MetricsAddr != ":9090" || cfg.BodyLimit != 8192 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -64,12 +64,14 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		"LOCALLIBRARY_SESSION_REPLICAS":  "3",
 		"LOCALLIBRARY_LOG_LEVEL":         "loud",
 		"LOCALLIBRARY_MEMCACHED_TIMEOUT": "0s",
+		"LOCALLIBRARY_BODY_LIMIT":        "8k",
+		"LOCALLIBRARY_METRICS_ADDR":      ":8080",
 	}))
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
 	for _, name := range []string{"MYSQL_DSN", "MEMCACHED_SERVERS", "COUNTS_TTL", "DB_MAX_OPEN_CONNS", "COOKIE_SECURE",
-		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT"} {
+		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT", "BODY_LIMIT", "METRICS_ADDR"} {
 		if !strings.Contains(err.Error(), "LOCALLIBRARY_"+name) {
 			t.Errorf("error does not name LOCALLIBRARY_%s:\n%v", name, err)
 		}

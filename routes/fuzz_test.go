@@ -48,7 +48,9 @@ func FuzzSessionCookie(f *testing.F) {
 		req.Header.Set("Cookie", routes.SessionCookieName+"="+value)
 		resp, err := app.Test(req, 10_000)
 		if err != nil {
-			t.Fatal(err)
+			// fasthttp refused the header (a control character, say)
+			// before any handler ran: nothing can be adopted.
+			return
 		}
 		resp.Body.Close()
 		if resp.StatusCode >= 500 {
