@@ -68,6 +68,9 @@ func testMemcached(t *testing.T, needed bool) string {
 	return addr
 }
 
+// testSecretKey signs the CSRF tokens of every site a test starts.
+const testSecretKey = "test-secret-key-shared-by-the-replicas-0123456789"
+
 // uniqueKeyPrefix keeps each test's sessions apart in a shared memcached.
 func uniqueKeyPrefix(t *testing.T) string {
 	t.Helper()
@@ -115,6 +118,7 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 	addr := freePort(t)
 	env := map[string]string{
 		"LOCALLIBRARY_HTTP_ADDR":            addr,
+		"LOCALLIBRARY_SECRET_KEY":           testSecretKey, // the same on every replica
 		"LOCALLIBRARY_MEMCACHED_SERVERS":    memcached,
 		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX": keyPrefix,
 		"LOCALLIBRARY_SHUTDOWN_DRAIN":       "1ms",

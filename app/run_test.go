@@ -36,7 +36,8 @@ func startService(t *testing.T, env map[string]string) *service {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error"}
+	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error",
+		"LOCALLIBRARY_SECRET_KEY": testSecretKey}
 	for k, v := range env {
 		vars[k] = v
 	}

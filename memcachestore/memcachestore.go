@@ -103,6 +103,12 @@ type Config struct {
 	// sessions pass the session lifetime.
 	RepairTTL time.Duration
 
+	// Place, if set, returns the part of a key (without KeyPrefix) that
+	// decides which servers hold it; keys with the same placement live on
+	// the same servers, which GetAndIncrement needs for its one round trip.
+	// nil places each key by the whole key. Sessions pass session.Placement.
+	Place func(key string) string
+
 	// Observe, if set, is called after every operation with its name
 	// ("get", "set", "delete", "touch", "increment", "ping", "reset"), the
 	// error it returns (nil for a miss) and how long it took. It must be
@@ -139,6 +145,7 @@ type Storage struct {
 	replicas  int
 	repairTTL time.Duration
 	prefix    string
+	place     func(key string) string
 	observe   func(op string, err error, d time.Duration)
 	now       func() time.Time // for back-off; a fake clock in tests
 
@@ -227,6 +234,7 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		replicas:  cfg.Replicas,
 		repairTTL: cfg.RepairTTL,
 		prefix:    cfg.KeyPrefix,
+		place:     cfg.Place,
 		observe:   cfg.Observe,
 		now:       h.now,
 		done:      make(chan struct{}),
@@ -320,14 +328,6 @@ func (s *Storage) resolveLoop(ctx context.Context, every time.Duration, after fu
 	}
 }
 
-// placement is the part of a key that picks its nodes: the text after the
-// last colon. So "ID" and "v:ID" (a session and its visit counter) live on
-// the same nodes and move together when servers are added or removed,
-// instead of one surviving a resize while the other restarts.
-func placement(key string) string {
-	return key[strings.LastIndexByte(key, ':')+1:]
-}
-
 // legalKey reports whether memcached's text protocol can carry key.
 func legalKey(key string) bool {
 	if key == "" || len(key) > maxKeyLen {
@@ -347,10 +347,19 @@ func (s *Storage) key(k string) (string, bool) {
 	return full, k != "" && legalKey(full)
 }
 
+// placement is the part of full key k that picks its nodes (Config.Place).
+func (s *Storage) placement(k string) string {
+	k = k[len(s.prefix):]
+	if s.place != nil {
+		return s.place(k)
+	}
+	return k
+}
+
 // owners returns the nodes holding full key k, best first.
 func (s *Storage) owners(k string) []*node {
 	var idx [maxReplicas]int
-	rank(placement(k), s.ring.seeds, idx[:s.replicas])
+	rank(s.placement(k), s.ring.seeds, idx[:s.replicas])
 	nodes := make([]*node, s.replicas)
 	for i := range nodes {
 		nodes[i] = s.nodes[idx[i]]

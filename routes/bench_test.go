@@ -56,7 +56,7 @@ func BenchmarkHomePageMemorySessions(b *testing.B) {
 
 func BenchmarkHomePageMemcached(b *testing.B) {
 	store := memcachedForTest(b)
-	h := newHomeRequest(b, routes.Deps{CountsTTL: time.Hour, SessionStorage: store, Visits: store})
+	h := newHomeRequest(b, routes.Deps{CountsTTL: time.Hour, Sessions: sessionsOn(b, store)})
 	b.ReportAllocs()
 	for b.Loop() {
 		h.do(b)

@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
@@ -58,7 +59,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHa
 		switch {
 		case errors.Is(err, errCatalogUnavailable):
 			status = fiber.StatusServiceUnavailable
-		case errors.As(err, new(storeError)):
+		case errors.Is(err, session.ErrUnavailable):
 			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
 		case errors.As(err, &fe):
 			status = fe.Code

@@ -12,6 +12,7 @@ import (
 	"github.com/locallibrary/locallibrary/memcachestore"
 	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/routes"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 func waitUntil(t *testing.T, what string, limit time.Duration, check func() bool) {
@@ -46,8 +47,8 @@ func TestSlowMemcachedDoesNotHoldThePage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
-	cookie := &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
+	cookie := &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
 	for range 3 {
 		start := time.Now()
 		r := get(t, app, "GET", "/catalog/", cookie)
@@ -68,7 +69,7 @@ func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	b := newBrowser(t, app)
 	if got := visits(t, b.visit("/catalog/")); got != 1 {
 		t.Fatalf("first visit: %d", got)
@@ -104,7 +105,7 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 
 	const browsers = 150
 	cookies := make([]*http.Cookie, browsers)
@@ -133,12 +134,12 @@ func TestSessionChangesWhileMemcachedIsDownAre503(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	b := newBrowser(t, app)
-	b.jar[routes.SessionCookieName] = &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
-	b.jar["csrftoken"] = &http.Cookie{Name: "csrftoken", Value: "tok"}
+	b.jar[session.CookieName] = &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	token := csrfTokenIn(t, b.visit("/catalog/forget/")) // the token needs no store
 	for _, path := range []string{"/catalog/notice/dismiss", "/catalog/forget/"} {
-		r := b.do("POST", path, url.Values{"csrfmiddlewaretoken": {"tok"}})
+		r := b.do("POST", path, url.Values{"csrfmiddlewaretoken": {token}})
 		if r.status != 503 || !strings.Contains(r.body, "Your session is unavailable") {
 			t.Errorf("POST %s with memcached down: %d, want 503 (not a 403 blaming the visitor)", path, r.status)
 		}

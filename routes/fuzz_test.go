@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/locallibrary/locallibrary/routes"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 func TestOversizedHeadersGet431(t *testing.T) {
@@ -45,7 +46,7 @@ func FuzzSessionCookie(f *testing.F) {
 	app := mustApp(f, routes.Deps{})
 	f.Fuzz(func(t *testing.T, value string) {
 		req := httptest.NewRequest("GET", "/catalog/", nil)
-		req.Header.Set("Cookie", routes.SessionCookieName+"="+value)
+		req.Header.Set("Cookie", session.CookieName+"="+value)
 		resp, err := app.Test(req, 10_000)
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +56,7 @@ func FuzzSessionCookie(f *testing.F) {
 			t.Fatalf("cookie %q: status %d", value, resp.StatusCode)
 		}
 		for _, c := range resp.Cookies() {
-			if c.Name == routes.SessionCookieName && value != "" && c.Value == value {
+			if c.Name == session.CookieName && value != "" && c.Value == value {
 				t.Fatalf("forged id %q was adopted", value)
 			}
 		}
@@ -77,7 +78,7 @@ func FuzzCatalogRequest(f *testing.F) {
 		req := httptest.NewRequest("GET", "/", nil)
 		req.RequestURI = "/catalog/" + rest
 		req.URL.Opaque = "/catalog/" + rest
-		req.Header.Set("Cookie", routes.SessionCookieName+"=AAAAAAAAAAAAAAAAAAAAAA")
+		req.Header.Set("Cookie", session.CookieName+"=AAAAAAAAAAAAAAAAAAAAAA")
 		resp, err := app.Test(req, 10_000)
 		if err != nil {
 			return // not a request the client library could send
