@@ -33,7 +33,7 @@ const requireEnv = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
 
 // Secrets that the manifests reference but that are created out of band
 // (deploy/README.md); any other reference must be to a rendered Secret.
-var outOfBandSecrets = []string{"locallibrary-mysql"}
+var outOfBandSecrets = []string{"locallibrary-mysql", "locallibrary-secret-key"}
 
 // The app's own defaults (config/config.go), used when the manifests leave
 // the variables unset.
@@ -207,6 +207,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("selectors", func(t *testing.T) { checkSelectors(t, m) })
 			t.Run("network policies", func(t *testing.T) { checkNetworkPolicies(t, m) })
 			t.Run("memcached", func(t *testing.T) { checkMemcached(t, m) })
+			t.Run("secret key", func(t *testing.T) { checkSecretKey(t, m) })
 			t.Run("migration job", func(t *testing.T) { checkMigrationJob(t, m) })
 			if filepath.Base(dir) == "prod" {
 				t.Run("production settings", func(t *testing.T) { checkProduction(t, m) })
@@ -736,6 +737,21 @@ func checkNetworkPolicies(t *testing.T, m manifests) {
 			t.Errorf("web pods may reach %s %d, which they do not need", p.proto, p.num)
 		}
 	}
+}
+
+// checkSecretKey requires LOCALLIBRARY_SECRET_KEY from a Secret: the
+// app refuses to serve without it, and replicas must share one.
+func checkSecretKey(t *testing.T, m manifests) {
+	_, c := m.web(t)
+	for _, e := range c.Env {
+		if e.Name == "LOCALLIBRARY_SECRET_KEY" {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				t.Error("LOCALLIBRARY_SECRET_KEY is not read from a Secret")
+			}
+			return
+		}
+	}
+	t.Error("LOCALLIBRARY_SECRET_KEY is not set: the app will not serve without it")
 }
 
 // checkMemcached matches the app's LOCALLIBRARY_MEMCACHED_SERVERS to the
