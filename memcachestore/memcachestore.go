@@ -30,21 +30,8 @@ import (
 )
 
 const (
-	// DefaultTimeout bounds every socket operation (dial, read, write).
-	// A session lookup sits on every request, so a hung memcached must cost
-	// a request milliseconds, not gomemcache's default half second.
-	DefaultTimeout = 100 * time.Millisecond
-
 	// MaxTimeout is the largest Timeout New accepts.
 	MaxTimeout = 10 * time.Second
-
-	// DefaultMaxIdleConns is the idle-connection pool size per server.
-	// gomemcache's own default of 2 makes it dial a new connection for
-	// almost every operation once more than two requests are in flight.
-	DefaultMaxIdleConns = 64
-
-	// DefaultResolveEvery is how often server names are looked up again.
-	DefaultResolveEvery = 30 * time.Second
 
 	// maxKeyLen is memcached's key length limit, prefix included.
 	maxKeyLen = 250
@@ -76,21 +63,23 @@ type Config struct {
 	// Servers are host:port entries (see ParseServers).
 	Servers []string
 
-	// Timeout is the per-operation socket timeout. Zero means
-	// DefaultTimeout; negative or above MaxTimeout is an error.
+	// Timeout is the per-operation socket timeout, required: above 0 and
+	// at most MaxTimeout. A session lookup sits on every request, so a hung
+	// memcached must cost a request milliseconds. (The service's default
+	// is in config.)
 	Timeout time.Duration
 
-	// MaxIdleConns is the idle-connection pool size per server; size it
-	// to the expected number of concurrent requests. Zero means
-	// DefaultMaxIdleConns.
+	// MaxIdleConns is the idle-connection pool size per server, required;
+	// size it to the expected number of concurrent requests (gomemcache's
+	// own default of 2 dials for almost every operation under load).
 	MaxIdleConns int
 
 	// KeyPrefix namespaces every key in a memcached shared with other
 	// apps, e.g. "ll:". It counts against memcached's 250-byte key limit.
 	KeyPrefix string
 
-	// ResolveEvery is how often server host names are resolved again.
-	// Zero means DefaultResolveEvery; negative disables re-resolution.
+	// ResolveEvery is how often server host names are resolved again;
+	// zero or negative: never.
 	ResolveEvery time.Duration
 
 	// Replicas is how many servers hold each key: 1 (zero means 1) or 2.
@@ -281,23 +270,14 @@ func (cfg *Config) withDefaults() error {
 		}
 		seen[s] = true
 	}
-	switch {
-	case cfg.Timeout < 0 || cfg.Timeout > MaxTimeout:
+	if cfg.Timeout <= 0 || cfg.Timeout > MaxTimeout {
 		return fmt.Errorf("timeout %v outside (0, %v]", cfg.Timeout, MaxTimeout)
-	case cfg.Timeout == 0:
-		cfg.Timeout = DefaultTimeout
 	}
-	switch {
-	case cfg.MaxIdleConns < 0:
-		return fmt.Errorf("negative MaxIdleConns %d", cfg.MaxIdleConns)
-	case cfg.MaxIdleConns == 0:
-		cfg.MaxIdleConns = DefaultMaxIdleConns
+	if cfg.MaxIdleConns <= 0 {
+		return fmt.Errorf("MaxIdleConns %d: must be at least 1", cfg.MaxIdleConns)
 	}
 	if cfg.KeyPrefix != "" && !legalKey(cfg.KeyPrefix) {
 		return fmt.Errorf("key prefix %q: %w", cfg.KeyPrefix, ErrInvalidKey)
-	}
-	if cfg.ResolveEvery == 0 {
-		cfg.ResolveEvery = DefaultResolveEvery
 	}
 	switch {
 	case cfg.Replicas == 0:

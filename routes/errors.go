@@ -1,13 +1,9 @@
 package routes
 
 import (
-	"context"
-	"database/sql/driver"
 	"errors"
 	"log/slog"
-	"net"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/locallibrary/locallibrary/repository"
@@ -28,21 +24,11 @@ func catalogError(err error) error {
 	switch {
 	case errors.Is(err, repository.ErrNotFound):
 		return fiber.ErrNotFound
-	case unreachable(err):
+	case repository.IsUnavailable(err):
 		return errors.Join(errCatalogUnavailable, err)
 	default:
 		return err
 	}
-}
-
-// unreachable tells connection trouble and deadlines from other failures.
-func unreachable(err error) bool {
-	var netErr net.Error
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, context.Canceled) ||
-		errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, mysql.ErrInvalidConn) ||
-		errors.As(err, &netErr)
 }
 
 type errorPage struct {

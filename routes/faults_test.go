@@ -42,11 +42,7 @@ func TestSlowMemcachedDoesNotHoldThePage(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 		}
 	}()
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{ln.Addr().String()}, Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{ln.Addr().String()}, Timeout: 100 * time.Millisecond})
 	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	cookie := &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
 	for range 3 {
@@ -64,11 +60,7 @@ func TestSlowMemcachedDoesNotHoldThePage(t *testing.T) {
 func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
 	addr := memcachedtest.FreeAddr(t)
 	node := memcachedtest.Start(t, addr)
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
 	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	b := newBrowser(t, app)
 	if got := visits(t, b.visit("/catalog/")); got != 1 {
@@ -100,11 +92,7 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 		nodes = append(nodes, n)
 		addrs = append(addrs, n.Addr)
 	}
-	store, err := memcachestore.New(memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := newMemcachedStore(t, memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 2 * time.Second})
 	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 
 	const browsers = 150
@@ -129,11 +117,7 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 }
 
 func TestSessionChangesWhileMemcachedIsDownAre503(t *testing.T) {
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{memcachedtest.FreeAddr(t)}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{memcachedtest.FreeAddr(t)}, Timeout: 200 * time.Millisecond})
 	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	b := newBrowser(t, app)
 	b.jar[session.CookieName] = &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}

@@ -527,18 +527,26 @@ func TestCookieAttributes(t *testing.T) {
 	}
 }
 
+// newMemcachedStore returns a memcachestore on cfg, with the service's
+// pool size and key placement, closed when the test ends.
+func newMemcachedStore(t testing.TB, cfg memcachestore.Config) *memcachestore.Storage {
+	t.Helper()
+	cfg.MaxIdleConns, cfg.Place = testConfig(t).MemcachedMaxIdleConns, session.Placement
+	store, err := memcachestore.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store
+}
+
 // memcachedForTest returns a Storage on LOCALLIBRARY_TEST_MEMCACHED, or
 // skips (fails with LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
 func memcachedForTest(t testing.TB) *memcachestore.Storage {
 	t.Helper()
 	addr := memcachedtest.Addr(t)
 	// A generous timeout: CI runs test packages in parallel on two cores.
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano()), Place: session.Placement})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	return store
+	return newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
 }
 
 // sessionBackends runs a test on in-memory sessions and, when configured,
@@ -578,11 +586,7 @@ func TestMemcachedDownDegradesHomePage(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
 	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	r := get(t, app, "GET", "/catalog/", &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"})
 	if r.status != 200 || !strings.Contains(r.body, "visit count is unavailable") || !strings.Contains(r.body, "<strong>Books:</strong> 25") {
