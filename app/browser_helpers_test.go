@@ -51,7 +51,7 @@ func chromiumPath(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		skipOrFail(t, "browser tests need chromium on PATH: %v", err)
+		skipOrFail(t, "browser tests need chromium on PATH (apt-get install chromium chromium-driver): %v", err)
 	}
 	return path
 }

@@ -301,3 +301,36 @@ func TestStartsWhileMySQLIsDown(t *testing.T) {
 		t.Errorf("book list after MySQL came up: %d", status)
 	}
 }
+
+func TestHelpDoesNothingElse(t *testing.T) {
+	// A configuration that would fail, and a context never cancelled: a
+	// command that ran instead of printing its help would error or block.
+	env := func(k string) string {
+		if k == "LOCALLIBRARY_QUERY_TIMEOUT" {
+			return "not a duration"
+		}
+		return ""
+	}
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"serve", "-h"},
+		{"migrate", "--help"}, {"migrate", "-h"}, {"seed", "--help"}, {"seed", "-h"},
+	} {
+		var out strings.Builder
+		done := make(chan error, 1)
+		go func() { done <- app.Run(context.Background(), args, env, &out) }()
+		select {
+		case err := <-done:
+			if err != nil || !strings.HasPrefix(out.String(), "usage: locallibrary") {
+				t.Errorf("%q: %v, printed %q", args, err, out.String())
+			}
+			if args[0] == "seed" && !strings.Contains(out.String(), "-copies-per-book") {
+				t.Errorf("%q lists no flags:\n%s", args, out.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q did not return: it ran the command", args)
+		}
+	}
+	if err := app.Run(context.Background(), []string{"serve", "extra"}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
+		t.Errorf("serve extra: %v", err)
+	}
+}

@@ -42,6 +42,12 @@ const (
 	defaultShutdown = 10 * time.Second
 )
 
+// installHints say how to get the tools the deploy tests run.
+var installHints = map[string]string{
+	"kubectl":    "a kubectl with kustomize, https://kubernetes.io/docs/tasks/tools/",
+	"kube-score": "go install github.com/zegl/kube-score/cmd/kube-score@v1.20.0",
+}
+
 // lookPath finds a tool, skipping the test when it is missing unless
 // LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
 func lookPath(t *testing.T, tool string) string {
@@ -51,7 +57,7 @@ func lookPath(t *testing.T, tool string) string {
 		if os.Getenv(requireEnv) == "1" {
 			t.Fatalf("%s is not on PATH and %s=1", tool, requireEnv)
 		}
-		t.Skipf("%s is not on PATH; set %s=1 to make this a failure", tool, requireEnv)
+		t.Skipf("%s is not on PATH (install it: %s); set %s=1 to make this a failure", tool, installHints[tool], requireEnv)
 	}
 	return path
 }

@@ -22,7 +22,7 @@ func memcachedAddr(t *testing.T) string {
 	t.Helper()
 	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
 	if addr == "" {
-		skipOrFail(t, "LOCALLIBRARY_TEST_MEMCACHED is not set (host:port of a memcached for tests)")
+		skipOrFail(t, "set LOCALLIBRARY_TEST_MEMCACHED=host:port of a memcached for tests")
 	}
 	return addr
 }
