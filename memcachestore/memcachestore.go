@@ -1,6 +1,6 @@
-// Package memcachestore is a fiber.Storage backed by Memcached, for Fiber's
-// session middleware, plus the few extra operations the service needs on the
-// hot path (an atomic visit counter, TTL refresh, a readiness ping).
+// Package memcachestore keeps the service's sessions in Memcached: it is a
+// session.Store (get, set, delete, touch, an atomic counter and a pipelined
+// read-and-count) and also a fiber.Storage, plus a readiness ping.
 //
 // It exists because github.com/gofiber/storage/memcache cannot be fetched
 // here; it is built on github.com/bradfitz/gomemcache, with what a
@@ -10,8 +10,10 @@
 // stops a dead node from costing every request a timeout.
 //
 // Keys: memcached holds keys of at most 250 bytes with no spaces or control
-// characters; KeyPrefix counts against that. Session ids from Fiber's
-// default generator (36-byte UUIDs) fit with any prefix under 214 bytes.
+// characters; KeyPrefix counts against that. The session package's keys
+// (at most 24 bytes) fit with any prefix under 226 bytes. Where a key goes
+// is decided by Config.Place: the caller, who makes the keys, says which
+// ones belong together.
 package memcachestore
 
 import (

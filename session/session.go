@@ -92,11 +92,12 @@ type Session struct {
 	read    bool  // the store was read (or there was nothing to read)
 	readErr error // why the read failed
 	stored  bool  // the store holds an entry for id
+	found   bool  // the entry was read from the store: its browser came back
 	saved   bool  // this request wrote the entry
 
 	visited bool // Visit ran: it never counts twice
 	visits  uint64
-	visitEr error
+	visitErr error
 
 	counted bool   // the read counted a visit too
 	count   uint64 // the count it returned
@@ -159,7 +160,7 @@ func (s *Session) load(countVisit bool) error {
 		return s.readErr
 	}
 	if data, ok := decodeEntry(raw); ok {
-		s.id, s.data, s.stored = s.cookieID, data, true
+		s.id, s.data, s.stored, s.found = s.cookieID, data, true, true
 	} else {
 		s.counted = false // a counter without a readable entry is not this browser's
 	}
@@ -183,17 +184,16 @@ func (s *Session) renewalDue() bool {
 }
 
 // save writes the entry, creating the session (a new id and cookie) when
-// the store holds none. A stored session read again is one whose browser
+// the store holds none. A session read from the store is one whose browser
 // came back: it gets the full lifetime from now on.
 func (s *Session) save() error {
 	if !s.stored {
 		if admit := s.m.opts.Admit; admit != nil && !admit(s.c) {
 			return ErrNotAdmitted
 		}
-		s.id, s.data.returned = newID(), false
-	} else {
-		s.data.returned = true
+		s.id = newID()
 	}
+	s.data.returned = s.found
 	s.data.savedAt = s.m.now().Unix()
 	var buf [maxEntryBytes]byte
 	if err := s.m.store.Set(entryKey(s.id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
@@ -231,9 +231,9 @@ func (s *Session) setCookie() {
 func (s *Session) Visit() (uint64, error) {
 	if !s.visited {
 		s.visited = true
-		s.visits, s.visitEr = s.visit()
+		s.visits, s.visitErr = s.visit()
 	}
-	return s.visits, s.visitEr
+	return s.visits, s.visitErr
 }
 
 func (s *Session) visit() (uint64, error) {
@@ -317,7 +317,7 @@ func (s *Session) Forget() error {
 			return unavailable(err)
 		}
 	}
-	s.cookieID, s.id, s.data, s.stored, s.read = "", "", entry{}, false, true
+	s.cookieID, s.id, s.data, s.stored, s.found, s.read = "", "", entry{}, false, false, true
 	s.c.Cookie(&fiber.Cookie{Name: CookieName, Value: "", Path: "/", HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteLaxMode, Secure: s.m.opts.CookieSecure,
 		Expires: fasthttp.CookieExpireDelete})
