@@ -95,8 +95,8 @@ type Session struct {
 	found   bool  // the entry was read from the store: its browser came back
 	saved   bool  // this request wrote the entry
 
-	visited bool // Visit ran: it never counts twice
-	visits  uint64
+	visited  bool // Visit ran: it never counts twice
+	visits   uint64
 	visitErr error
 
 	counted bool   // the read counted a visit too
