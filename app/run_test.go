@@ -334,3 +334,11 @@ func TestHelpDoesNothingElse(t *testing.T) {
 		t.Errorf("serve extra: %v", err)
 	}
 }
+
+func TestServingSharedServicesNeedsASecretKey(t *testing.T) {
+	env := map[string]string{"LOCALLIBRARY_MYSQL_DSN": "root@tcp(127.0.0.1:1)/none", "LOCALLIBRARY_HTTP_ADDR": "127.0.0.1:0"}
+	err := app.Run(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "LOCALLIBRARY_SECRET_KEY is required") {
+		t.Fatalf("serve with a MySQL DSN and no secret key: %v", err)
+	}
+}

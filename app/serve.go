@@ -24,6 +24,10 @@ import (
 // in-flight requests finish, then the clients close.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("starting", cfg.Attrs()...)
+	sessionOpts, err := sessionOptions(cfg, logger)
+	if err != nil {
+		return err
+	}
 	db, closeDB, err := openCatalog(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -52,11 +56,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	opts, err := sessionOptions(cfg, logger)
-	if err != nil {
-		return err
-	}
-	if deps.Sessions, err = session.New(store, opts); err != nil {
+	if deps.Sessions, err = session.New(store, sessionOpts); err != nil {
 		return err
 	}
 
