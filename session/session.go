@@ -93,7 +93,7 @@ type Session struct {
 	readErr error // why the read failed
 	stored  bool  // the store holds an entry for id
 	found   bool  // the entry was read from the store: its browser came back
-	saved   bool  // this request wrote the entry
+	saved   bool  // this request wrote the entry, or tried to
 
 	visited  bool // Visit ran: it never counts twice
 	visits   uint64
@@ -195,11 +195,12 @@ func (s *Session) save() error {
 	}
 	s.data.returned = s.found
 	s.data.savedAt = s.m.now().Unix()
+	s.saved = true // Middleware does not renew after this, even when it failed
 	var buf [maxEntryBytes]byte
 	if err := s.m.store.Set(entryKey(s.id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
 		return unavailable(err)
 	}
-	s.stored, s.saved = true, true
+	s.stored = true
 	s.setCookie()
 	return nil
 }
@@ -209,7 +210,10 @@ func (s *Session) renew() error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	return s.m.store.Touch(visitKey(s.id), s.lifetime())
+	if err := s.m.store.Touch(visitKey(s.id), s.lifetime()); err != nil {
+		return unavailable(err)
+	}
+	return nil
 }
 
 func (s *Session) setCookie() {
@@ -245,9 +249,7 @@ func (s *Session) visit() (uint64, error) {
 			return 0, err
 		}
 	} else if s.renewalDue() {
-		if err := s.renew(); err != nil {
-			return 0, err
-		}
+		_ = s.renew() // best effort, as in Middleware: a miss only shortens the session's life
 	}
 	if s.counted {
 		return s.count, nil
