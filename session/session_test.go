@@ -539,3 +539,28 @@ func memcachedStats(t *testing.T, addr string) map[string]int {
 		}
 	}
 }
+
+func TestSaveEveryRequestRenewsOnEveryPage(t *testing.T) {
+	counted := &countingStore{Store: NewMemoryStore()}
+	opts := testOptions()
+	opts.SaveEveryRequest = true
+	cl := &client{t: t, app: testSite(t, counted, opts)}
+	cl.home()
+	cl.home()
+	counted.take()
+	for _, target := range []string{"/", "/token"} { // a page that counts, and one that reads nothing
+		cl.do("GET", target, nil, nil)
+		var sets, touches int
+		for _, c := range counted.take() {
+			if c.op == "set" && c.key == entryKey(cl.id) && c.ttl == opts.Lifetime {
+				sets++
+			}
+			if c.op == "touch" && c.key == visitKey(cl.id) {
+				touches++
+			}
+		}
+		if sets != 1 || touches != 1 {
+			t.Errorf("GET %s: %d writes and %d counter renewals of the session, want 1 each", target, sets, touches)
+		}
+	}
+}
