@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -40,9 +41,10 @@ func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter
 		page := homePage{Counts: totals, CountsStale: stale, CookiesRefused: sess.CookiesRefused()}
 		if c.Method() == fiber.MethodGet && !page.CookiesRefused {
 			visits, err := sess.Visit() // first: it reads the session and counts in one round trip
-			if err == nil {
+			switch {
+			case err == nil:
 				page.Visits, page.VisitsKnown = visits, true
-			} else {
+			case !errors.Is(err, session.ErrNotAdmitted): // a refused new session is no failure
 				visitsUnavailable.Inc()
 			}
 			if page.ShowNotice = !sess.NoticeDismissed(); page.ShowNotice {
