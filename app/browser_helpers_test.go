@@ -51,7 +51,7 @@ func chromiumPath(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		skipOrFail(t, "browser tests need chromium on PATH: %v", err)
+		skipOrFail(t, "browser tests need chromium on PATH (apt-get install chromium chromium-driver): %v", err)
 	}
 	return path
 }
@@ -67,6 +67,9 @@ func testMemcached(t *testing.T, needed bool) string {
 	}
 	return addr
 }
+
+// testSecretKey signs the CSRF tokens of every site a test starts.
+const testSecretKey = "test-secret-key-shared-by-the-replicas-0123456789"
 
 // uniqueKeyPrefix keeps each test's sessions apart in a shared memcached.
 func uniqueKeyPrefix(t *testing.T) string {
@@ -116,6 +119,7 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 	env := map[string]string{
 		"LOCALLIBRARY_HTTP_ADDR":            addr,
 		"LOCALLIBRARY_METRICS_ADDR":         metricsAddr,
+		"LOCALLIBRARY_SECRET_KEY":           testSecretKey, // the same on every replica
 		"LOCALLIBRARY_MEMCACHED_SERVERS":    memcached,
 		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX": keyPrefix,
 		"LOCALLIBRARY_SHUTDOWN_DRAIN":       "1ms",

@@ -32,7 +32,7 @@ func startService(t *testing.T, env map[string]string) *service {
 	t.Helper()
 	addr, metricsAddr := freePort(t), freePort(t)
 	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_METRICS_ADDR": metricsAddr,
-		"LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error"}
+		"LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error", "LOCALLIBRARY_SECRET_KEY": testSecretKey}
 	for k, v := range env {
 		vars[k] = v
 	}
@@ -309,5 +309,46 @@ func TestStartsWhileMySQLIsDown(t *testing.T) {
 	})
 	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
 		t.Errorf("book list after MySQL came up: %d", status)
+	}
+}
+
+func TestHelpDoesNothingElse(t *testing.T) {
+	// A configuration that would fail, and a context never cancelled: a
+	// command that ran instead of printing its help would error or block.
+	env := func(k string) string {
+		if k == "LOCALLIBRARY_QUERY_TIMEOUT" {
+			return "not a duration"
+		}
+		return ""
+	}
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"serve", "-h"},
+		{"migrate", "--help"}, {"migrate", "-h"}, {"seed", "--help"}, {"seed", "-h"},
+	} {
+		var out strings.Builder
+		done := make(chan error, 1)
+		go func() { done <- app.Run(context.Background(), args, env, &out) }()
+		select {
+		case err := <-done:
+			if err != nil || !strings.HasPrefix(out.String(), "usage: locallibrary") {
+				t.Errorf("%q: %v, printed %q", args, err, out.String())
+			}
+			if args[0] == "seed" && !strings.Contains(out.String(), "-copies-per-book") {
+				t.Errorf("%q lists no flags:\n%s", args, out.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q did not return: it ran the command", args)
+		}
+	}
+	if err := app.Run(context.Background(), []string{"serve", "extra"}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
+		t.Errorf("serve extra: %v", err)
+	}
+}
+
+func TestServingSharedServicesNeedsASecretKey(t *testing.T) {
+	env := map[string]string{"LOCALLIBRARY_MYSQL_DSN": "root@tcp(127.0.0.1:1)/none", "LOCALLIBRARY_HTTP_ADDR": "127.0.0.1:0"}
+	err := app.Run(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "LOCALLIBRARY_SECRET_KEY is required") {
+		t.Fatalf("serve with a MySQL DSN and no secret key: %v", err)
 	}
 }

@@ -317,6 +317,7 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 		"LOCALLIBRARY_METRICS_ADDR=" + s.metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + h.mdb.serviceDSN(db),
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + h.mc.addr,
+		"LOCALLIBRARY_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s",
 	}
 	env = append(env, h.o.env...)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // Prefix starts the name of every variable this package reads.
@@ -37,9 +39,14 @@ type Config struct {
 	SessionReplicas       int // memcached nodes each session is written to
 
 	SessionLifetime             time.Duration
+	SessionFirstVisitLifetime   time.Duration // a new session's life until its browser comes back
 	SessionExpireAtBrowserClose bool
 	SessionSaveEveryRequest     bool
 	CookieSecure                bool
+	// SecretKey signs the CSRF tokens; replicas must share it. Empty only
+	// for the single-process default (embedded database, sessions in
+	// memory), where app generates one at start.
+	SecretKey string
 
 	ShutdownDrain   time.Duration // /readyz says 503 this long before the listener stops
 	ShutdownTimeout time.Duration // in-flight requests get this long to finish
@@ -72,9 +79,11 @@ func Load(getenv func(string) string) (Config, error) {
 		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
 
 		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
+		SessionFirstVisitLifetime:   l.duration("SESSION_FIRST_VISIT_LIFETIME", time.Hour),
 		SessionExpireAtBrowserClose: l.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", false),
 		SessionSaveEveryRequest:     l.boolean("SESSION_SAVE_EVERY_REQUEST", false),
 		CookieSecure:                l.boolean("COOKIE_SECURE", false),
+		SecretKey:                   l.str("SECRET_KEY", ""),
 
 		ShutdownDrain:   l.duration("SHUTDOWN_DRAIN", 5*time.Second),
 		ShutdownTimeout: l.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
@@ -106,6 +115,12 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.SessionLifetime < time.Second {
 		l.fail("SESSION_LIFETIME", "must be at least 1s")
 	}
+	if cfg.SessionFirstVisitLifetime < time.Second || cfg.SessionFirstVisitLifetime > cfg.SessionLifetime {
+		l.fail("SESSION_FIRST_VISIT_LIFETIME", "must be at least 1s and at most LOCALLIBRARY_SESSION_LIFETIME")
+	}
+	if cfg.SecretKey != "" && len(cfg.SecretKey) < session.MinSecretLen {
+		l.fail("SECRET_KEY", fmt.Sprintf("is %d characters; use at least %d random ones", len(cfg.SecretKey), session.MinSecretLen))
+	}
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
 		"COUNTS_TTL": cfg.CountsTTL, "SHUTDOWN_TIMEOUT": cfg.ShutdownTimeout,
@@ -115,6 +130,18 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	return cfg, errors.Join(l.errs...)
+}
+
+// ErrNoSecretKey is what serve answers when LOCALLIBRARY_SECRET_KEY is
+// missing where it is required (Production).
+var ErrNoSecretKey = fmt.Errorf("%sSECRET_KEY is required with a MySQL DSN or memcached servers: "+
+	"set the same random string of at least %d characters on every replica (e.g. openssl rand -base64 48)", Prefix, session.MinSecretLen)
+
+// Production tells whether the service runs against shared services (a
+// MySQL server or memcached), as replicas do, rather than the
+// single-process default of the embedded engine and in-memory sessions.
+func (c Config) Production() bool {
+	return c.MySQLDSN != "" || len(c.MemcachedServers) > 0
 }
 
 // Attrs describes the configuration for the startup log, secrets masked.

@@ -33,7 +33,7 @@ const requireEnv = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
 
 // Secrets that the manifests reference but that are created out of band
 // (deploy/README.md); any other reference must be to a rendered Secret.
-var outOfBandSecrets = []string{"locallibrary-mysql"}
+var outOfBandSecrets = []string{"locallibrary-mysql", "locallibrary-secret-key"}
 
 // The app's own defaults (config/config.go), used when the manifests leave
 // the variables unset.
@@ -41,6 +41,12 @@ const (
 	defaultDrain    = 5 * time.Second
 	defaultShutdown = 10 * time.Second
 )
+
+// installHints say how to get the tools the deploy tests run.
+var installHints = map[string]string{
+	"kubectl":    "a kubectl with kustomize, https://kubernetes.io/docs/tasks/tools/",
+	"kube-score": "go install github.com/zegl/kube-score/cmd/kube-score@v1.20.0",
+}
 
 // lookPath finds a tool, skipping the test when it is missing unless
 // LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
@@ -51,7 +57,7 @@ func lookPath(t *testing.T, tool string) string {
 		if os.Getenv(requireEnv) == "1" {
 			t.Fatalf("%s is not on PATH and %s=1", tool, requireEnv)
 		}
-		t.Skipf("%s is not on PATH; set %s=1 to make this a failure", tool, requireEnv)
+		t.Skipf("%s is not on PATH (install it: %s); set %s=1 to make this a failure", tool, installHints[tool], requireEnv)
 	}
 	return path
 }
@@ -208,6 +214,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("network policies", func(t *testing.T) { checkNetworkPolicies(t, m) })
 			t.Run("metrics kept inside", func(t *testing.T) { checkMetricsPrivate(t, m) })
 			t.Run("memcached", func(t *testing.T) { checkMemcached(t, m) })
+			t.Run("secret key", func(t *testing.T) { checkSecretKey(t, m) })
 			t.Run("migration job", func(t *testing.T) { checkMigrationJob(t, m) })
 			if filepath.Base(dir) == "prod" {
 				t.Run("production settings", func(t *testing.T) { checkProduction(t, m) })
@@ -809,6 +816,21 @@ func checkMetricsPrivate(t *testing.T, m manifests) {
 			}
 		}
 	}
+}
+
+// checkSecretKey requires LOCALLIBRARY_SECRET_KEY from a Secret: the
+// app refuses to serve without it, and replicas must share one.
+func checkSecretKey(t *testing.T, m manifests) {
+	_, c := m.web(t)
+	for _, e := range c.Env {
+		if e.Name == "LOCALLIBRARY_SECRET_KEY" {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				t.Error("LOCALLIBRARY_SECRET_KEY is not read from a Secret")
+			}
+			return
+		}
+	}
+	t.Error("LOCALLIBRARY_SECRET_KEY is not set: the app will not serve without it")
 }
 
 // checkMemcached matches the app's LOCALLIBRARY_MEMCACHED_SERVERS to the

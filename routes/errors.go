@@ -1,18 +1,15 @@
 package routes
 
 import (
-	"context"
-	"database/sql/driver"
 	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
@@ -29,21 +26,11 @@ func catalogError(err error) error {
 	switch {
 	case errors.Is(err, repository.ErrNotFound):
 		return fiber.ErrNotFound
-	case unreachable(err):
+	case repository.IsUnavailable(err):
 		return errors.Join(errCatalogUnavailable, err)
 	default:
 		return err
 	}
-}
-
-// unreachable tells connection trouble and deadlines from other failures.
-func unreachable(err error) bool {
-	var netErr net.Error
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, context.Canceled) ||
-		errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, mysql.ErrInvalidConn) ||
-		errors.As(err, &netErr)
 }
 
 type errorPage struct {
@@ -60,7 +47,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		switch {
 		case errors.Is(err, errCatalogUnavailable):
 			status = fiber.StatusServiceUnavailable
-		case errors.As(err, new(storeError)):
+		case errors.Is(err, session.ErrUnavailable):
 			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
 		case errors.As(err, &fe):
 			status = fe.Code

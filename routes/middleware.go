@@ -35,11 +35,11 @@ func requestContext(c *fiber.Ctx) context.Context {
 	if _, made := c.Locals(cancelLocal{}).(context.CancelFunc); made {
 		return c.UserContext()
 	}
-	timeout := 2 * time.Second
-	if d, ok := c.Locals(deadlineLocal{}).(*requestDeadline); ok {
-		timeout = d.timeout
+	d, ok := c.Locals(deadlineLocal{}).(*requestDeadline)
+	if !ok {
+		return c.UserContext() // not behind requestDeadline.middleware: no deadline to add
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+	ctx, cancel := context.WithTimeout(c.UserContext(), d.timeout)
 	c.SetUserContext(ctx)
 	c.Locals(cancelLocal{}, cancel)
 	return ctx

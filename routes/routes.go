@@ -4,6 +4,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // Catalog is what the pages read from the library's database.
@@ -29,12 +31,9 @@ type Catalog interface {
 // Deps is everything the routes need, built by app (or by a test).
 type Deps struct {
 	Catalog Catalog
-	// SessionStorage keeps session data: memcached across replicas, or
-	// Fiber's in-process memory store for a single process.
-	SessionStorage fiber.Storage
-	// Visits counts home-page visits atomically, beside the session data.
-	Visits   VisitCounter
-	Sessions SessionOptions
+	// Sessions keeps the browsers' sessions, on memcached across
+	// replicas or in the process's memory.
+	Sessions *session.Manager
 	Logger   *slog.Logger
 
 	CountsTTL        time.Duration // how long the home-page counts are reused
@@ -75,11 +74,8 @@ func New(d Deps) (*fiber.App, error) {
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}
-	if d.QueryTimeout <= 0 {
-		d.QueryTimeout = 2 * time.Second
-	}
-	if d.CountsStaleLimit <= 0 {
-		d.CountsStaleLimit = 10 * time.Minute
+	if d.QueryTimeout <= 0 || d.CountsTTL <= 0 || d.CountsStaleLimit <= 0 {
+		return nil, errors.New("routes: QueryTimeout, CountsTTL and CountsStaleLimit must be set (config has the defaults)")
 	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics()
@@ -90,9 +86,11 @@ func New(d Deps) (*fiber.App, error) {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.Sessions == nil {
+		return nil, errors.New("routes: no session manager")
+	}
 	renderer := &renderer{pages: pages}
-	sessions := newSessionManager(d.SessionStorage, d.Visits, d.Sessions)
-	guard := newCSRFGuard(sessions, d.Sessions.CookieSecure)
+	sessions := d.Sessions
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 
@@ -128,16 +126,15 @@ func New(d Deps) (*fiber.App, error) {
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assets.url("favicon.svg"), fiber.StatusMovedPermanently) })
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
-	catalog := app.Group("/catalog", sessions.saveEveryRequest)
-	catalog.Get("/", perBrowser, cookieCheck(d.Sessions.CookieSecure), sessions.readAndCountVisit, guard.protect(noticePending(sessions)),
-		home(renderer, counts, sessions, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
+	catalog := app.Group("/catalog", sessions.Middleware)
+	catalog.Get("/", perBrowser, sessions.CookieCheck("/catalog/"), home(renderer, counts, d.Metrics.visitsUnavail))
+	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, bookCount, d.Catalog.Books))
+	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, authorCount, d.Catalog.Authors))
 	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, d.Catalog))
-	catalog.Post("/notice/dismiss", perBrowser, guard.protect(nil), dismissNotice(sessions))
-	catalog.Get("/forget/", perBrowser, guard.protect(always), forgetPage(renderer))
-	catalog.Post("/forget/", perBrowser, guard.protect(nil), forgetMe(sessions))
+	catalog.Post("/notice/dismiss", perBrowser, sessions.CheckCSRF, dismissNotice)
+	catalog.Get("/forget/", perBrowser, forgetPage(renderer))
+	catalog.Post("/forget/", perBrowser, sessions.CheckCSRF, forgetMe)
 	// Unmatched paths fall through to Fiber's 404, other methods on a known
 	// path to its 405; the error handler renders both.
 	table.routes = app.GetRoutes(true)

@@ -188,6 +188,7 @@ func (ps *processes) startService(ctx context.Context, bin, out, dsn, memcached 
 		"LOCALLIBRARY_METRICS_ADDR=" + metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + memcached,
+		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
 	}, extra...)

@@ -101,6 +101,7 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 			"LOCALLIBRARY_METRICS_ADDR=" + r.metricsAddr,
 			"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
 			"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
+			"LOCALLIBRARY_SECRET_KEY=fleet-secret-key-0123456789abcdef0123456789", // the same on every replica
 			fmt.Sprintf("LOCALLIBRARY_SESSION_REPLICAS=%d", sessionReplicas),
 			"LOCALLIBRARY_SHUTDOWN_DRAIN=" + drain.String(),
 			"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
