@@ -347,21 +347,27 @@ func commonPrefix(ss []string) string {
 }
 
 // TestForwardedProtoOnlyFromTrustedProxies: X-Forwarded-Proto: https
-// turns on the csrf middleware's Referer check, so it must count only
+// turns on the CSRF check's Origin/Referer rule, so it must count only
 // from a trusted proxy; from anyone else it changes nothing.
 func TestForwardedProtoOnlyFromTrustedProxies(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		trusted []netip.Prefix
+		origin  string
 		want    int
 	}{
-		{"untrusted peer: header ignored, the token suffices", nil, 303},
-		{"trusted proxy: https, so a POST without Referer is refused", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}, 403},
+		{"untrusted peer: header ignored, the token suffices", nil, "", 303},
+		{"trusted proxy: https, so a POST without Referer is refused", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}, "", 403},
+		{"trusted proxy: https, Origin of another site", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}, "https://other.test", 403},
+		{"trusted proxy: https, Origin of the forwarded host", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}, "https://evil.test", 303},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBrowser(t, mustApp(t, routes.Deps{TrustedProxies: tt.trusted}))
 			token := csrfTokenIn(t, b.visit("/catalog/"))
 			b.header = http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil.test"}}
+			if tt.origin != "" {
+				b.header.Set("Origin", tt.origin)
+			}
 			r := b.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {token}})
 			if r.status != tt.want {
 				t.Errorf("POST with X-Forwarded-Proto: https: %d, want %d", r.status, tt.want)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"hash"
+	"net/url"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
@@ -101,11 +102,16 @@ func (s *Session) tokenID() string {
 
 // CheckCSRF refuses, with 403, an unsafe request (a POST) whose token,
 // from the form body or the X-CSRFToken header and never the query string,
-// is not the one for the browser's session id.
+// is not the one for the browser's session id. Over HTTPS it also wants
+// an Origin or Referer of this site, as Django does: a man in the middle
+// of plain HTTP could otherwise plant a cookie and a matching token.
 func (m *Manager) CheckCSRF(c *fiber.Ctx) error {
 	switch c.Method() {
 	case fiber.MethodGet, fiber.MethodHead, fiber.MethodOptions, fiber.MethodTrace:
 		return c.Next()
+	}
+	if c.Protocol() == "https" && !sameOrigin(c) {
+		return fiber.ErrForbidden
 	}
 	token := c.Get(CSRFHeader)
 	if token == "" {
@@ -116,4 +122,16 @@ func (m *Manager) CheckCSRF(c *fiber.Ctx) error {
 		return fiber.ErrForbidden
 	}
 	return c.Next()
+}
+
+// sameOrigin reports whether the request's Origin, or without one its
+// Referer, is https on the host the request was sent to. c.Protocol and
+// c.Hostname believe forwarded headers only from trusted proxies.
+func sameOrigin(c *fiber.Ctx) bool {
+	from := c.Get(fiber.HeaderOrigin)
+	if from == "" || from == "null" {
+		from = c.Get(fiber.HeaderReferer)
+	}
+	u, err := url.Parse(from)
+	return err == nil && u.Scheme == "https" && u.Host == c.Hostname()
 }
