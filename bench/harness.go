@@ -24,9 +24,13 @@ type service struct {
 	env  []string // the settings it was started with beyond the harness's own
 	addr string
 	proc *testkit.Proc
+
+	metricsAddr string // its /metrics listener, apart from the site
 }
 
 func (s *service) base() string { return "http://" + s.addr }
+
+func (s *service) metricsBase() string { return "http://" + s.metricsAddr }
 
 // target is one thing measured in every round.
 type target struct {
@@ -279,11 +283,17 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	if err != nil {
 		return err
 	}
-	s := &service{name: name, db: db, env: settings, addr: addr}
+	metricsAddr, err := testkit.FreeAddr()
+	if err != nil {
+		return err
+	}
+	s := &service{name: name, db: db, env: settings, addr: addr, metricsAddr: metricsAddr}
 	env := []string{
 		"LOCALLIBRARY_HTTP_ADDR=" + s.addr,
+		"LOCALLIBRARY_METRICS_ADDR=" + s.metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + h.mdb.serviceDSN(db),
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + h.mc.addr,
+		"LOCALLIBRARY_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s",
 	}
 	env = append(env, h.o.env...)
@@ -431,7 +441,7 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	var err error
 	scraped := t.svc != nil
 	if scraped {
-		if before, err = readCounters(t.svc.base(), t.route); err != nil {
+		if before, err = readCounters(t.svc.metricsBase(), t.route); err != nil {
 			h.note("/metrics of " + t.svc.name + " failed, so its requests are counted by the load generator and its session-store ops are missing: " + firstLine(err.Error()))
 			scraped = false
 		}
@@ -490,7 +500,7 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	}
 	r.ServerReqs = float64(r.Load.Requests)
 	if scraped {
-		after, err := readCounters(t.svc.base(), t.route)
+		after, err := readCounters(t.svc.metricsBase(), t.route)
 		if err != nil {
 			h.note("/metrics of " + t.svc.name + " failed, so its requests are counted by the load generator and its session-store ops are missing: " + firstLine(err.Error()))
 			return r, nil
@@ -555,7 +565,7 @@ func (h *harness) pids() []int {
 func (h *harness) settle(ctx context.Context, t *target) {
 	last := -1.0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		c, err := readCounters(t.svc.base(), t.route)
+		c, err := readCounters(t.svc.metricsBase(), t.route)
 		if err != nil {
 			return
 		}

@@ -58,6 +58,9 @@ func mustNewStorage(t *testing.T, cfg Config, h hooks) *Storage {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = testTimeout
 	}
+	if cfg.MaxIdleConns == 0 {
+		cfg.MaxIdleConns = testMaxIdleConns
+	}
 	s, err := newStorage(cfg, h)
 	if err != nil {
 		t.Fatalf("newStorage(%+v): %v", cfg, err)

@@ -19,7 +19,8 @@ import (
 // process is a child the soak started, with the address it serves on.
 type process struct {
 	*testkit.Proc
-	addr string
+	addr        string
+	metricsAddr string // the service's /metrics listener
 }
 
 // describe lists the children left running (-keep-running-services) and
@@ -41,10 +42,16 @@ func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached st
 	if err != nil {
 		return nil, err
 	}
+	metricsAddr, err := testkit.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
 	env := append([]string{
 		"LOCALLIBRARY_HTTP_ADDR=" + addr,
+		"LOCALLIBRARY_METRICS_ADDR=" + metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + memcached,
+		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
 	}, extra...)
@@ -57,7 +64,7 @@ func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached st
 	}); err != nil {
 		return nil, err
 	}
-	return &process{Proc: p, addr: addr}, nil
+	return &process{Proc: p, addr: addr, metricsAddr: metricsAddr}, nil
 }
 
 // catalog is what the load needs to know of the database's rows.

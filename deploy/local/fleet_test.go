@@ -34,7 +34,7 @@ var scrapedMetrics = []string{
 
 // scrape adds r's session-store figures from /metrics to f.metrics.
 func (f *fleet) scrape(r *replica) {
-	m, err := testkit.Scrape(context.Background(), nil, "http://"+r.addr+"/metrics")
+	m, err := testkit.Scrape(context.Background(), nil, "http://"+r.metricsAddr+"/metrics")
 	if err != nil {
 		f.t.Logf("scrape %s: %v", r.name, err)
 		return
@@ -48,8 +48,9 @@ func (f *fleet) scrape(r *replica) {
 }
 
 type replica struct {
-	name, addr string
-	proc       *testkit.Proc
+	name, addr  string
+	metricsAddr string // its /metrics listener, apart from the site
+	proc        *testkit.Proc
 }
 
 // step is one replacement, timed from the old replica's SIGTERM.
@@ -76,13 +77,15 @@ func (f *fleet) addrs() []string {
 func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) {
 	for attempt := 1; ; attempt++ {
 		f.made++
-		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: testkit.MustFreeAddr(f.t)}
+		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: testkit.MustFreeAddr(f.t), metricsAddr: testkit.MustFreeAddr(f.t)}
 		began := time.Now()
 		var err error
 		r.proc, err = f.ps.Start(r.name, []string{
 			"LOCALLIBRARY_HTTP_ADDR=" + r.addr,
+			"LOCALLIBRARY_METRICS_ADDR=" + r.metricsAddr,
 			"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
 			"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
+			"LOCALLIBRARY_SECRET_KEY=fleet-secret-key-0123456789abcdef0123456789", // the same on every replica
 			fmt.Sprintf("LOCALLIBRARY_SESSION_REPLICAS=%d", sessionReplicas),
 			"LOCALLIBRARY_SHUTDOWN_DRAIN=" + drain.String(),
 			"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
