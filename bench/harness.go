@@ -22,15 +22,12 @@ type service struct {
 	name string
 	db   string
 	env  []string // the settings it was started with beyond the harness's own
-	addr string
-	proc *testkit.Proc
-
-	metricsAddr string // its /metrics listener, apart from the site
+	*testkit.Service
 }
 
-func (s *service) base() string { return "http://" + s.addr }
+func (s *service) base() string { return "http://" + s.Addr }
 
-func (s *service) metricsBase() string { return "http://" + s.metricsAddr }
+func (s *service) metricsBase() string { return "http://" + s.MetricsAddr }
 
 // target is one thing measured in every round.
 type target struct {
@@ -279,18 +276,7 @@ func waitHTTP(ctx context.Context, p *testkit.Proc, url string, limit time.Durat
 }
 
 func (h *harness) startService(ctx context.Context, name, db string, settings []string) error {
-	addr, err := testkit.FreeAddr()
-	if err != nil {
-		return err
-	}
-	metricsAddr, err := testkit.FreeAddr()
-	if err != nil {
-		return err
-	}
-	s := &service{name: name, db: db, env: settings, addr: addr, metricsAddr: metricsAddr}
 	env := []string{
-		"LOCALLIBRARY_HTTP_ADDR=" + s.addr,
-		"LOCALLIBRARY_METRICS_ADDR=" + s.metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + h.mdb.serviceDSN(db),
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + h.mc.addr,
 		"LOCALLIBRARY_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789",
@@ -299,13 +285,11 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	env = append(env, h.o.env...)
 	env = append(env, settings...)
 	// exec.Cmd takes the last of duplicate variables, so settings win.
-	if s.proc, err = h.procs.Start("service-"+name, env, h.serviceBin); err != nil {
+	svc, err := testkit.StartService(ctx, h.procs, "service-"+name, h.serviceBin, env)
+	if err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, s.proc, s.base()+"/readyz", 20*time.Second); err != nil {
-		return err
-	}
-	h.services[name] = s
+	h.services[name] = &service{name: name, db: db, env: settings, Service: svc}
 	return nil
 }
 
@@ -383,7 +367,7 @@ func (h *harness) makeTargets(ctx context.Context) error {
 			t.title = fmt.Sprintf("%s, %d connections", strings.TrimSuffix(spec.title, ", high connections"), h.o.highConns)
 		}
 		if t.svc != nil {
-			t.addr = t.svc.addr
+			t.addr = t.svc.Addr
 		}
 		bs, err := create(spec.browserGroup())
 		if err != nil {
@@ -412,9 +396,9 @@ func (h *harness) makeTargets(ctx context.Context) error {
 		}
 		name := strings.Join(v, " ")
 		h.targets = append(h.targets,
-			&target{key: fmt.Sprintf("v%d", i+1), title: home1m + " with " + name, gen: "wrk", svc: svc, addr: svc.addr,
+			&target{key: fmt.Sprintf("v%d", i+1), title: home1m + " with " + name, gen: "wrk", svc: svc, addr: svc.Addr,
 				route: "/catalog/", kind: "home", conns: h.o.conns, lines: homeLines(bs, "/catalog/"), ceiling: ceilingWrk, baseline: home1m},
-			&target{key: fmt.Sprintf("v%dh", i+1), title: home1mHigh + " with " + name, gen: "wrk", svc: svc, addr: svc.addr,
+			&target{key: fmt.Sprintf("v%dh", i+1), title: home1mHigh + " with " + name, gen: "wrk", svc: svc, addr: svc.Addr,
 				route: "/catalog/", kind: "home", conns: h.o.highConns, lines: homeLines(bs, "/catalog/"), ceiling: ceilingWrk, baseline: home1mHigh})
 	}
 	return nil
@@ -433,7 +417,7 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	r := runResult{Target: t.key, Round: round}
 	pid := 0
 	if t.svc != nil {
-		pid = t.svc.proc.PID()
+		pid = t.svc.PID()
 	} else if h.ceiling != nil {
 		pid = h.ceiling.PID()
 	}
@@ -554,7 +538,7 @@ func (h *harness) pids() []int {
 		pids = append(pids, h.ceiling.PID())
 	}
 	for _, s := range h.services {
-		pids = append(pids, s.proc.PID())
+		pids = append(pids, s.PID())
 	}
 	return pids
 }
@@ -748,7 +732,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 	}
 	if t == nil {
 		key := h.o.profileTarget
-		t = &target{key: key, gen: "wrk", svc: h.services[key], addr: h.services[key].addr, conns: h.o.conns}
+		t = &target{key: key, gen: "wrk", svc: h.services[key], addr: h.services[key].Addr, conns: h.o.conns}
 		bs, err := newSite(h.services["setup"].base()).newBrowsers(ctx, h.o.browsers, true)
 		if err != nil {
 			return err
@@ -782,7 +766,7 @@ func (h *harness) runProfile(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := record("service", "-g", "-p", strconv.Itoa(t.svc.proc.PID())); err != nil {
+	if err := record("service", "-g", "-p", strconv.Itoa(t.svc.PID())); err != nil {
 		return err
 	}
 	if err := record("machine", "-a"); err != nil {

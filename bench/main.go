@@ -144,16 +144,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	root, err := testkit.RepoRoot()
+	root, out, err := testkit.OutDir(o.outDir)
 	if err != nil {
 		return err
 	}
-	if !filepath.IsAbs(o.outDir) {
-		o.outDir = filepath.Join(root, o.outDir)
-	}
-	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
-		return err
-	}
+	o.outDir = out
 	h := &harness{o: o, root: root, log: stderr}
 	defer h.cleanup()
 	if err := h.setUp(ctx); err != nil {

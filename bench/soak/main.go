@@ -121,15 +121,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	root, err := testkit.RepoRoot()
+	root, out, err := testkit.OutDir(opt.out)
 	if err != nil {
-		return err
-	}
-	out := opt.out
-	if !filepath.IsAbs(out) {
-		out = filepath.Join(root, out)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
 	say := func(format string, a ...any) {

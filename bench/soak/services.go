@@ -9,7 +9,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -38,33 +37,18 @@ func describe(w io.Writer, ps *testkit.Procs, addrs map[*testkit.Proc]string) {
 }
 
 func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached string, extra []string) (*process, error) {
-	addr, err := testkit.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	metricsAddr, err := testkit.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
 	env := append([]string{
-		"LOCALLIBRARY_HTTP_ADDR=" + addr,
-		"LOCALLIBRARY_METRICS_ADDR=" + metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + memcached,
 		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
 	}, extra...)
-	p, err := ps.Start("service", env, bin)
+	s, err := testkit.StartService(ctx, ps, "service", bin, env)
 	if err != nil {
 		return nil, err
 	}
-	if err := testkit.WaitFor(ctx, p, 30*time.Second, "service ready on "+addr, func() error {
-		return testkit.GetOK(ctx, "http://"+addr+"/readyz")
-	}); err != nil {
-		return nil, err
-	}
-	return &process{Proc: p, addr: addr, metricsAddr: metricsAddr}, nil
+	return &process{Proc: s.Proc, addr: s.Addr, metricsAddr: s.MetricsAddr}, nil
 }
 
 // catalog is what the load needs to know of the database's rows.

@@ -71,43 +71,29 @@ func (f *fleet) addrs() []string {
 	return a
 }
 
-// startReplica starts a replica on a free port and waits until /readyz
-// says 200. A replica that exits first (its port taken since it was
-// picked) is started again on another port.
+// startReplica starts a replica and waits until /readyz says 200
+// (testkit.StartService, which tries other ports if one was taken).
 func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) {
-	for attempt := 1; ; attempt++ {
-		f.made++
-		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: testkit.MustFreeAddr(f.t), metricsAddr: testkit.MustFreeAddr(f.t)}
-		began := time.Now()
-		var err error
-		r.proc, err = f.ps.Start(r.name, []string{
-			"LOCALLIBRARY_HTTP_ADDR=" + r.addr,
-			"LOCALLIBRARY_METRICS_ADDR=" + r.metricsAddr,
-			"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
-			"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
-			"LOCALLIBRARY_SECRET_KEY=fleet-secret-key-0123456789abcdef0123456789", // the same on every replica
-			fmt.Sprintf("LOCALLIBRARY_SESSION_REPLICAS=%d", sessionReplicas),
-			"LOCALLIBRARY_SHUTDOWN_DRAIN=" + drain.String(),
-			"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
-			"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
-			"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
-			"LOCALLIBRARY_MEMCACHED_TIMEOUT=" + memcachedTimeout.String(),
-			fmt.Sprintf("LOCALLIBRARY_DB_MAX_OPEN_CONNS=%d", dbMaxOpenConns),
-			"LOCALLIBRARY_LOG_LEVEL=info",
-		}, f.bin)
-		if err != nil {
-			return nil, 0, err
-		}
-		err = testkit.WaitFor(context.Background(), r.proc, 20*time.Second, r.name+" ready", func() error {
-			return expectStatus("http://"+r.addr+"/readyz", http.StatusOK)
-		})
-		if err == nil {
-			return r, time.Since(began), nil
-		}
-		if !r.proc.Exited() || attempt == 3 {
-			return nil, 0, err
-		}
+	f.made++
+	name := fmt.Sprintf("replica-%d", f.made)
+	began := time.Now()
+	svc, err := testkit.StartService(context.Background(), f.ps, name, f.bin, []string{
+		"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
+		"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
+		"LOCALLIBRARY_SECRET_KEY=fleet-secret-key-0123456789abcdef0123456789", // the same on every replica
+		fmt.Sprintf("LOCALLIBRARY_SESSION_REPLICAS=%d", sessionReplicas),
+		"LOCALLIBRARY_SHUTDOWN_DRAIN=" + drain.String(),
+		"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
+		"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
+		"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
+		"LOCALLIBRARY_MEMCACHED_TIMEOUT=" + memcachedTimeout.String(),
+		fmt.Sprintf("LOCALLIBRARY_DB_MAX_OPEN_CONNS=%d", dbMaxOpenConns),
+		"LOCALLIBRARY_LOG_LEVEL=info",
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	return &replica{name: name, addr: svc.Addr, metricsAddr: svc.MetricsAddr, proc: svc.Proc}, time.Since(began), nil
 }
 
 // rollout replaces every replica in turn, oldest first, as a Kubernetes

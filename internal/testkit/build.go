@@ -31,6 +31,19 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// OutDir resolves a tool's output folder: relative to the repository's
+// root (returned too) when not absolute, and created if missing.
+func OutDir(dir string) (root, out string, err error) {
+	if root, err = RepoRoot(); err != nil {
+		return "", "", err
+	}
+	out = dir
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	return root, out, os.MkdirAll(out, 0o755)
+}
+
 // BuildService compiles the service in src (the repository's root, or a
 // copy of it) as it is deployed: the production build, without the
 // embedded demo database.
