@@ -95,8 +95,18 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatalf("/readyz still %d after SIGTERM", status)
 		}
 	}
-	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
-		t.Errorf("while draining, a page answered %d", status)
+	resp, err := client.Get(s.url + "/catalog/books/")
+	if err != nil {
+		t.Fatalf("while draining: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("while draining, a page answered %d", resp.StatusCode)
+	}
+	if !resp.Close {
+		// Else a keep-alive client sends its next request on a connection
+		// the shutdown is about to close.
+		t.Error("while draining, a page kept its connection open; want Connection: close")
 	}
 	select {
 	case err := <-s.done:
