@@ -92,7 +92,11 @@ func errorPageFor(status int) errorPage {
 	case fiber.StatusServiceUnavailable:
 		return errorPage{"The catalog is unavailable", "The library's catalog is not answering right now. Please try again in a few seconds."}
 	case fiber.StatusForbidden:
-		return errorPage{"Forbidden", "This request was refused. Reload the page and try again."}
+		// The one 403 is a form whose CSRF token is not the session's:
+		// mostly a page kept from before "Forget me" or a session's end.
+		return errorPage{"This form has expired", "It was sent from a page older than your session on this site " +
+			"(for example one opened before \u201cForget me\u201d, in another tab or through the back button), or from another site. " +
+			"Open the page again, reload it, and try once more."}
 	}
 	if status >= 500 {
 		return errorPage{"Something went wrong", "The page could not be shown. The problem has been logged; please try again later."}

@@ -842,3 +842,31 @@ func TestSlowCountsNeverHoldAPage(t *testing.T) {
 		t.Error("counts being refreshed are marked stale")
 	}
 }
+
+// A form kept from before "Forget me" (the back button, a second tab)
+// carries a token of the ended session: the answer is a 403 page in the
+// site's layout that says what happened and what to do, never bare text.
+func TestStaleFormAfterForgetMeIsAClear403(t *testing.T) {
+	b := newBrowser(t, mustApp(t, routes.Deps{}))
+	home := b.visit("/catalog/")
+	forget := b.visit("/catalog/forget/")
+	b.submit("/catalog/forget/", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, forget)}})
+	b.visit("/catalog/")
+	for _, form := range []struct{ path, token string }{
+		{"/catalog/forget/", csrfTokenIn(t, forget)},
+		{"/catalog/notice/dismiss", csrfTokenIn(t, home)},
+	} {
+		r := b.do("POST", form.path, url.Values{"csrfmiddlewaretoken": {form.token}})
+		if r.status != fiber.StatusForbidden {
+			t.Fatalf("POST %s with a stale token: %d, want 403", form.path, r.status)
+		}
+		for _, want := range []string{`<main id="content"`, "<h1>This form has expired</h1>", "reload", `href="/catalog/"`} {
+			if !strings.Contains(r.body, want) {
+				t.Errorf("POST %s: the 403 page lacks %q:\n%s", form.path, want, r.body)
+			}
+		}
+		if r.header.Get("Content-Security-Policy") == "" || r.header.Get(fiber.HeaderCacheControl) != "private, no-store" {
+			t.Errorf("POST %s: 403 headers %v", form.path, r.header)
+		}
+	}
+}
