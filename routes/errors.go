@@ -49,6 +49,8 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 			status = fiber.StatusServiceUnavailable
 		case errors.Is(err, session.ErrUnavailable):
 			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
+		case errors.Is(err, session.ErrNoCookie):
+			status, page = fiber.StatusForbidden, cookiesNeededPage
 		case errors.As(err, &fe):
 			status = fe.Code
 		}
@@ -76,6 +78,10 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 // me) while memcached is down.
 var sessionsUnavailablePage = errorPage{"Your session is unavailable",
 	"Your choice could not be saved right now. Please try again in a few seconds."}
+
+// cookiesNeededPage answers a form sent without the session cookie.
+var cookiesNeededPage = errorPage{"Cookies are needed for this",
+	"Your browser did not send this site's cookie, which this form needs. Please allow cookies for this site, reload the page and try again."}
 
 func errorPageFor(status int) errorPage {
 	switch status {

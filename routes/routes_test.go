@@ -870,3 +870,21 @@ func TestStaleFormAfterForgetMeIsAClear403(t *testing.T) {
 		}
 	}
 }
+
+// A browser that refuses cookies still gets the Forget me form; sending it
+// fails, and the 403 page says why (the cookie) rather than that the form
+// expired, which a reload would not fix.
+func TestFormWithoutCookiesSaysCookiesAreNeeded(t *testing.T) {
+	b := newBrowser(t, mustApp(t, routes.Deps{}))
+	b.refuseCookies = true
+	page := b.visit("/catalog/forget/")
+	r := b.do("POST", "/catalog/forget/", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, page)}})
+	if r.status != fiber.StatusForbidden {
+		t.Fatalf("POST without cookies: %d, want 403", r.status)
+	}
+	for _, want := range []string{`<main id="content"`, "<h1>Cookies are needed for this</h1>", "allow cookies"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the 403 page lacks %q:\n%s", want, r.body)
+		}
+	}
+}
