@@ -888,3 +888,25 @@ func TestFormWithoutCookiesSaysCookiesAreNeeded(t *testing.T) {
 		}
 	}
 }
+
+// During a rolling deploy a page from a new replica names stylesheets by
+// hashes an old replica does not know, and the load balancer may send the
+// request there. The old replica then serves the file it has, marked to be
+// checked again rather than kept a year, instead of a 404 that leaves the
+// page unstyled. A name that is not a known file with some hash stays 404.
+func TestStaticFileOfAnotherVersion(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	css := get(t, app, "GET", "/static/style.0123abcd.css")
+	if css.status != 200 || !strings.HasPrefix(css.header.Get("Content-Type"), "text/css") || !strings.Contains(css.body, "{") {
+		t.Fatalf("another version's stylesheet: status %d, type %q", css.status, css.header.Get("Content-Type"))
+	}
+	if cc := css.header.Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("another version's stylesheet: Cache-Control %q, want no-cache (it is not what its name promises)", cc)
+	}
+	for _, target := range []string{"/static/style.css", "/static/style.0123abcz.css", "/static/style.0123abc.css",
+		"/static/nope.0123abcd.css", "/static/style.0123abcd.svg", "/static/.0123abcd.css"} {
+		if r := get(t, app, "GET", target); r.status != 404 {
+			t.Errorf("GET %s: %d, want 404", target, r.status)
+		}
+	}
+}
