@@ -297,6 +297,33 @@ func seededEmbeddedDSN(t *testing.T) string {
 	return dsn
 }
 
+// A replica started before the migrations ran (the Job still running, or
+// forgotten) is not ready: every page would be a 500.
+func TestNotReadyUntilMigrated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn, stop, err := embedded.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stop() })
+	s := startService(t, map[string]string{"LOCALLIBRARY_MYSQL_DSN": dsn})
+	if status, body := fetch(s.url + "/readyz"); status != 503 {
+		t.Errorf("/readyz on a database without the schema: %d %q, want 503", status, body)
+	}
+	db, err := repository.Open(ctx, dsn, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := repository.Migrate(ctx, db.DB); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := fetch(s.url + "/readyz"); status != 200 {
+		t.Errorf("/readyz once migrated: %d %q, want 200", status, body)
+	}
+}
+
 func TestStartsWhileMySQLIsDown(t *testing.T) {
 	cfg, err := mysql.ParseDSN(seededEmbeddedDSN(t))
 	if err != nil {
