@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/app"
 	"github.com/locallibrary/locallibrary/repository"
@@ -276,30 +277,21 @@ func TestMySQLOutage(t *testing.T) {
 // of 30 books and returns its DSN.
 func seededEmbeddedDSN(t *testing.T) string {
 	t.Helper()
+	dsn := emptyEmbeddedDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dsn, stop, err := embedded.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stop() })
-	db, err := repository.Open(ctx, dsn, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := migrated(t, ctx, dsn)
 	defer db.Close()
-	if err := repository.Migrate(ctx, db.DB); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := repository.Seed(ctx, db, repository.SeedOptions{Authors: 10, Books: 30, CopiesPerBook: 2, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	return dsn
 }
 
-// A replica started before the migrations ran (the Job still running, or
-// forgotten) is not ready: every page would be a 500.
-func TestNotReadyUntilMigrated(t *testing.T) {
+// emptyEmbeddedDSN starts an embedded engine, stopped when the test ends,
+// with an empty database: no schema yet.
+func emptyEmbeddedDSN(t *testing.T) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn, stop, err := embedded.Start(ctx)
@@ -307,18 +299,34 @@ func TestNotReadyUntilMigrated(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stop() })
+	return dsn
+}
+
+// migrated opens dsn and applies the migrations; the caller closes it.
+func migrated(t *testing.T, ctx context.Context, dsn string) *sqlx.DB {
+	t.Helper()
+	db, err := repository.Open(ctx, dsn, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repository.Migrate(ctx, db.DB); err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db
+}
+
+// A replica started before the migrations ran (the Job still running, or
+// forgotten) is not ready: every page would be a 500.
+func TestNotReadyUntilMigrated(t *testing.T) {
+	dsn := emptyEmbeddedDSN(t)
 	s := startService(t, map[string]string{"LOCALLIBRARY_MYSQL_DSN": dsn})
 	if status, body := fetch(s.url + "/readyz"); status != 503 {
 		t.Errorf("/readyz on a database without the schema: %d %q, want 503", status, body)
 	}
-	db, err := repository.Open(ctx, dsn, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := repository.Migrate(ctx, db.DB); err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	migrated(t, ctx, dsn).Close()
 	if status, body := fetch(s.url + "/readyz"); status != 200 {
 		t.Errorf("/readyz once migrated: %d %q, want 200", status, body)
 	}
