@@ -81,7 +81,8 @@ var sessionsUnavailablePage = errorPage{"Your session is unavailable",
 
 // cookiesNeededPage answers a form sent without the session cookie.
 var cookiesNeededPage = errorPage{"Cookies are needed for this",
-	"Your browser did not send this site's cookie, which this form needs. Please allow cookies for this site, reload the page and try again."}
+	"Your browser did not send this site's cookie with the form, and the form needs it. " +
+		"If you sent it from this site, please allow cookies for this site, reload the page and try again."}
 
 func errorPageFor(status int) errorPage {
 	switch status {
