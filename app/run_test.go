@@ -3,6 +3,7 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ type service struct {
 	url, metricsURL string
 	stop            context.CancelFunc
 	done            chan error
+	logs            *lockedBuffer // its JSON log, at LOCALLIBRARY_LOG_LEVEL (error unless env says)
 }
 
 // startService runs app.Run with env (plus a free loopback port) until the
@@ -38,8 +40,8 @@ func startService(t *testing.T, env map[string]string) *service {
 		vars[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1)}
-	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, io.Discard) }()
+	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1), logs: new(lockedBuffer)}
+	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, s.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		<-s.done
@@ -120,6 +122,42 @@ func TestGracefulShutdown(t *testing.T) {
 		s.done <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("service did not stop within 10s")
+	}
+}
+
+// A connection still open when the shutdown timeout passes is cut, and the
+// log says so: an operator sees why a client lost its request.
+func TestShutdownTimeoutIsLogged(t *testing.T) {
+	// The drain gives the server time to read the request's first bytes,
+	// after which the shutdown no longer takes the connection for idle.
+	s := startService(t, map[string]string{"LOCALLIBRARY_SHUTDOWN_DRAIN": "500ms",
+		"LOCALLIBRARY_SHUTDOWN_TIMEOUT": "300ms", "LOCALLIBRARY_LOG_LEVEL": "warn"})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v %v", resp, err)
+	}
+	if _, err := io.WriteString(conn, "GET /catalog/ HTTP/1.1\r\nHost: x\r\n"); err != nil { // headers never end
+		t.Fatal(err)
+	}
+	s.stop()
+	select {
+	case err := <-s.done:
+		s.done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("service did not stop within 10s")
+	}
+	if !strings.Contains(s.logs.String(), "shutdown timeout passed") {
+		t.Errorf("no warning about the connections cut at shutdown; log:\n%s", s.logs)
 	}
 }
 

@@ -92,8 +92,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("draining", "for", cfg.ShutdownDrain.String())
 	time.Sleep(cfg.ShutdownDrain)
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	if err := server.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := server.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		// Requests still being read or served are cut when the process
+		// exits: say so, or a client's lost request has no trace.
+		logger.Warn("shutdown timeout passed with connections still open; they are cut",
+			"timeout", cfg.ShutdownTimeout.String(), "open_connections", server.Server().GetOpenConnectionsCount())
 	}
 	<-served
 	logger.Info("stopped")
