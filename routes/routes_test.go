@@ -910,3 +910,26 @@ func TestStaticFileOfAnotherVersion(t *testing.T) {
 		}
 	}
 }
+
+
+// A new browser while memcached is down still gets a token that matches
+// its cookie, so "Got it" says the session is unavailable (503, worth a
+// retry) rather than that cookies are refused.
+func TestNewBrowserWhileMemcachedIsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there: every memcached call fails fast
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
+	b := newBrowser(t, mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)}))
+	home := b.visit("/catalog/")
+	if !strings.Contains(home.body, "visit count is unavailable") {
+		t.Fatalf("home page with memcached down:\n%s", home.body)
+	}
+	r := b.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, home)}})
+	if r.status != fiber.StatusServiceUnavailable || !strings.Contains(r.body, "Your session is unavailable") {
+		t.Errorf("Got it with memcached down: %d, want 503 saying the session is unavailable\n%s", r.status, r.body)
+	}
+}
