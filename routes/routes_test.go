@@ -911,7 +911,6 @@ func TestStaticFileOfAnotherVersion(t *testing.T) {
 	}
 }
 
-
 // A new browser while memcached is down still gets a token that matches
 // its cookie, so "Got it" says the session is unavailable (503, worth a
 // retry) rather than that cookies are refused.
