@@ -74,7 +74,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: locallibrary %s %s\n\n%s.\n", cmd.name, cmd.args, cmd.summary)
+		fmt.Fprintf(stdout, "usage: %s\n\n%s.\n", strings.TrimSpace("locallibrary "+cmd.name+" "+cmd.args), cmd.summary)
 		if cmd.args != "" {
 			fmt.Fprintln(stdout, "\nflags:")
 			fs.PrintDefaults()

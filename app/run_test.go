@@ -416,6 +416,11 @@ func TestHelpDoesNothingElse(t *testing.T) {
 			if err != nil || !strings.HasPrefix(out.String(), "usage: locallibrary") {
 				t.Errorf("%q: %v, printed %q", args, err, out.String())
 			}
+			for line := range strings.Lines(out.String()) {
+				if strings.HasSuffix(strings.TrimSuffix(line, "\n"), " ") {
+					t.Errorf("%q: line %q ends in a space", args, line)
+				}
+			}
 			if args[0] == "seed" && !strings.Contains(out.String(), "-copies-per-book") {
 				t.Errorf("%q lists no flags:\n%s", args, out.String())
 			}
