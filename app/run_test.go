@@ -161,6 +161,22 @@ func TestShutdownTimeoutIsLogged(t *testing.T) {
 	}
 }
 
+// Ctrl-C while the service starts (the embedded engine migrating, say)
+// stops it quietly: what fails then fails because of the signal, and is
+// no error to show the person who pressed it.
+func TestStopWhileStartingIsNoError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	env := map[string]string{"LOCALLIBRARY_HTTP_ADDR": freePort(t), "LOCALLIBRARY_METRICS_ADDR": freePort(t)}
+	var out strings.Builder
+	if err := app.Run(ctx, nil, func(k string) string { return env[k] }, &out); err != nil {
+		t.Errorf("serve stopped while starting: %v, want nil", err)
+	}
+	if !strings.Contains(out.String(), "stopped while starting") {
+		t.Errorf("the log does not say it stopped while starting:\n%s", out.String())
+	}
+}
+
 func TestMetricsHaveAListenerOfTheirOwn(t *testing.T) {
 	s := startService(t, nil)
 	fetch(s.url + "/catalog/books/")
