@@ -30,7 +30,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defer closeDB()
 
 	deps := routes.Deps{
-		Catalog:          repository.NewCatalog(db),
+		Catalog:          repository.NewCatalog(db, 0),
 		Logger:           logger,
 		CountsTTL:        cfg.CountsTTL,
 		CountsStaleLimit: cfg.CountsStaleLimit,

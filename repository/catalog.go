@@ -6,8 +6,10 @@ package repository
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -110,12 +112,28 @@ type AuthorDetail struct {
 
 // Catalog runs the catalog's read queries.
 type Catalog struct {
-	db *sqlx.DB
+	db          *sqlx.DB
+	bookMarks   *listMarks
+	authorMarks *listMarks
 }
 
-// NewCatalog returns a Catalog on db.
-func NewCatalog(db *sqlx.DB) *Catalog {
-	return &Catalog{db: db}
+// DefaultListMarksTTL is how long NewCatalog's lists keep their marks.
+const DefaultListMarksTTL = 10 * time.Second
+
+// NewCatalog returns a Catalog on db. Its lists are read from marks at
+// most marksTTL old (DefaultListMarksTTL when 0): a new or removed row
+// moves the pages after it within that time.
+func NewCatalog(db *sqlx.DB, marksTTL time.Duration) *Catalog {
+	if marksTTL <= 0 {
+		marksTTL = DefaultListMarksTTL
+	}
+	return &Catalog{
+		db: db,
+		bookMarks: &listMarks{db: db, ttl: marksTTL,
+			query: `SELECT title AS k1, '' AS k2, id FROM book ORDER BY title, id`},
+		authorMarks: &listMarks{db: db, ttl: marksTTL,
+			query: `SELECT last_name AS k1, first_name AS k2, id FROM author ORDER BY last_name, first_name, id`},
+	}
 }
 
 // Ping checks that the database answers.
@@ -164,19 +182,27 @@ UNION ALL SELECT CONCAT('copies:', status), COUNT(*) FROM book_instance GROUP BY
 // Books returns a page of the book list, ordered by title then id.
 func (c *Catalog) Books(ctx context.Context, limit, offset int) ([]BookSummary, error) {
 	// The page's ids come from the (title, id) index alone, then only those
-	// ten rows are joined: OFFSET then walks the index instead of sorting
-	// the whole table, which took seconds at 100,000 books.
-	const q = `SELECT b.id, b.title, b.author_id,
+	// rows are joined. The index is entered at the mark nearest the page
+	// (see listMarks), so a deep page walks as few entries as the first.
+	const columns = `SELECT b.id, b.title, b.author_id,
 	a.first_name AS author_first_name, a.last_name AS author_last_name
-FROM (SELECT id FROM book ORDER BY title, id LIMIT ? OFFSET ?) AS page
+FROM (SELECT id FROM book `
+	const joins = ` ORDER BY title, id LIMIT ? OFFSET ?) AS page
 JOIN book b ON b.id = page.id
 LEFT JOIN author a ON a.id = b.author_id
 ORDER BY b.title, b.id`
+	// The OR form, not (title, id) >= (?, ?): MariaDB turns only the OR
+	// into a range of the index; the row comparison scans it from the start.
+	const seek = `WHERE title > ? OR (title = ? AND id >= ?)`
 	if err := checkPage(limit, offset); err != nil {
 		return nil, fmt.Errorf("list books: %w", err)
 	}
+	q, args := columns+joins, []any{limit, offset}
+	if from, skip, ok := c.bookMarks.seek(ctx, offset); ok {
+		q, args = columns+seek+joins, []any{from.First, from.First, from.ID, limit, skip}
+	}
 	books := []BookSummary{}
-	if err := c.db.SelectContext(ctx, &books, q, limit, offset); err != nil {
+	if err := c.db.SelectContext(ctx, &books, q, args...); err != nil {
 		return nil, fmt.Errorf("list books (limit %d, offset %d): %w", limit, offset, err)
 	}
 	return books, nil
@@ -184,75 +210,107 @@ ORDER BY b.title, b.id`
 
 // Authors returns a page of the author list, ordered by name then id.
 func (c *Catalog) Authors(ctx context.Context, limit, offset int) ([]Author, error) {
-	// As for books: the page's ids from the name index, then their rows.
-	const q = `SELECT a.id, a.first_name, a.last_name, a.date_of_birth, a.date_of_death
-FROM (SELECT id FROM author ORDER BY last_name, first_name, id LIMIT ? OFFSET ?) AS page
+	// As for books: the page's ids from the name index, entered at a mark,
+	// then their rows.
+	const columns = `SELECT a.id, a.first_name, a.last_name, a.date_of_birth, a.date_of_death
+FROM (SELECT id FROM author `
+	const joins = ` ORDER BY last_name, first_name, id LIMIT ? OFFSET ?) AS page
 JOIN author a ON a.id = page.id
 ORDER BY a.last_name, a.first_name, a.id`
+	const seek = `WHERE last_name > ? OR (last_name = ? AND (first_name > ? OR (first_name = ? AND id >= ?)))`
 	if err := checkPage(limit, offset); err != nil {
 		return nil, fmt.Errorf("list authors: %w", err)
 	}
+	q, args := columns+joins, []any{limit, offset}
+	if from, skip, ok := c.authorMarks.seek(ctx, offset); ok {
+		q, args = columns+seek+joins, []any{from.First, from.First, from.Second, from.Second, from.ID, limit, skip}
+	}
 	authors := []Author{}
-	if err := c.db.SelectContext(ctx, &authors, q, limit, offset); err != nil {
+	if err := c.db.SelectContext(ctx, &authors, q, args...); err != nil {
 		return nil, fmt.Errorf("list authors (limit %d, offset %d): %w", limit, offset, err)
 	}
 	return authors, nil
 }
 
 // Book returns the book with the given id, its genres and copies, or
-// ErrNotFound.
+// ErrNotFound, in one statement: the genres and the copies come back as
+// JSON arrays built by subqueries, so a page costs one round trip and one
+// parse. GROUP_CONCAT rather than JSON_ARRAYAGG, because go-mysql-server
+// takes no ORDER BY in JSON_ARRAYAGG; the pool raises group_concat_max_len
+// (see NewPool) so a long list of copies is never cut.
 func (c *Catalog) Book(ctx context.Context, id int64) (Book, error) {
 	const q = `SELECT b.id, b.title, b.summary, b.isbn, b.author_id,
 	a.first_name AS author_first_name, a.last_name AS author_last_name,
-	l.name AS language
+	l.name AS language,
+	(SELECT CONCAT('[', GROUP_CONCAT(JSON_QUOTE(g.name) ORDER BY g.name SEPARATOR ','), ']')
+		FROM book_genre bg JOIN genre g ON g.id = bg.genre_id
+		WHERE bg.book_id = b.id) AS genres_json,
+	(SELECT CONCAT('[', GROUP_CONCAT(JSON_OBJECT('id', i.id, 'imprint', i.imprint,
+			'due_back', DATE_FORMAT(i.due_back, '%Y-%m-%d'), 'status', i.status)
+			ORDER BY i.due_back, i.id SEPARATOR ','), ']')
+		FROM book_instance i
+		WHERE i.book_id = b.id) AS copies_json
 FROM book b
 LEFT JOIN author a ON a.id = b.author_id
 LEFT JOIN language l ON l.id = b.language_id
 WHERE b.id = ?`
-	// The three queries share one connection: taken from the pool once,
-	// a busy pool makes the page wait once, not three times.
-	conn, err := c.db.Connx(ctx)
-	if err != nil {
-		return Book{}, fmt.Errorf("get book %d: %w", id, err)
+	var row struct {
+		Book
+		GenresJSON sql.NullString `db:"genres_json"`
+		CopiesJSON sql.NullString `db:"copies_json"`
 	}
-	defer conn.Close()
-	var b Book
-	switch err := conn.GetContext(ctx, &b, q, id); {
+	switch err := c.db.GetContext(ctx, &row, q, id); {
 	case errors.Is(err, sql.ErrNoRows):
 		return Book{}, fmt.Errorf("book %d: %w", id, ErrNotFound)
 	case err != nil:
 		return Book{}, fmt.Errorf("get book %d: %w", id, err)
 	}
-	if b.Genres, err = bookGenres(ctx, conn, id); err != nil {
-		return Book{}, err
+	b := row.Book
+	var err error
+	if b.Genres, err = decodeGenres(row.GenresJSON); err != nil {
+		return Book{}, fmt.Errorf("genres of book %d: %w", id, err)
 	}
-	if b.Copies, err = bookCopies(ctx, conn, id); err != nil {
-		return Book{}, err
+	if b.Copies, err = decodeCopies(row.CopiesJSON); err != nil {
+		return Book{}, fmt.Errorf("copies of book %d: %w", id, err)
 	}
 	return b, nil
 }
 
-func bookGenres(ctx context.Context, db sqlx.QueryerContext, bookID int64) ([]string, error) {
-	const q = `SELECT g.name
-FROM book_genre bg
-JOIN genre g ON g.id = bg.genre_id
-WHERE bg.book_id = ?
-ORDER BY g.name`
+func decodeGenres(raw sql.NullString) ([]string, error) {
 	genres := []string{}
-	if err := sqlx.SelectContext(ctx, db, &genres, q, bookID); err != nil {
-		return nil, fmt.Errorf("get genres of book %d: %w", bookID, err)
+	if !raw.Valid {
+		return genres, nil
+	}
+	if err := json.Unmarshal([]byte(raw.String), &genres); err != nil {
+		return nil, err
 	}
 	return genres, nil
 }
 
-func bookCopies(ctx context.Context, db sqlx.QueryerContext, bookID int64) ([]Copy, error) {
-	const q = `SELECT id, imprint, due_back, status
-FROM book_instance
-WHERE book_id = ?
-ORDER BY due_back, id`
+func decodeCopies(raw sql.NullString) ([]Copy, error) {
 	copies := []Copy{}
-	if err := sqlx.SelectContext(ctx, db, &copies, q, bookID); err != nil {
-		return nil, fmt.Errorf("get copies of book %d: %w", bookID, err)
+	if !raw.Valid {
+		return copies, nil
+	}
+	var rows []struct {
+		ID      string  `json:"id"`
+		Imprint string  `json:"imprint"`
+		DueBack *string `json:"due_back"`
+		Status  string  `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(raw.String), &rows); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		cp := Copy{ID: r.ID, Imprint: r.Imprint, Status: r.Status}
+		if r.DueBack != nil {
+			due, err := time.Parse(time.DateOnly, *r.DueBack)
+			if err != nil {
+				return nil, fmt.Errorf("due date of copy %s: %w", r.ID, err)
+			}
+			cp.DueBack = sql.NullTime{Time: due, Valid: true}
+		}
+		copies = append(copies, cp)
 	}
 	return copies, nil
 }
