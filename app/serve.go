@@ -30,7 +30,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defer closeDB()
 
 	deps := routes.Deps{
-		Catalog:          repository.NewCatalog(db, 0),
+		Catalog:          repository.NewCatalog(db, cfg.PageCacheTTL),
+		PageCacheBytes:   int64(cfg.PageCacheMiB) << 20,
+		PageCacheTTL:     cfg.PageCacheTTL,
 		Logger:           logger,
 		CountsTTL:        cfg.CountsTTL,
 		CountsStaleLimit: cfg.CountsStaleLimit,

@@ -25,7 +25,9 @@ type Config struct {
 	DBMaxOpenConns   int
 	QueryTimeout     time.Duration // deadline given to every request's queries and cache calls
 	CountsTTL        time.Duration // how long the home page's counts are reused
-	CountsStaleLimit time.Duration // how long the last counts are served while MySQL is down
+	CountsStaleLimit time.Duration // how long the last counts (and cached pages) are served while MySQL is down
+	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
+	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
 
 	MemcachedServers      []string // empty: sessions in process memory
 	MemcachedTimeout      time.Duration
@@ -59,6 +61,8 @@ func Load(getenv func(string) string) (Config, error) {
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
 		CountsTTL:        l.duration("COUNTS_TTL", time.Second),
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
+		PageCacheMiB:     l.nonNegativeInt("PAGE_CACHE_MIB", 16),
+		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 10*time.Second),
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
@@ -102,6 +106,7 @@ func Load(getenv func(string) string) (Config, error) {
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
 		"COUNTS_TTL": cfg.CountsTTL, "SHUTDOWN_TIMEOUT": cfg.ShutdownTimeout,
+		"PAGE_CACHE_TTL": cfg.PageCacheTTL,
 	} {
 		if d <= 0 {
 			l.fail(name, "must be more than 0")
@@ -119,6 +124,8 @@ func (c Config) Attrs() []any {
 		"session_replicas", c.SessionReplicas,
 		"session_lifetime", c.SessionLifetime.String(),
 		"counts_ttl", c.CountsTTL.String(),
+		"page_cache_mib", c.PageCacheMiB,
+		"page_cache_ttl", c.PageCacheTTL.String(),
 		"cookie_secure", c.CookieSecure,
 	}
 }
@@ -180,6 +187,19 @@ func (l *loader) positiveInt(name string, def int) int {
 	n, err := strconv.Atoi(raw)
 	if err != nil || n <= 0 {
 		l.fail(name, fmt.Sprintf("must be a whole number above 0, not %q", raw))
+		return def
+	}
+	return n
+}
+
+func (l *loader) nonNegativeInt(name string, def int) int {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 {
+		l.fail(name, fmt.Sprintf("must be a whole number, 0 or more, not %q", raw))
 		return def
 	}
 	return n

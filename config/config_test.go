@@ -88,3 +88,18 @@ func TestMaskDSN(t *testing.T) {
 		}
 	}
 }
+
+func TestPageCacheSettings(t *testing.T) {
+	cfg, err := config.Load(env(nil))
+	if err != nil || cfg.PageCacheMiB != 16 || cfg.PageCacheTTL != 10*time.Second {
+		t.Errorf("defaults: %d MiB, TTL %v, err %v; want 16 MiB, 10s", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
+	}
+	cfg, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "0", "LOCALLIBRARY_PAGE_CACHE_TTL": "2s"}))
+	if err != nil || cfg.PageCacheMiB != 0 || cfg.PageCacheTTL != 2*time.Second {
+		t.Errorf("cache off: %d MiB, TTL %v, err %v", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
+	}
+	_, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "-1", "LOCALLIBRARY_PAGE_CACHE_TTL": "0s"}))
+	if err == nil || !strings.Contains(err.Error(), "PAGE_CACHE_MIB") || !strings.Contains(err.Error(), "PAGE_CACHE_TTL") {
+		t.Errorf("invalid settings: err = %v, want both named", err)
+	}
+}

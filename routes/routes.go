@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 
+	"github.com/locallibrary/locallibrary/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
 )
 
@@ -41,6 +42,13 @@ type Deps struct {
 	CountsTTL        time.Duration // how long the home-page counts are reused
 	CountsStaleLimit time.Duration // how long old counts stand in while MySQL is down
 	QueryTimeout     time.Duration // deadline for the queries and cache calls of a request
+
+	// PageCacheBytes bounds the cache of rendered catalog pages (lists and
+	// records); 0 or less turns it off. A page is never served older than
+	// PageCacheTTL while MySQL answers, and stands in, marked, for up to
+	// CountsStaleLimit while it does not.
+	PageCacheBytes int64
+	PageCacheTTL   time.Duration
 
 	// Draining is set when shutdown begins, so /readyz can fail first.
 	Draining *atomic.Bool
@@ -87,6 +95,11 @@ func New(d Deps) (*fiber.App, error) {
 	guard := newCSRFGuard(sessions, d.Sessions.CookieSecure)
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
+	pageCache := pagecache.New(pagecache.Options{
+		MaxBytes: d.PageCacheBytes, TTL: d.PageCacheTTL, StaleLimit: d.CountsStaleLimit,
+		LoadTimeout: d.QueryTimeout, Outage: unreachable,
+		Record: func(result string) { d.Metrics.pageCache.WithLabelValues(result).Inc() },
+	})
 
 	ips := clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}
 	app := fiber.New(fiber.Config{
@@ -115,10 +128,10 @@ func New(d Deps) (*fiber.App, error) {
 	catalog := app.Group("/catalog", sessions.saveEveryRequest)
 	catalog.Get("/", cookieCheck(d.Sessions.CookieSecure), sessions.readAndCountVisit, guard.protect(noticePending(sessions)),
 		home(renderer, counts, sessions, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
-	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
-	catalog.Get("/author/:id", authorDetail(renderer, d.Catalog))
+	catalog.Get("/books/", catalogList(renderer, "book_list", counts, pageCache, sessions, bookCount, d.Catalog.Books))
+	catalog.Get("/authors/", catalogList(renderer, "author_list", counts, pageCache, sessions, authorCount, d.Catalog.Authors))
+	catalog.Get("/book/:id", bookDetail(renderer, pageCache, d.Catalog))
+	catalog.Get("/author/:id", authorDetail(renderer, pageCache, d.Catalog))
 	catalog.Post("/notice/dismiss", guard.protect(nil), dismissNotice(sessions))
 	catalog.Get("/forget/", guard.protect(always), forgetPage(renderer))
 	catalog.Post("/forget/", guard.protect(nil), forgetMe(sessions))
