@@ -24,7 +24,7 @@ type Config struct {
 	MySQLDSN         string // empty: the embedded engine, where the build has it
 	DBMaxOpenConns   int
 	QueryTimeout     time.Duration // deadline given to every request's queries and cache calls
-	CountsTTL        time.Duration // how long the home page's counts are reused
+	CountsTTL        time.Duration // the oldest the home page's counts are (plus one count's time)
 	CountsStaleLimit time.Duration // how long the last counts (and cached pages) are served while MySQL is down
 	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
 	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
@@ -59,7 +59,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
 		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 16),
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
-		CountsTTL:        l.duration("COUNTS_TTL", time.Second),
+		CountsTTL:        l.duration("COUNTS_TTL", 2*time.Second),
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
 		PageCacheMiB:     l.nonNegativeInt("PAGE_CACHE_MIB", 16),
 		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 10*time.Second),

@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
-		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != time.Second || cfg.SessionReplicas != 1 ||
+		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != 2*time.Second || cfg.SessionReplicas != 1 ||
 		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}

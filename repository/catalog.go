@@ -112,23 +112,35 @@ type AuthorDetail struct {
 
 // Catalog runs the catalog's read queries.
 type Catalog struct {
-	db          *sqlx.DB
-	bookMarks   *listMarks
-	authorMarks *listMarks
+	db           *sqlx.DB
+	countsMaxAge time.Duration
+	bookMarks    *listMarks
+	authorMarks  *listMarks
 }
 
-// DefaultListMarksTTL is how long NewCatalog's lists keep their marks.
-const DefaultListMarksTTL = 10 * time.Second
+// CatalogOptions bound how old what a Catalog shares may be.
+type CatalogOptions struct {
+	// CountsMaxAge is the oldest the shared counts row is read without a
+	// recount (default 1s).
+	CountsMaxAge time.Duration
+	// ListMarksTTL is how long a list's marks are used before they are read
+	// again (default 10s): a new or removed row moves the pages after it
+	// within that time.
+	ListMarksTTL time.Duration
+}
 
-// NewCatalog returns a Catalog on db. Its lists are read from marks at
-// most marksTTL old (DefaultListMarksTTL when 0): a new or removed row
-// moves the pages after it within that time.
-func NewCatalog(db *sqlx.DB, marksTTL time.Duration) *Catalog {
+// NewCatalog returns a Catalog on db.
+func NewCatalog(db *sqlx.DB, opt CatalogOptions) *Catalog {
+	if opt.CountsMaxAge <= 0 {
+		opt.CountsMaxAge = time.Second
+	}
+	marksTTL := opt.ListMarksTTL
 	if marksTTL <= 0 {
-		marksTTL = DefaultListMarksTTL
+		marksTTL = 10 * time.Second
 	}
 	return &Catalog{
-		db: db,
+		db:           db,
+		countsMaxAge: opt.CountsMaxAge,
 		bookMarks: &listMarks{db: db, ttl: marksTTL,
 			query: `SELECT title AS k1, '' AS k2, id FROM book ORDER BY title, id`},
 		authorMarks: &listMarks{db: db, ttl: marksTTL,
@@ -144,11 +156,73 @@ func (c *Catalog) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Counts returns the home page figures in one round trip. The copies are
-// counted per status in one scan of book_instance_status_idx, which gives
-// both the total and the available count: at a million copies, half the
-// work of counting them twice.
+// countsClaim is how long a replica's claim to recount lasts: should it
+// die while counting, another takes over after this.
+const countsClaim = 30 * time.Second
+
+// Counts returns the home page figures, counted at most the catalog's
+// counts age ago (plus the time one count takes). Every replica reads them
+// from one row by its primary key; when the row is too old, the one
+// replica that claims it recounts, and the others keep reading the old row
+// meanwhile. So MySQL counts the catalog once per interval for the whole
+// fleet, however many replicas there are. Ages are measured on the
+// database's clock, so the replicas' clocks do not matter.
 func (c *Catalog) Counts(ctx context.Context) (Counts, error) {
+	const read = `SELECT books, copies, copies_available, authors, genres,
+	TIMESTAMPDIFF(MICROSECOND, counted_at, NOW(6)) AS age_us
+FROM catalog_counts WHERE id = 1`
+	const claim = `UPDATE catalog_counts SET claimed_until = DATE_ADD(NOW(6), INTERVAL ? SECOND)
+WHERE id = 1 AND (claimed_until IS NULL OR claimed_until < NOW(6))
+	AND counted_at < DATE_SUB(NOW(6), INTERVAL ? MICROSECOND)`
+	const store = `UPDATE catalog_counts SET books = ?, copies = ?, copies_available = ?, authors = ?, genres = ?,
+	counted_at = ?, claimed_until = NULL
+WHERE id = 1`
+	const insert = `INSERT IGNORE INTO catalog_counts (id, books, authors, genres, copies, copies_available, counted_at)
+VALUES (1, 0, 0, 0, 0, 0, '2000-01-01 00:00:00')`
+	var row struct {
+		Counts
+		AgeMicros int64 `db:"age_us"`
+	}
+	err := c.db.GetContext(ctx, &row, read)
+	if errors.Is(err, sql.ErrNoRows) { // the row was deleted: put it back, counted long ago
+		if _, err := c.db.ExecContext(ctx, insert); err != nil {
+			return Counts{}, fmt.Errorf("read catalog counts: %w", err)
+		}
+		err = c.db.GetContext(ctx, &row, read)
+	}
+	if err != nil {
+		return Counts{}, fmt.Errorf("read catalog counts: %w", err)
+	}
+	maxAge := c.countsMaxAge.Microseconds()
+	if row.AgeMicros < maxAge {
+		return row.Counts, nil
+	}
+	res, err := c.db.ExecContext(ctx, claim, int(countsClaim/time.Second), maxAge)
+	if err != nil {
+		return Counts{}, fmt.Errorf("claim catalog counts: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return row.Counts, nil // another replica is counting (or just has)
+	}
+	var countedAt time.Time
+	if err := c.db.GetContext(ctx, &countedAt, `SELECT NOW(6)`); err != nil {
+		return Counts{}, fmt.Errorf("count catalog: %w", err)
+	}
+	fresh, err := c.count(ctx)
+	if err != nil {
+		return Counts{}, err
+	}
+	if _, err := c.db.ExecContext(ctx, store, fresh.Books, fresh.Copies, fresh.CopiesAvailable,
+		fresh.Authors, fresh.Genres, countedAt); err != nil {
+		return Counts{}, fmt.Errorf("store catalog counts: %w", err)
+	}
+	return fresh, nil
+}
+
+// count counts the catalog in one round trip. The copies are counted per
+// status in one scan of book_instance_status_idx, which gives both the
+// total and the available count.
+func (c *Catalog) count(ctx context.Context) (Counts, error) {
 	const q = `SELECT 'books' AS what, COUNT(*) AS n FROM book
 UNION ALL SELECT 'authors', COUNT(*) FROM author
 UNION ALL SELECT 'genres', COUNT(*) FROM genre

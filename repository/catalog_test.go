@@ -50,7 +50,7 @@ func openFixture(t *testing.T, b repotest.Backend) (*repository.Catalog, *sqlx.D
 			t.Fatalf("load fixture: %v\n%s", err, q)
 		}
 	}
-	return repository.NewCatalog(db, 0), db
+	return repository.NewCatalog(db, repository.CatalogOptions{}), db
 }
 
 func testContext(t *testing.T) context.Context {
@@ -365,7 +365,7 @@ func TestCatalogPagesFromMarks(t *testing.T) {
 			if _, err := repository.Seed(ctx, db, repository.SeedOptions{Authors: 120, Books: 260, CopiesPerBook: 12, Seed: 3}); err != nil {
 				t.Fatalf("seed: %v", err)
 			}
-			catalog := repository.NewCatalog(db, time.Hour)
+			catalog := repository.NewCatalog(db, repository.CatalogOptions{ListMarksTTL: time.Hour})
 			lists := []struct {
 				name, ref string
 				page      func(limit, offset int) ([]int64, error)
@@ -420,6 +420,59 @@ func TestCatalogPagesFromMarks(t *testing.T) {
 			}
 			if len(want) != 12 || !slices.Equal(got, want) {
 				t.Errorf("copies of book 17 = %v, want %v (12)", got, want)
+			}
+		})
+	}
+}
+
+// TestCountsAreSharedByReplicas runs two catalogs on one database, as two
+// replicas: a fresh row is read, not recounted; an old one is recounted by
+// the replica that claims it, while a claim held by another replica makes
+// the rest read the old row.
+func TestCountsAreSharedByReplicas(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			_, db := openFixture(t, b)
+			ctx := testContext(t)
+			books := func(c *repository.Catalog) int64 {
+				t.Helper()
+				n, err := c.Counts(ctx)
+				if err != nil {
+					t.Fatalf("Counts: %v", err)
+				}
+				return n.Books
+			}
+			exec := func(q string) {
+				t.Helper()
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			first := repository.NewCatalog(db, repository.CatalogOptions{CountsMaxAge: time.Hour})
+			second := repository.NewCatalog(db, repository.CatalogOptions{CountsMaxAge: time.Hour})
+			if n := books(first); n != 7 {
+				t.Fatalf("first count: %d books, want 7", n)
+			}
+			exec(`INSERT INTO book (id, title, summary, isbn) VALUES (8, 'New', 'New.', '9780000000088')`)
+			if n := books(second); n != 7 {
+				t.Errorf("second replica, row an hour fresh: %d books, want the shared 7", n)
+			}
+
+			exec(`UPDATE catalog_counts SET counted_at = '2000-01-01 00:00:00', claimed_until = DATE_ADD(NOW(6), INTERVAL 1 HOUR)`)
+			if n := books(second); n != 7 {
+				t.Errorf("row claimed by another replica: %d books, want the old 7", n)
+			}
+			exec(`UPDATE catalog_counts SET claimed_until = DATE_SUB(NOW(6), INTERVAL 1 SECOND)`)
+			if n := books(second); n != 8 {
+				t.Errorf("old row, claim lapsed: %d books, want a recount of 8", n)
+			}
+			if n := books(first); n != 8 {
+				t.Errorf("first replica after the recount: %d books, want 8", n)
+			}
+
+			exec(`DELETE FROM catalog_counts`)
+			if n := books(first); n != 8 {
+				t.Errorf("row deleted: %d books, want a recount of 8", n)
 			}
 		})
 	}

@@ -48,7 +48,7 @@ func TestCatalogChangesShowWithinTheTTL(t *testing.T) {
 	db := repotest.MustMariaDB(t)
 	repotest.MustSeed(t, db, repository.SeedOptions{Authors: 5, Books: 30, CopiesPerBook: 2, Seed: 7})
 	const ttl = 300 * time.Millisecond
-	app := mustApp(t, routes.Deps{Catalog: repository.NewCatalog(db, ttl), CountsTTL: 100 * time.Millisecond,
+	app := mustApp(t, routes.Deps{Catalog: repository.NewCatalog(db, repository.CatalogOptions{CountsMaxAge: 50 * time.Millisecond, ListMarksTTL: ttl}), CountsTTL: 100 * time.Millisecond,
 		PageCacheBytes: 1 << 20, PageCacheTTL: ttl})
 	b := newBrowser(t, app)
 	pages := []string{"/catalog/books/?page=last", "/catalog/book/1", "/catalog/author/1", "/catalog/"}
