@@ -355,8 +355,8 @@ func TestCopyStatusLabel(t *testing.T) {
 
 // TestCatalogPagesFromMarks checks every page of a seeded catalog, read by
 // seeking from the lists' marks, against the same page read with a plain
-// OFFSET, and a book's copies, read as JSON, against a plain query: more
-// copies than go-mysql-server's default GROUP_CONCAT limit of 1,024 bytes.
+// OFFSET, and a book's twelve copies, read in the one-statement UNION,
+// against a plain query.
 func TestCatalogPagesFromMarks(t *testing.T) {
 	for _, b := range repotest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {

@@ -52,14 +52,6 @@ func NewPool(dsn string, maxOpenConns int) (*sqlx.DB, error) {
 	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
 		return nil, fmt.Errorf("open database: set charset: %w", err)
 	}
-	// Book reads its copies through GROUP_CONCAT, which MySQL and
-	// go-mysql-server cut at 1,024 bytes by default (MariaDB at 1 MiB).
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	if _, set := cfg.Params["group_concat_max_len"]; !set {
-		cfg.Params["group_concat_max_len"] = "1048576"
-	}
 	if !strings.Contains(dsn, "interpolateParams=") {
 		cfg.InterpolateParams = true
 	}
