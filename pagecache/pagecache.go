@@ -3,9 +3,9 @@
 // refresh instead of one per request.
 //
 // A page is served as it was rendered for at most TTL. From half the TTL
-// on, the first request for it starts one refresh in the background (at
-// most one per page however busy the site) and is served the page it has;
-// a request for a page older than the TTL waits for that refresh. While
+// on, a request for it starts one refresh in the background (at most one
+// per page however busy the site, and a few in all) and is served the page
+// it has; a request for a page older than the TTL waits for a refresh. While
 // loads fail because the source is down, the last page is served, marked
 // stale, until it is StaleLimit old; a page not held then is an error.
 //
@@ -47,11 +47,21 @@ type Options struct {
 // entryOverhead approximates what an entry costs beside its body and key.
 const entryOverhead = 96
 
+// maxRefreshes bounds the background refreshes in flight: under a storm of
+// requests for many pages, refreshes queued on a small database pool would
+// otherwise pile up, each holding a goroutine and its page.
+const maxRefreshes = 8
+
+// never is a refresh interval that never comes: refreshes are started by
+// Get, bounded by maxRefreshes, rather than by otter for every due page.
+const never = 100 * 365 * 24 * time.Hour
+
 // Cache holds rendered pages by key.
 type Cache struct {
-	pages   *otter.Cache[string, *entry] // nil when the cache is off
-	opt     Options
-	failing atomic.Bool // the last load failed for an outage
+	pages      *otter.Cache[string, *entry] // nil when the cache is off
+	opt        Options
+	failing    atomic.Bool   // the last load failed for an outage
+	refreshing chan struct{} // a slot per background refresh in flight
 }
 
 type entry struct {
@@ -68,7 +78,7 @@ func New(opt Options) *Cache {
 		opt.Record = func(string) {}
 	}
 	opt.StaleLimit = max(opt.StaleLimit, opt.TTL)
-	c := &Cache{opt: opt}
+	c := &Cache{opt: opt, refreshing: make(chan struct{}, maxRefreshes)}
 	if opt.MaxBytes <= 0 || opt.TTL <= 0 {
 		return c
 	}
@@ -78,7 +88,7 @@ func New(opt Options) *Cache {
 			return uint32(min(len(key)+len(e.body)+entryOverhead, math.MaxUint32))
 		},
 		ExpiryCalculator:  otter.ExpiryWriting[string, *entry](opt.StaleLimit),
-		RefreshCalculator: otter.RefreshWriting[string, *entry](opt.TTL / 2),
+		RefreshCalculator: otter.RefreshWriting[string, *entry](never),
 		Logger:            &otter.NoopLogger{}, // failures are counted by Record
 	})
 	return c
@@ -107,12 +117,15 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 		c.opt.Record("error")
 		return nil, false, err
 	}
-	if time.Since(e.fetchedAt) < c.opt.TTL {
+	if age := time.Since(e.fetchedAt); age < c.opt.TTL {
 		if loaded.Load() {
 			c.opt.Record("miss")
-		} else {
-			c.opt.Record("hit") // Get refreshed it in the background if due
+			return e.body, false, nil
 		}
+		if age >= c.opt.TTL/2 {
+			c.refreshAhead(key, loader)
+		}
+		c.opt.Record("hit")
 		return e.body, false, nil
 	}
 	refreshed := c.pages.Refresh(ctx, key, loader) // joins one in flight
@@ -128,6 +141,20 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 	}
 	c.opt.Record("stale")
 	return e.body, true, nil
+}
+
+// refreshAhead starts a background refresh of key, or joins the one in
+// flight, if fewer than maxRefreshes run; otherwise a later request will.
+func (c *Cache) refreshAhead(key string, loader otter.Loader[string, *entry]) {
+	select {
+	case c.refreshing <- struct{}{}:
+		done := c.pages.Refresh(context.Background(), key, loader)
+		go func() {
+			<-done
+			<-c.refreshing
+		}()
+	default:
+	}
 }
 
 // load runs one load on a deadline of its own and notes whether the
