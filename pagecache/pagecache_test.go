@@ -2,9 +2,10 @@ package pagecache_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func get(t *testing.T, c *pagecache.Cache, s *source, key string) (string, bool,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	body, stale, err := c.Get(ctx, key, s.load(key))
+	body, stale, err := c.Get(ctx, key, nil, s.load(key))
 	return string(body), stale, err
 }
 
@@ -117,9 +118,14 @@ func TestStaleLimit(t *testing.T) {
 func TestBoundedInBytes(t *testing.T) {
 	const limit = 64 << 10
 	c := pagecache.New(pagecache.Options{MaxBytes: limit, TTL: time.Minute})
-	page := strings.Repeat("x", 1000)
+	// Pages that do not compress: random bytes, as hex.
+	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := range 1000 {
-		_, _, err := c.Get(context.Background(), fmt.Sprint("k", i), func(context.Context) ([]byte, error) { return []byte(page), nil })
+		page := make([]byte, 500)
+		for j := range page {
+			page[j] = byte(rnd.IntN(256))
+		}
+		_, _, err := c.Get(context.Background(), fmt.Sprint("k", i), nil, func(context.Context) ([]byte, error) { return []byte(hex.EncodeToString(page)), nil })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/bytebufferpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/locallibrary/locallibrary/pagecache"
@@ -80,17 +81,13 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pa
 			return err
 		}
 		key := page + "/" + strconv.Itoa(p.Size) + "/" + strconv.Itoa(p.Number)
-		body, stale, err := pages.Get(c.UserContext(), key, func(ctx context.Context) ([]byte, error) {
+		return sendPage(c, pages, key, func(ctx context.Context) ([]byte, error) {
 			items, err := fetch(ctx, p.Size, p.offset())
 			if err != nil {
 				return nil, err
 			}
 			return r.bytes(page, listPage[T]{Items: items, Pager: p, PerPageChoices: perPageChoices})
 		})
-		if err != nil {
-			return catalogError(err)
-		}
-		return sendPage(c, body, stale)
 	}
 }
 
@@ -132,13 +129,9 @@ func detail(pages *pagecache.Cache, prefix string, render func(ctx context.Conte
 		if err != nil {
 			return err
 		}
-		body, stale, err := pages.Get(c.UserContext(), prefix+strconv.FormatInt(id, 10), func(ctx context.Context) ([]byte, error) {
+		return sendPage(c, pages, prefix+strconv.FormatInt(id, 10), func(ctx context.Context) ([]byte, error) {
 			return render(ctx, id)
 		})
-		if err != nil {
-			return catalogError(err)
-		}
-		return sendPage(c, body, stale)
 	}
 }
 
@@ -146,15 +139,22 @@ func detail(pages *pagecache.Cache, prefix string, render func(ctx context.Conte
 // the words the home page uses for its counts.
 const staleNotice = `<p class="notice">This page may be out of date: the catalog is not answering right now.</p>`
 
-// sendPage answers with a rendered page. The cached body is shared: it is
-// handed to the response without a copy and never written to.
-func sendPage(c *fiber.Ctx, body []byte, stale bool) error {
+// sendPage answers with the page under key from the page cache, rendered
+// by render when the cache does not have it.
+func sendPage(c *fiber.Ctx, pages *pagecache.Cache, key string, render func(context.Context) ([]byte, error)) error {
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	body, stale, err := pages.Get(c.UserContext(), key, buf.B[:0], render)
+	buf.B = body
+	if err != nil {
+		return catalogError(err)
+	}
 	if stale {
 		body = withNotice(body)
 	}
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
-	c.Response().SetBodyRaw(body)
+	c.Response().SetBody(body) // a copy: buf goes back to the pool
 	return nil
 }
 
