@@ -6,8 +6,8 @@ import (
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/valyala/bytebufferpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/locallibrary/locallibrary/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
