@@ -252,16 +252,16 @@ UNION ALL SELECT CONCAT('copies:', status), COUNT(*) FROM book_instance GROUP BY
 
 // Books returns a page of the book list, ordered by title then id.
 func (c *Catalog) Books(ctx context.Context, limit, offset int) ([]BookSummary, error) {
-	// The page's ids come from the (title, id) index alone, then only those
-	// rows are joined. The index is entered at the mark nearest the page
-	// (see listMarks), so a deep page walks as few entries as the first.
-	const columns = `SELECT b.id, b.title, b.author_id,
+	// The page's books come from the (title, id, author_id) index alone,
+	// and only their authors are joined. The index is entered at the mark
+	// nearest the page (see listMarks), so a deep page walks as few entries
+	// as the first.
+	const columns = `SELECT page.id, page.title, page.author_id,
 	a.first_name AS author_first_name, a.last_name AS author_last_name
-FROM (SELECT id FROM book `
+FROM (SELECT id, title, author_id FROM book `
 	const joins = ` ORDER BY title, id LIMIT ? OFFSET ?) AS page
-JOIN book b ON b.id = page.id
-LEFT JOIN author a ON a.id = b.author_id
-ORDER BY b.title, b.id`
+LEFT JOIN author a ON a.id = page.author_id
+ORDER BY page.title, page.id`
 	// The OR form, not (title, id) >= (?, ?): MariaDB turns only the OR
 	// into a range of the index; the row comparison scans it from the start.
 	const seek = `WHERE title > ? OR (title = ? AND id >= ?)`

@@ -56,24 +56,34 @@ func (m *listMarks) seek(ctx context.Context, offset int) (from sortKey, skip in
 	set := m.latest.Load()
 	switch {
 	case set == nil:
-		// The first page of the process waits for the marks once.
-		res := <-m.refresh.DoChan("marks", func() (any, error) { return m.load(ctx) })
-		if res.Err != nil {
+		// Until the process has marks, a page waits for them as long as
+		// it may; the read goes on without it (reading a large list's
+		// index can take longer than a page may wait), and the page is
+		// read with OFFSET meanwhile.
+		select {
+		case res := <-m.refresh.DoChan("marks", m.loadInBackground):
+			if res.Err != nil {
+				return sortKey{}, 0, false
+			}
+			set = res.Val.(*markSet)
+		case <-ctx.Done():
 			return sortKey{}, 0, false
 		}
-		set = res.Val.(*markSet)
 	case time.Since(set.fetchedAt) >= m.ttl:
-		m.refresh.DoChan("marks", func() (any, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), marksRefreshTimeout)
-			defer cancel()
-			return m.load(ctx)
-		})
+		m.refresh.DoChan("marks", m.loadInBackground)
 	}
 	j := min(offset/markEvery, len(set.keys)-1)
 	if j < 0 {
 		return sortKey{}, 0, false // an empty list
 	}
 	return set.keys[j], offset - j*markEvery, true
+}
+
+// loadInBackground runs load on a deadline of its own, not a page's.
+func (m *listMarks) loadInBackground() (any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), marksRefreshTimeout)
+	defer cancel()
+	return m.load(ctx)
 }
 
 // load reads the whole sort index once and keeps every markEvery-th key.
