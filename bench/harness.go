@@ -696,6 +696,11 @@ func (h *harness) measureAll(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if h.o.rewarm > 0 && round > 1 {
+				if _, err := h.load(ctx, t, fmt.Sprintf("%s-rewarm%d", t.key, round), h.o.rewarm); err != nil {
+					return err
+				}
+			}
 			time.Sleep(500 * time.Millisecond) // let the last run's connections close
 			h.waitQuiet(ctx)
 			r, err := h.measure(ctx, t, round)
