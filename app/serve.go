@@ -45,9 +45,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defer closeDB()
 
 	deps := routes.Deps{
-		Catalog:          repository.NewCatalog(db),
+		// Counts are read from the shared row at most half the TTL old and
+		// kept here half the TTL: never older than the TTL, plus a count.
+		Catalog: repository.NewCatalog(db, repository.CatalogOptions{
+			CountsMaxAge: cfg.CountsTTL / 2, ListMarksTTL: cfg.PageCacheTTL}),
+		PageCacheBytes:   int64(cfg.PageCacheMiB) << 20,
+		PageCacheTTL:     cfg.PageCacheTTL,
 		Logger:           logger,
-		CountsTTL:        cfg.CountsTTL,
+		CountsTTL:        cfg.CountsTTL / 2,
 		CountsStaleLimit: cfg.CountsStaleLimit,
 		QueryTimeout:     cfg.QueryTimeout,
 		Draining:         new(atomic.Bool),

@@ -17,14 +17,15 @@ import (
 
 // targetTitles names the targets -targets accepts.
 var targetTitles = map[string]string{
-	"a":  "ceiling: 13-byte Fiber handler",
-	"b":  "home page, 3,000 copies",
-	"c":  "home page, 1,000,000 copies",
-	"d":  "book list, ?page=N varying",
-	"f":  "book list, ?page=N varying, the other catalog",
-	"e":  "home page, 1,000,000 copies, high connections",
-	"ag": "ceiling, Go load generator",
-	"bg": "home page, 3,000 copies, Go load generator",
+	"a":     "ceiling: 13-byte Fiber handler",
+	"b":     "home page, 3,000 copies",
+	"c":     "home page, 1,000,000 copies",
+	"d":     "book list, ?page=N varying",
+	"f":     "book list, ?page=N varying, the other catalog",
+	"e":     "home page, 1,000,000 copies, high connections",
+	"ag":    "ceiling, Go load generator",
+	"bg":    "home page, 3,000 copies, Go load generator",
+	"fleet": "MariaDB CPU, home page traffic on 1 vs 6 replicas",
 }
 
 // service is one running LocalLibrary process.
@@ -106,21 +107,23 @@ type harness struct {
 	serviceBin string
 	ceilingBin string
 
-	started    time.Time
-	machine    machineInfo
-	seeds      map[string]seedRecord
-	ceiling    *proc
-	ceilAddr   string
-	services   map[string]*service
-	targets    []*target
-	sizes      map[string]sessionSize // "dismissed", "not dismissed"
-	runs       []runResult
-	lost       []lostVisits
-	profile    []string // the profile's top lines
-	notes      []string
-	countsTTL  time.Duration
-	listPages  int
-	genCompare bool
+	started       time.Time
+	machine       machineInfo
+	seeds         map[string]seedRecord
+	ceiling       *proc
+	ceilAddr      string
+	services      map[string]*service
+	targets       []*target
+	sizes         map[string]sessionSize // "dismissed", "not dismissed"
+	runs          []runResult
+	lost          []lostVisits
+	profile       []string // the profile's top lines
+	notes         []string
+	countsTTL     time.Duration
+	listPages     int
+	fleet         []fleetRun
+	fleetBrowsers []browser // returning browsers of the 1,000,000-copy catalog
+	genCompare    bool
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -214,7 +217,12 @@ func (h *harness) setUp(ctx context.Context) error {
 
 	needSmall := h.wants("a", "b", "ag", "bg") || h.o.listDB == "small" && h.wants("d") || h.o.listDB == "large" && h.wants("f")
 	needLarge := h.wants("c", "e") || h.o.listDB == "large" && h.wants("d") || h.o.listDB == "small" && h.wants("f") ||
-		len(h.o.variants) > 0 || h.o.profile
+		len(h.o.variants) > 0 || h.o.profile || h.wants("fleet")
+	for key, p := range pageTargets {
+		if h.wants(key) {
+			needSmall, needLarge = needSmall || !p.large, needLarge || p.large
+		}
+	}
 	dbs := []struct {
 		need bool
 		name string
@@ -254,7 +262,7 @@ func (h *harness) setUp(ctx context.Context) error {
 	// memory (a process's RSS does not shrink back after a heavier run).
 	for _, key := range h.o.targets {
 		if db := h.targetDB(key); db != "" {
-			if err := h.startService(ctx, key, db, nil); err != nil {
+			if err := h.startService(ctx, key, db, pageSettings(key)); err != nil {
 				return err
 			}
 		}
@@ -269,6 +277,11 @@ func (h *harness) setUp(ctx context.Context) error {
 	}
 	for i, v := range h.o.variants {
 		if err := h.startService(ctx, fmt.Sprintf("variant%d", i+1), h.o.largeDB, v); err != nil {
+			return err
+		}
+	}
+	if h.wants("fleet") {
+		if err := h.startFleet(ctx); err != nil {
 			return err
 		}
 	}
@@ -329,6 +342,12 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	if err := waitHTTP(ctx, s.proc, s.base()+"/readyz", 20*time.Second); err != nil {
 		return err
 	}
+	// The first page that needs the counts waits for them: on a busy
+	// server, a count of a million copies can take longer than a page may
+	// wait, so wait here until one has landed.
+	if err := waitHTTP(ctx, s.proc, s.base()+"/catalog/books/", time.Minute); err != nil {
+		return err
+	}
 	h.services[name] = s
 	return nil
 }
@@ -344,6 +363,12 @@ func (h *harness) targetDB(key string) string {
 		return map[string]string{"small": h.o.smallDB, "large": h.o.largeDB}[h.o.listDB]
 	case "f":
 		return map[string]string{"small": h.o.largeDB, "large": h.o.smallDB}[h.o.listDB]
+	}
+	if p, ok := pageTargets[key]; ok {
+		if p.large {
+			return h.o.largeDB
+		}
+		return h.o.smallDB
 	}
 	return ""
 }
@@ -455,6 +480,26 @@ func (h *harness) makeTargets(ctx context.Context) error {
 				p := 1 + int(uint64(i)*2654435761%uint64(pages))
 				t.lines[i] = reqLine{path: "/catalog/books/?page=" + strconv.Itoa(p), cookie: bs[i%len(bs)].cookie}
 			}
+		case "fleet":
+			if h.fleetBrowsers, err = create("c"); err != nil {
+				return err
+			}
+			continue // measured apart: see measureFleet
+		default:
+			p := pageTargets[key]
+			t.kind, t.svc, t.route = "list", h.services[key], p.route
+			// Browsers are shared by the targets on one catalog: any
+			// process reads their sessions from memcached.
+			if bs, err = create(map[bool]string{true: "c", false: "b"}[p.large]); err != nil {
+				return err
+			}
+			size := h.o.smallSize
+			if p.large {
+				size = h.o.largeSize
+			}
+			paths := p.paths(size)
+			t.title = pageTitle(p, size, len(paths))
+			t.lines = pageLines(paths, bs)
 		}
 		if t.svc != nil {
 			t.addr = t.svc.addr
@@ -662,6 +707,11 @@ func (h *harness) measureAll(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if h.o.rewarm > 0 && round > 1 {
+				if _, err := h.load(ctx, t, fmt.Sprintf("%s-rewarm%d", t.key, round), h.o.rewarm); err != nil {
+					return err
+				}
+			}
 			time.Sleep(500 * time.Millisecond) // let the last run's connections close
 			h.waitQuiet(ctx)
 			r, err := h.measure(ctx, t, round)
@@ -681,6 +731,11 @@ func (h *harness) measureAll(ctx context.Context) error {
 			}
 		}
 		h.runs = append(h.runs, roundRuns...)
+	}
+	if h.wants("fleet") {
+		if err := h.measureFleet(ctx, h.fleetBrowsers); err != nil {
+			return err
+		}
 	}
 	if h.o.checkDuration > 0 {
 		for _, key := range []string{"b", "c"} {

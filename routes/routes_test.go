@@ -113,6 +113,9 @@ func mustApp(t testing.TB, d routes.Deps) *fiber.App {
 	if d.CountsStaleLimit == 0 {
 		d.CountsStaleLimit = defaults.CountsStaleLimit
 	}
+	if d.PageCacheBytes == 0 { // as app runs: pages cached (-1: not)
+		d.PageCacheBytes, d.PageCacheTTL = 1<<20, time.Minute
+	}
 	app, err := routes.New(d)
 	if err != nil {
 		t.Fatalf("routes.New: %v", err)
