@@ -56,7 +56,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		store, err := memcachestore.New(memcachestore.Config{
 			Servers:      cfg.MemcachedServers,
 			Timeout:      cfg.MemcachedTimeout,
-			MaxIdleConns: cfg.MemcachedMaxIdleConns,
+			MaxConns:     cfg.MemcachedMaxConns,
 			KeyPrefix:    cfg.MemcachedKeyPrefix,
 			Replicas:     cfg.SessionReplicas,
 			RepairTTL:    cfg.SessionLifetime,

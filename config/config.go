@@ -29,7 +29,7 @@ type Config struct {
 
 	MemcachedServers      []string // empty: sessions in process memory
 	MemcachedTimeout      time.Duration
-	MemcachedMaxIdleConns int
+	MemcachedMaxConns     int
 	MemcachedResolveEvery time.Duration
 	MemcachedKeyPrefix    string
 	SessionReplicas       int // memcached nodes each session is written to
@@ -62,7 +62,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
-		MemcachedMaxIdleConns: l.positiveInt("MEMCACHED_MAX_IDLE_CONNS", 256),
+		MemcachedMaxConns:     l.positiveInt("MEMCACHED_MAX_CONNS", 64),
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
 		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
@@ -89,6 +89,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if _, port, ok := strings.Cut(s, ":"); !ok || port == "" {
 			l.fail("MEMCACHED_SERVERS", fmt.Sprintf("entry %q is not host:port", s))
 		}
+	}
+	if getenv(Prefix+"MEMCACHED_MAX_IDLE_CONNS") != "" {
+		l.fail("MEMCACHED_MAX_IDLE_CONNS", "was replaced by LOCALLIBRARY_MEMCACHED_MAX_CONNS, a cap on all connections")
 	}
 	if cfg.SessionReplicas > 2 {
 		l.fail("SESSION_REPLICAS", "must be 1 or 2")

@@ -64,12 +64,14 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		"LOCALLIBRARY_SESSION_REPLICAS":  "3",
 		"LOCALLIBRARY_LOG_LEVEL":         "loud",
 		"LOCALLIBRARY_MEMCACHED_TIMEOUT": "0s",
+		// Renamed: silently ignoring it would drop the operator's sizing.
+		"LOCALLIBRARY_MEMCACHED_MAX_IDLE_CONNS": "256",
 	}))
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
 	for _, name := range []string{"MYSQL_DSN", "MEMCACHED_SERVERS", "COUNTS_TTL", "DB_MAX_OPEN_CONNS", "COOKIE_SECURE",
-		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT"} {
+		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT", "MEMCACHED_MAX_IDLE_CONNS"} {
 		if !strings.Contains(err.Error(), "LOCALLIBRARY_"+name) {
 			t.Errorf("error does not name LOCALLIBRARY_%s:\n%v", name, err)
 		}

@@ -6,8 +6,9 @@
 // here; it is built on github.com/bradfitz/gomemcache, with what a
 // memcached tier in Kubernetes needs on top: rendezvous hashing (resizing
 // moves few keys), periodic re-resolution of server names (StatefulSet pods
-// change IP on restart), optional two-way replication, and a back-off that
-// stops a dead node from costing every request a timeout.
+// change IP on restart), optional two-way replication, one capped pool of
+// connections per server, and health tracking that stops a dead or hung
+// node from costing every request a timeout (see node).
 //
 // Keys: memcached holds keys of at most 250 bytes with no spaces or control
 // characters; KeyPrefix counts against that. Session ids from Fiber's
@@ -38,10 +39,12 @@ const (
 	// MaxTimeout is the largest Timeout New accepts.
 	MaxTimeout = 10 * time.Second
 
-	// DefaultMaxIdleConns is the idle-connection pool size per server.
-	// gomemcache's own default of 2 makes it dial a new connection for
-	// almost every operation once more than two requests are in flight.
-	DefaultMaxIdleConns = 64
+	// DefaultMaxConns is the most connections a Storage opens to one
+	// server. An operation holds one for a round trip (well under a
+	// millisecond), so 64 carry tens of thousands of operations a second;
+	// memcached's --conn-limit must cover it times the number of app
+	// replicas (see deploy/README.md).
+	DefaultMaxConns = 64
 
 	// DefaultResolveEvery is how often server names are looked up again.
 	DefaultResolveEvery = 30 * time.Second
@@ -80,10 +83,10 @@ type Config struct {
 	// DefaultTimeout; negative or above MaxTimeout is an error.
 	Timeout time.Duration
 
-	// MaxIdleConns is the idle-connection pool size per server; size it
-	// to the expected number of concurrent requests. Zero means
-	// DefaultMaxIdleConns.
-	MaxIdleConns int
+	// MaxConns is the most connections open to each server at once, idle
+	// or busy, a hard cap: an operation waits up to Timeout for one to be
+	// free, then fails with ErrUnavailable. Zero means DefaultMaxConns.
+	MaxConns int
 
 	// KeyPrefix namespaces every key in a memcached shared with other
 	// apps, e.g. "ll:". It counts against memcached's 250-byte key limit.
@@ -140,16 +143,17 @@ type Storage struct {
 	repairTTL time.Duration
 	prefix    string
 	observe   func(op string, err error, d time.Duration)
-	now       func() time.Time // for back-off; a fake clock in tests
 
-	stop      context.CancelFunc // ends re-resolution
+	stop      context.CancelFunc // ends re-resolution and the probers
 	done      chan struct{}      // closed when re-resolution has ended
+	probers   sync.WaitGroup
 	closeOnce sync.Once
 }
 
 // hooks are seams for tests; New uses the real network and clock.
 type hooks struct {
-	now          func() time.Time
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	probed       func() // called after each probe of a down node
 	lookup       func(ctx context.Context, host string) ([]string, error)
 	afterResolve func() // called after each background resolution pass
 }
@@ -214,8 +218,8 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, fmt.Errorf("memcachestore: %w", err)
 	}
-	if h.now == nil {
-		h.now = time.Now
+	if h.dial == nil {
+		h.dial = (&net.Dialer{}).DialContext // the context bounds it
 	}
 	if h.lookup == nil {
 		h.lookup = net.DefaultResolver.LookupHost
@@ -228,28 +232,26 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		repairTTL: cfg.RepairTTL,
 		prefix:    cfg.KeyPrefix,
 		observe:   cfg.Observe,
-		now:       h.now,
 		done:      make(chan struct{}),
 	}
+	loopCtx, stop := context.WithCancel(context.Background())
+	s.stop = stop
 	for i, name := range ring.names {
-		// One client per server, each with a single-server selector, so
-		// that replicas can be addressed one by one.
-		c := memcache.NewFromSelector(nodeSelector{ring: ring, index: i})
-		c.Timeout = cfg.Timeout
-		c.MaxIdleConns = cfg.MaxIdleConns
-		p := &pipe{addr: func() (net.Addr, error) { return ring.addr(i) }, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConns}
-		s.nodes = append(s.nodes, &node{name: name, client: c, pipe: p})
+		// Each server's clients have a single-server selector, so that
+		// replicas can be addressed one by one.
+		sel := nodeSelector{ring: ring, index: i}
+		p := newPool(cfg.MaxConns, cfg.Timeout, sel, func() (net.Addr, error) { return ring.addr(i) }, h.dial)
+		s.nodes = append(s.nodes, &node{name: name, pool: p, ctx: loopCtx, wg: &s.probers, probed: h.probed})
 	}
 	s.resolver = resolver{ring: ring, nodes: s.nodes, lookup: h.lookup}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*lookupTimeout)
 	defer cancel()
 	if s.resolver.resolveAll(ctx) == 0 {
+		stop()
 		return nil, fmt.Errorf("memcachestore: none of the servers %q resolves", cfg.Servers)
 	}
 
-	loopCtx, stop := context.WithCancel(context.Background())
-	s.stop = stop
 	if cfg.ResolveEvery > 0 && s.resolver.needsLookups() {
 		go s.resolveLoop(loopCtx, cfg.ResolveEvery, h.afterResolve)
 	} else {
@@ -280,10 +282,10 @@ func (cfg *Config) withDefaults() error {
 		cfg.Timeout = DefaultTimeout
 	}
 	switch {
-	case cfg.MaxIdleConns < 0:
-		return fmt.Errorf("negative MaxIdleConns %d", cfg.MaxIdleConns)
-	case cfg.MaxIdleConns == 0:
-		cfg.MaxIdleConns = DefaultMaxIdleConns
+	case cfg.MaxConns < 0:
+		return fmt.Errorf("negative MaxConns %d", cfg.MaxConns)
+	case cfg.MaxConns == 0:
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.KeyPrefix != "" && !legalKey(cfg.KeyPrefix) {
 		return fmt.Errorf("key prefix %q: %w", cfg.KeyPrefix, ErrInvalidKey)
@@ -358,17 +360,10 @@ func (s *Storage) owners(k string) []*node {
 	return nodes
 }
 
-// on runs fn against node n, unless n is backing off, and records the
-// outcome for the back-off. Errors name the node; transport failures wrap
-// ErrUnavailable.
+// on runs fn with a client on one of node n's connections, unless n is
+// down. Errors name the node; transport failures wrap ErrUnavailable.
 func (s *Storage) on(n *node, fn func(c *memcache.Client) error) error {
-	probe, err := n.acquire(s.now())
-	if err != nil {
-		return err
-	}
-	err = fn(n.client)
-	n.release(probe, err, s.now())
-	return nodeError(n, err)
+	return nodeError(n, n.do(func(sl *slot) error { return fn(sl.mc) }))
 }
 
 // onEach runs fn on every node in nodes, concurrently when there are
@@ -541,19 +536,19 @@ func (s *Storage) Reset() (err error) {
 	return fmt.Errorf("memcachestore: reset would flush every app's data in memcached: %w", errors.ErrUnsupported)
 }
 
-// Close stops re-resolution and closes idle connections. It is safe to
-// call more than once; the Storage is not to be used afterwards.
+// Close stops re-resolution and the probers and closes idle connections.
+// It is safe to call more than once; the Storage is not to be used
+// afterwards.
 func (s *Storage) Close() error {
-	var errs []error
 	s.closeOnce.Do(func() {
 		s.stop()
 		<-s.done
+		s.probers.Wait()
 		for _, n := range s.nodes {
-			errs = append(errs, n.client.Close())
-			n.pipe.close()
+			n.pool.closeIdle()
 		}
 	})
-	return errors.Join(errs...)
+	return nil
 }
 
 // Increment atomically adds one to the counter under key and returns the

@@ -132,7 +132,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"one bad among good", Config{Servers: []string{"127.0.0.1:11211", "127.0.0.1"}}},
 		{"negative timeout", Config{Servers: []string{"127.0.0.1:11211"}, Timeout: -time.Second}},
 		{"huge timeout", Config{Servers: []string{"127.0.0.1:11211"}, Timeout: time.Hour}},
-		{"negative idle conns", Config{Servers: []string{"127.0.0.1:11211"}, MaxIdleConns: -1}},
+		{"negative max conns", Config{Servers: []string{"127.0.0.1:11211"}, MaxConns: -1}},
 		{"prefix with space", Config{Servers: []string{"127.0.0.1:11211"}, KeyPrefix: "ll :"}},
 	}
 	for _, tt := range tests {
