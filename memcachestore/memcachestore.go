@@ -128,7 +128,9 @@ type Config struct {
 //   - Increment increments both and returns the larger value. A copy that
 //     had to be created (its node restarted empty, or the key was evicted)
 //     is raised to the other copy's value, so after a node restarts, the
-//     other one dying does not send the count backwards. A node that was
+//     other one dying does not send the count backwards (callers that
+//     create both copies at the same moment can leave one a little high:
+//     the raise counts increments still on their way). A node that was
 //     unreachable without losing its data (a network partition, not a
 //     restart) keeps a count short by the increments it missed; that
 //     shows only if the other copy is lost before the key expires.
