@@ -27,9 +27,14 @@ type Config struct {
 	CountsTTL        time.Duration // how long the home page's counts are reused
 	CountsStaleLimit time.Duration // how long the last counts are served while MySQL is down
 
-	MemcachedServers      []string // empty: sessions in process memory
-	MemcachedTimeout      time.Duration
-	MemcachedMaxConns     int
+	MemcachedServers  []string // empty: sessions in process memory
+	MemcachedTimeout  time.Duration
+	MemcachedMaxConns int
+	// NewSessionsPerMinute and NewSessionsBurst ration the sessions stored
+	// for first visits per client address (a token bucket each), so one
+	// address cannot evict everybody's sessions from memcached.
+	NewSessionsPerMinute  int
+	NewSessionsBurst      int
 	MemcachedResolveEvery time.Duration
 	MemcachedKeyPrefix    string
 	SessionReplicas       int // memcached nodes each session is written to
@@ -66,6 +71,10 @@ func Load(getenv func(string) string) (Config, error) {
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
 		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
+		// An office of 50 behind one NAT arriving at once gets sessions; a
+		// flood from one address gets 120 a minute after its first 100.
+		NewSessionsPerMinute: l.positiveInt("NEW_SESSIONS_PER_MINUTE", 120),
+		NewSessionsBurst:     l.positiveInt("NEW_SESSIONS_BURST", 100),
 
 		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
 		SessionExpireAtBrowserClose: l.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", false),

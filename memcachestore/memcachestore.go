@@ -565,6 +565,14 @@ func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error)
 	if !ok {
 		return 0, fmt.Errorf("memcachestore: increment a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
+	n, _, err = s.increment(k, exp)
+	return n, err
+}
+
+// increment is Increment of the full key k. It also returns the nodes on
+// which the counter had to be created although another copy existed: they
+// lost their data (restarted empty) or evicted it.
+func (s *Storage) increment(k string, exp time.Duration) (best uint64, lost []*node, err error) {
 	owners := s.owners(k)
 	vals := make([]uint64, len(owners))
 	created := make([]bool, len(owners))
@@ -573,9 +581,8 @@ func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error)
 		return err
 	})
 	if err := anySucceeded("increment", errs); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	var best uint64
 	for i, v := range vals {
 		if errs[i] == nil {
 			best = max(best, v)
@@ -587,9 +594,10 @@ func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error)
 	for i, v := range vals {
 		if errs[i] == nil && created[i] && v < best {
 			s.on(owners[i], func(c *memcache.Client) error { return raise(c, k, best, exp) })
+			lost = append(lost, owners[i])
 		}
 	}
-	return best, nil
+	return best, lost, nil
 }
 
 // incrOrCreate does incr; on a miss, add "1"; if another client's add won

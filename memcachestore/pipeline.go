@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
 )
 
 // GetAndIncrement reads getKey and adds one to the counter incrKey in a
@@ -49,14 +51,27 @@ func (s *Storage) GetAndIncrement(getKey, incrKey string) (val []byte, count uin
 
 // getThenIncrement is GetAndIncrement in two round trips, for keys kept
 // on two nodes: the counter goes up only for a value that exists.
+//
+// A counter copy that had to be created shows that its node lost what it
+// held (a restart): the value read is written back there too (RepairTTL),
+// so a second node failing later loses nothing. Get repairs only the copy
+// it reads first.
 func (s *Storage) getThenIncrement(getKey, incrKey string) ([]byte, uint64, bool, error) {
 	val, err := s.Get(getKey)
 	if err != nil || val == nil {
 		return nil, 0, false, err
 	}
-	count, err := s.Increment(incrKey, 0)
+	ik, _ := s.key(incrKey) // checked by the caller
+	count, lost, err := s.increment(ik, 0)
 	if err != nil {
 		return nil, 0, false, err
+	}
+	if s.repairTTL > 0 {
+		gk, _ := s.key(getKey)
+		item := &memcache.Item{Key: gk, Value: val, Expiration: expiry(s.repairTTL, time.Now())}
+		for _, n := range lost {
+			_ = s.on(n, func(c *memcache.Client) error { return c.Add(item) })
+		}
 	}
 	return val, count, true, nil
 }
