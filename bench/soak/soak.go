@@ -45,6 +45,11 @@ type result struct {
 	idleBefore, idleAfter      sample  // no connections open, before and after the load
 	peakRSS                    float64 // VmHWM: the whole life of the process
 	evictions                  string
+	mcConns                    string // memcached's own connection figures
+	flood                      *floodResult
+	floodDone                  chan struct{}
+	faultLog                   []string // what -faults did, and when
+	faultsDone                 chan struct{}
 	loadNon2xx                 map[string]float64 // answers not 2xx during the load, by the service's count
 
 	// cores busy during the load: the whole machine, and the service,
@@ -52,7 +57,8 @@ type result struct {
 	cpuMachine, cpuService, cpuMemcached, cpuSoak, cpuOthers float64
 }
 
-func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say func(string, ...any), stdout io.Writer) (*result, error) {
+func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, faults func(context.Context, *tally, *result),
+	say func(string, ...any), stdout io.Writer) (*result, error) {
 	res := &result{opt: opt}
 	metrics := newMetricsReader(svc.addr)
 	var err error
@@ -102,6 +108,20 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	hists := make([]histogram, opt.conns)
 	var workers sync.WaitGroup
 	loadStart := time.Now()
+	if opt.flood > 0 {
+		res.floodDone = make(chan struct{})
+		go func() {
+			defer close(res.floodDone)
+			res.flood = l.flood(loadCtx, opt, say)
+		}()
+	}
+	if faults != nil {
+		res.faultsDone = make(chan struct{})
+		go func() {
+			defer close(res.faultsDone)
+			faults(loadCtx, t, res)
+		}()
+	}
 	for w := range opt.conns {
 		workers.Add(1)
 		go func() {
@@ -195,6 +215,12 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	stopLoad()
 	workers.Wait()
 	res.loadTook = time.Since(loadStart)
+	if res.faultsDone != nil {
+		<-res.faultsDone
+	}
+	if res.floodDone != nil {
+		<-res.floodDone
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading /metrics at the end of the load: %w", err)
 	}
@@ -231,6 +257,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	}
 	if stats, err := memcachedStats(mc.addr); err == nil {
 		res.evictions = stats["evictions"]
+		// connection_structures: the most connections open at once, plus
+		// the listening socket.
+		res.mcConns = fmt.Sprintf("refused %s; at most %s open at once (-c %s)",
+			stats["rejected_connections"], stats["connection_structures"], stats["max_connections"])
 	} else {
 		res.evictions = "unknown (" + err.Error() + ")"
 	}
