@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/locallibrary/locallibrary/addrlimit"
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/memcachestore"
 	"github.com/locallibrary/locallibrary/repository"
@@ -29,7 +30,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	defer closeDB()
 
+	newSessions, err := addrlimit.New(cfg.NewSessionsPerMinute, cfg.NewSessionsBurst, newSessionAddresses)
+	if err != nil {
+		return err
+	}
 	deps := routes.Deps{
+		AdmitNewSession:  newSessions.Allow,
 		Catalog:          repository.NewCatalog(db),
 		Logger:           logger,
 		CountsTTL:        cfg.CountsTTL,
@@ -109,3 +115,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 }
 
 var _ fiber.Storage = (*memcachestore.Storage)(nil)
+
+// newSessionAddresses is how many client addresses the new-session limiter
+// remembers (a few hundred bytes each); an address forgotten starts again
+// with a full allowance.
+const newSessionAddresses = 10_000

@@ -64,6 +64,9 @@ func (g *csrfGuard) protect(showsForm func(*fiber.Ctx) bool) fiber.Handler {
 				c.Locals(csrfSkipLocal{}, true)
 			case g.reuseToken(c):
 				c.Locals(csrfSkipLocal{}, true)
+			case g.refusesNewSession(c):
+				c.Locals(csrfSkipLocal{}, true) // no session to keep a token in
+
 			default:
 				// The middleware writes the session: drop the request's
 				// cached copies so later reads see its token.
@@ -88,6 +91,13 @@ func (g *csrfGuard) reuseToken(c *fiber.Ctx) bool {
 	}
 	c.Locals(csrfTokenLocal{}, token.Key)
 	return true
+}
+
+// refusesNewSession reports whether the token would need a new session
+// that the request's address may not start now.
+func (g *csrfGuard) refusesNewSession(c *fiber.Ctx) bool {
+	v, err := g.sessions.view(c)
+	return err == nil && v.fresh && !g.sessions.admitNew(c)
 }
 
 // csrfToken is the token for the page's forms, or "" when none was issued.

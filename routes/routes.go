@@ -52,6 +52,10 @@ type Deps struct {
 	// the client's address; it is ignored from any other peer.
 	ProxyHeader    string
 	TrustedProxies []netip.Prefix
+
+	// AdmitNewSession, if set, is asked with the client's address before
+	// a new session is stored; false serves the page without one.
+	AdmitNewSession func(clientAddr string) bool
 }
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
@@ -89,6 +93,9 @@ func New(d Deps) (*fiber.App, error) {
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 
 	ips := clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}
+	if d.AdmitNewSession != nil {
+		sessions.admit = func(c *fiber.Ctx) bool { return d.AdmitNewSession(ips.of(c)) }
+	}
 	app := fiber.New(fiber.Config{
 		AppName:               "locallibrary",
 		DisableStartupMessage: true,

@@ -955,3 +955,53 @@ func TestSlowCountsNeverHoldAPage(t *testing.T) {
 		t.Error("counts being refreshed are marked stale")
 	}
 }
+
+// TestNewSessionsAreRationed lets two first visits store a session, then
+// refuses more: the page is still served, without a session cookie or a
+// stored session, and a returning browser is not affected.
+func TestNewSessionsAreRationed(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	admit := func(addr string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return asked <= 2
+	}
+	app := mustApp(t, routes.Deps{AdmitNewSession: admit})
+
+	first := newBrowser(t, app)
+	if n := visits(t, first.visit("/catalog/")); n != 1 {
+		t.Fatalf("first browser's first visit counts %d", n)
+	}
+	if n := visits(t, newBrowser(t, app).visit("/catalog/")); n != 1 {
+		t.Fatalf("second browser's first visit counts %d", n)
+	}
+	if asked != 2 {
+		t.Fatalf("limiter asked %d times for two new sessions; want once each", asked)
+	}
+
+	for _, cookie := range []string{"", routes.SessionCookieName + "=forged-id-never-issued"} {
+		req := httptest.NewRequest("GET", "/catalog/", nil)
+		req.Header.Set("Cookie", strings.TrimSuffix("cookietest=1; "+cookie, "; "))
+		resp, err := app.Test(req, 10_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r := response{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+		if r.status != 200 || !strings.Contains(r.body, "Your visit count is unavailable right now.") {
+			t.Fatalf("refused first visit (cookie %q): status %d, want the page without a count:\n%s", cookie, r.status, r.body)
+		}
+		if c := sessionCookie(t, r); c != nil {
+			t.Errorf("refused first visit (cookie %q) was given session %q", cookie, c.Value)
+		}
+	}
+	if n := visits(t, first.visit("/catalog/")); n != 2 {
+		t.Fatalf("returning browser's second visit counts %d, want 2", n)
+	}
+	if asked != 4 {
+		t.Errorf("limiter asked %d times; want 4 (two sessions, two refusals, none for a returning browser)", asked)
+	}
+}

@@ -67,6 +67,10 @@ type sessionManager struct {
 	// readAndCount, when the storage has it, serves a returning browser's
 	// home page with one memcached round trip instead of two.
 	readAndCount sessionReader
+	// admit, if set, says whether the request may store a new session
+	// (per client address, so one address cannot evict everybody's
+	// sessions); see admitNew.
+	admit func(c *fiber.Ctx) bool
 	// renewAfter is how old a session entry may get before a visit writes it
 	// again. Renewing on every visit would cost a write per page view; this
 	// keeps a session alive at least 90% of its lifetime after the last visit.
@@ -235,6 +239,9 @@ func (m *sessionManager) decode(raw []byte) (map[string]any, bool) {
 // copy is dropped with it. (Fiber's Save leaves the session locked when the
 // write fails: it is not used again either way.)
 func (m *sessionManager) save(c *fiber.Ctx, sess *session.Session) error {
+	if sess.Fresh() && !m.admitNew(c) {
+		return errNewSessionRefused
+	}
 	c.Locals(sessionLocal{}, nil)
 	c.Locals(viewLocal{}, nil)
 	sess.Set(savedAtKey, time.Now().Unix())
@@ -352,6 +359,27 @@ func (m *sessionManager) saveEveryRequest(c *fiber.Ctx) error {
 		}
 	}
 	return c.Next()
+}
+
+// errNewSessionRefused is save's answer when the request's address has
+// started too many sessions lately: the page is served without one.
+var errNewSessionRefused = errors.New("too many new sessions from this address")
+
+type admitLocal struct{}
+
+// admitNew reports whether the request may store a new session, asking
+// m.admit at most once per request (a page may save twice: its CSRF token
+// and its visit).
+func (m *sessionManager) admitNew(c *fiber.Ctx) bool {
+	if m.admit == nil {
+		return true
+	}
+	if ok, asked := c.Locals(admitLocal{}).(bool); asked {
+		return ok
+	}
+	ok := m.admit(c)
+	c.Locals(admitLocal{}, ok)
+	return ok
 }
 
 // storeError marks a failure of the session storage itself, as opposed to

@@ -24,19 +24,16 @@ type floodResult struct {
 	officeProblems            []string
 }
 
-// flood is -flood: a quarter into the load, -flood-conns connections send
-// first visits that pass the cookie check (Cookie: cookietest=1, no
-// session) from one address for -flood, each one a new session to store if
-// the service lets it. Halfway through, -office browsers behind another
-// single address (an office NAT) arrive as people do, through the cookie
-// check, and must get a session and, on their second visit, the count 2.
+// flood is -flood, between the browsers' first visits and the load, while
+// they are away: -flood-conns connections send first visits that pass the
+// cookie check (Cookie: cookietest=1, no session) from one address for
+// -flood, each one a new session to store if the service lets it. Halfway
+// through, -office browsers behind another single address (an office NAT)
+// arrive as people do, through the cookie check, and must get a session
+// and, on their second visit, the count 2. The returning browsers then
+// come back in the load: one given a new session lost its old one.
 func (l *loader) flood(ctx context.Context, opt options, say func(string, ...any)) *floodResult {
 	fr := &floodResult{}
-	select {
-	case <-ctx.Done():
-		return fr
-	case <-time.After(opt.duration / 4):
-	}
 	say("flood: %d connections of first visits from %s for %s", opt.floodConns, floodAddr, opt.flood)
 	floodCtx, stop := context.WithTimeout(ctx, opt.flood)
 	defer stop()

@@ -81,7 +81,7 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.serviceEnv, "service-env", "", "more settings for the service, KEY=VALUE[,KEY=VALUE…] (e.g. LOCALLIBRARY_DB_MAX_OPEN_CONNS=32)")
 	fs.IntVar(&o.memcachedNodes, "memcached-nodes", 1, "memcached processes, all listed in LOCALLIBRARY_MEMCACHED_SERVERS")
 	fs.IntVar(&o.memcachedMB, "memcached-mb", 256, "memcached's item memory (-m), per node")
-	fs.DurationVar(&o.flood, "flood", 0, "a quarter into the load, flood the service with first visits from one address for this long (0: no flood)")
+	fs.DurationVar(&o.flood, "flood", 0, "before the load, while the browsers are away, flood the service with first visits from one address for this long (0: no flood)")
 	fs.IntVar(&o.floodConns, "flood-conns", 128, "connections of the -flood")
 	fs.IntVar(&o.office, "office", 50, "with -flood: browsers behind one other address that arrive halfway through the flood and must get sessions and counts")
 	fs.BoolVar(&o.faults, "faults", false, "a third into the load kill memcached node 1 and start it again, empty, on its port; two thirds in, with 3 or more nodes, kill the last one for good (use LOCALLIBRARY_SESSION_REPLICAS=2 in -service-env to lose no session)")
@@ -96,8 +96,8 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 	if o.conns < 1 || o.browsers < o.conns || o.setupConns < 1 {
 		problems = append(problems, errors.New("-conns and -setup-conns must be at least 1, -browsers at least -conns (a browser has one request in flight at a time)"))
 	}
-	if o.flood < 0 || o.flood > o.duration*3/4 || o.floodConns < 1 || o.office < 0 {
-		problems = append(problems, errors.New("-flood must fit in the last three quarters of -duration; -flood-conns at least 1, -office not negative"))
+	if o.flood < 0 || o.floodConns < 1 || o.office < 0 {
+		problems = append(problems, errors.New("-flood must not be negative, -flood-conns at least 1, -office not negative"))
 	}
 	if o.memcachedNodes < 1 {
 		problems = append(problems, errors.New("-memcached-nodes must be at least 1"))

@@ -47,7 +47,6 @@ type result struct {
 	evictions                  string
 	mcConns                    string // memcached's own connection figures
 	flood                      *floodResult
-	floodDone                  chan struct{}
 	faultLog                   []string // what -faults did, and when
 	faultsDone                 chan struct{}
 	loadNon2xx                 map[string]float64 // answers not 2xx during the load, by the service's count
@@ -87,6 +86,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 		return nil, err
 	}
 
+	if opt.flood > 0 {
+		res.flood = l.flood(ctx, opt, say)
+	}
+
 	// The load: opt.conns workers, each with one request in flight, taking
 	// browsers from a shared queue so a browser is never used by two at once.
 	l.client = newClient(svc.addr, opt.conns, opt.timeout)
@@ -108,13 +111,6 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 	hists := make([]histogram, opt.conns)
 	var workers sync.WaitGroup
 	loadStart := time.Now()
-	if opt.flood > 0 {
-		res.floodDone = make(chan struct{})
-		go func() {
-			defer close(res.floodDone)
-			res.flood = l.flood(loadCtx, opt, say)
-		}()
-	}
 	if faults != nil {
 		res.faultsDone = make(chan struct{})
 		go func() {
@@ -218,9 +214,7 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 	if res.faultsDone != nil {
 		<-res.faultsDone
 	}
-	if res.floodDone != nil {
-		<-res.floodDone
-	}
+
 	if err != nil {
 		return nil, fmt.Errorf("reading /metrics at the end of the load: %w", err)
 	}
