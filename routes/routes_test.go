@@ -499,15 +499,7 @@ func TestForgedCookiesGiveAFreshSession(t *testing.T) {
 		"\xff\xfe",
 		`"quoted"`,
 	} {
-		req := httptest.NewRequest("GET", "/catalog/", nil)
-		req.Header.Set("Cookie", routes.SessionCookieName+"="+value) // raw, as a forger sends it
-		resp, err := app.Test(req, 10_000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		r := response{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+		r := getWithCookie(t, app, "/catalog/", routes.SessionCookieName+"="+value) // raw, as a forger sends it
 		if r.status != 200 || visits(t, r) != 1 {
 			t.Fatalf("forged %q: status %d", value, r.status)
 		}
@@ -515,6 +507,20 @@ func TestForgedCookiesGiveAFreshSession(t *testing.T) {
 			t.Errorf("forged id %q was adopted", value)
 		}
 	}
+}
+
+// getWithCookie GETs target with the Cookie header exactly as given.
+func getWithCookie(t *testing.T, app *fiber.App, target, cookie string) response {
+	t.Helper()
+	req := httptest.NewRequest("GET", target, nil)
+	req.Header.Set("Cookie", cookie)
+	resp, err := app.Test(req, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(raw)}
 }
 
 // memcachedForTest returns a Storage on LOCALLIBRARY_TEST_MEMCACHED, or
@@ -982,15 +988,7 @@ func TestNewSessionsAreRationed(t *testing.T) {
 	}
 
 	for _, cookie := range []string{"", routes.SessionCookieName + "=forged-id-never-issued"} {
-		req := httptest.NewRequest("GET", "/catalog/", nil)
-		req.Header.Set("Cookie", strings.TrimSuffix("cookietest=1; "+cookie, "; "))
-		resp, err := app.Test(req, 10_000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		r := response{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+		r := getWithCookie(t, app, "/catalog/", strings.TrimSuffix("cookietest=1; "+cookie, "; "))
 		if r.status != 200 || !strings.Contains(r.body, "Your visit count is unavailable right now.") {
 			t.Fatalf("refused first visit (cookie %q): status %d, want the page without a count:\n%s", cookie, r.status, r.body)
 		}
