@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -19,18 +20,78 @@ import (
 	"github.com/locallibrary/locallibrary/repository"
 )
 
-const usage = `usage: locallibrary [command]
+// command is one of the program's commands.
+type command struct {
+	name, args, summary string
+	// flags declares the command's flags on fs and returns the run that
+	// reads them.
+	flags func(fs *flag.FlagSet) func(ctx context.Context, cfg config.Config, logger *slog.Logger) error
+}
 
-commands:
-  serve     serve the website (the default)
-  migrate   apply the database migrations to LOCALLIBRARY_MYSQL_DSN
-  seed      fill an empty catalog: seed --authors N --books N --copies-per-book N [--seed S]
+var commands = []command{
+	{"serve", "", "serve the website (the default)", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+		return serve
+	}},
+	{"migrate", "", "apply the database migrations to LOCALLIBRARY_MYSQL_DSN", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+		return migrate
+	}},
+	{"seed", "[flags]", "fill an empty catalog in LOCALLIBRARY_MYSQL_DSN", seedFlags},
+}
 
-Configuration comes from LOCALLIBRARY_* environment variables (see README.md).`
+const configNote = "Configuration comes from LOCALLIBRARY_* environment variables (see README.md)."
+
+// usage is the program's help: its commands.
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: locallibrary [command] [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nlocallibrary COMMAND --help describes a command.\n%s\n", configNote)
+}
 
 // Run runs the command named by args[0] ("serve" when absent) until it
-// finishes or ctx is cancelled.
+// finishes or ctx is cancelled. --help (or -h) prints the usage of the
+// program or of the command, and does nothing else.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	name := "serve"
+	if len(args) > 0 {
+		switch args[0] {
+		case "help", "-h", "-help", "--help":
+			usage(stdout)
+			return nil
+		}
+		if !strings.HasPrefix(args[0], "-") {
+			name, args = args[0], args[1:]
+		}
+	}
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
+	if i < 0 {
+		var b strings.Builder
+		usage(&b)
+		return fmt.Errorf("unknown command %q\n%s", name, b.String())
+	}
+	cmd := commands[i]
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: locallibrary %s %s\n\n%s.\n", cmd.name, cmd.args, cmd.summary)
+		if cmd.args != "" {
+			fmt.Fprintln(stdout, "\nflags:")
+			fs.PrintDefaults()
+		}
+		fmt.Fprintln(stdout, "\n"+configNote)
+	}
+	run := cmd.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the usage is printed
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q (see locallibrary %s --help)", cmd.name, fs.Args(), cmd.name)
+	}
+
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
@@ -39,27 +100,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The MySQL driver logs dropped connections on its own; send them to
 	// the service's log as warnings instead of bare lines on stderr.
 	_ = mysql.SetLogger(driverLogger{logger})
-	// Fiber logs on its own too (its csrf middleware warns when it cannot
-	// save a session): into the same JSON log.
+	// Fiber may log on its own too: into the same JSON log.
 	fiberlog.SetOutput(fiberLogWriter{logger})
-
-	command := "serve"
-	if len(args) > 0 {
-		command, args = args[0], args[1:]
-	}
-	switch command {
-	case "serve":
-		return serve(ctx, cfg, logger)
-	case "migrate":
-		return migrate(ctx, cfg, logger)
-	case "seed":
-		return seed(ctx, cfg, logger, args, stdout)
-	case "help", "-h", "--help":
-		_, err := fmt.Fprintln(stdout, usage)
-		return err
-	default:
-		return fmt.Errorf("unknown command %q\n%s", command, usage)
-	}
+	return run(ctx, cfg, logger)
 }
 
 // openCatalog connects to LOCALLIBRARY_MYSQL_DSN, or, when it is empty and
@@ -99,17 +142,19 @@ func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error 
 	return nil
 }
 
-func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, args []string, stdout io.Writer) error {
-	flags := flag.NewFlagSet("seed", flag.ContinueOnError)
-	flags.SetOutput(stdout)
+// seedFlags declares seed's flags and returns the seed they describe.
+func seedFlags(fs *flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 	var opt repository.SeedOptions
-	flags.IntVar(&opt.Authors, "authors", 100, "authors to create")
-	flags.IntVar(&opt.Books, "books", 1000, "books to create")
-	flags.IntVar(&opt.CopiesPerBook, "copies-per-book", 3, "copies of each book")
-	flags.Int64Var(&opt.Seed, "seed", 1, "random seed: the same flags give the same rows")
-	if err := flags.Parse(args); err != nil {
-		return err
+	fs.IntVar(&opt.Authors, "authors", 100, "authors to create")
+	fs.IntVar(&opt.Books, "books", 1000, "books to create")
+	fs.IntVar(&opt.CopiesPerBook, "copies-per-book", 3, "copies of each book")
+	fs.Int64Var(&opt.Seed, "seed", 1, "random seed: the same flags give the same rows")
+	return func(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+		return seed(ctx, cfg, logger, opt)
 	}
+}
+
+func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, opt repository.SeedOptions) error {
 	if opt.Authors < 1 || opt.Books < 0 || opt.CopiesPerBook < 0 {
 		return errors.New("seed: --authors must be at least 1, --books and --copies-per-book at least 0")
 	}

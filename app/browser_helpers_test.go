@@ -51,7 +51,7 @@ func chromiumPath(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		skipOrFail(t, "browser tests need chromium on PATH: %v", err)
+		skipOrFail(t, "browser tests need chromium on PATH (apt-get install chromium chromium-driver): %v", err)
 	}
 	return path
 }
@@ -67,6 +67,9 @@ func testMemcached(t *testing.T, needed bool) string {
 	}
 	return addr
 }
+
+// testSecretKey signs the CSRF tokens of every site a test starts.
+const testSecretKey = "test-secret-key-shared-by-the-replicas-0123456789"
 
 // uniqueKeyPrefix keeps each test's sessions apart in a shared memcached.
 func uniqueKeyPrefix(t *testing.T) string {
@@ -112,9 +115,11 @@ func (b *lockedBuffer) String() string {
 // stops when the test ends.
 func startSite(t *testing.T, memcached, keyPrefix string) string {
 	t.Helper()
-	addr := freePort(t)
+	addr, metricsAddr := freePort(t), freePort(t)
 	env := map[string]string{
 		"LOCALLIBRARY_HTTP_ADDR":            addr,
+		"LOCALLIBRARY_METRICS_ADDR":         metricsAddr,
+		"LOCALLIBRARY_SECRET_KEY":           testSecretKey, // the same on every replica
 		"LOCALLIBRARY_MEMCACHED_SERVERS":    memcached,
 		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX": keyPrefix,
 		"LOCALLIBRARY_SHUTDOWN_DRAIN":       "1ms",
@@ -136,7 +141,7 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("session-store metrics of the site at %s:\n%s", addr, sessionMetrics(addr))
+			t.Logf("session-store metrics of the site at %s:\n%s", addr, sessionMetrics(metricsAddr))
 		}
 		cancel()
 		select {
@@ -177,7 +182,8 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 }
 
 // sessionMetrics picks the session store's errors and latencies out of the
-// site's /metrics, to tell a slow or failing memcached from a site bug.
+// site's /metrics (at metricsAddr), to tell a slow or failing memcached
+// from a site bug.
 func sessionMetrics(addr string) string {
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")

@@ -320,7 +320,9 @@ func TestBrowserNoConsoleErrors(t *testing.T) {
 
 // TestBrowserScreenshots saves the pages at desktop and phone sizes for a
 // person to look at, in a folder that outlives the test, and checks that
-// nothing makes a phone's page wider than its screen.
+// nothing makes a phone's page wider than its screen. At 1280 and 390 px
+// it also saves what the screen shows with some elements focused from the
+// keyboard: the skip link, the current section's link, a few controls.
 func TestBrowserScreenshots(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
 	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
@@ -335,16 +337,20 @@ func TestBrowserScreenshots(t *testing.T) {
 		emulate chromedp.Action[chromedp.Void]
 		width   int
 		phone   bool
+		focus   bool // save the focused views too
 	}{
-		{"desktop", chromedp.EmulateViewport(1280, 900), 1280, false},
-		{"phone", chromedp.Emulate(device.IPhone13), 390, true}, // 390×844, mobile, touch
-		{"small-phone", chromedp.EmulateViewport(320, 568, chromedp.EmulateMobile, chromedp.EmulateScale(2)), 320, true},
+		{"desktop", chromedp.EmulateViewport(1280, 900), 1280, false, true},
+		{"phone", chromedp.Emulate(device.IPhone13), 390, true, true}, // 390×844, mobile, touch
+		{"small-phone", chromedp.EmulateViewport(320, 568, chromedp.EmulateMobile, chromedp.EmulateScale(2)), 320, true, false},
 	}
-	pages := []struct{ name, path string }{
-		{"home", "/catalog/"}, // with the demo notice, never dismissed here
-		{"books", "/catalog/books/?page=2"},
-		{"book", "/catalog/book/1"},
-		{"forget", "/catalog/forget/"},
+	pages := []struct {
+		name, path string
+		focus      []string // elements to show focused, one screenshot each
+	}{
+		{"home", "/catalog/", []string{".skip", "aside.demo-notice button", ".forget-link a"}}, // with the demo notice, never dismissed here
+		{"books", "/catalog/books/?page=2", []string{".sidebar-nav a[aria-current]", `a[rel="next"]`, "#per_page"}},
+		{"book", "/catalog/book/1", []string{`main a[href^="/catalog/author/"]`}},
+		{"forget", "/catalog/forget/", []string{"button.button-danger"}},
 	}
 	for _, vp := range viewports {
 		b.do("emulate "+vp.name, vp.emulate)
@@ -362,6 +368,24 @@ func TestBrowserScreenshots(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%s at %s: %s", p.name, vp.name, path)
+			for i, sel := range p.focus {
+				if !vp.focus {
+					break
+				}
+				// A Tab first, so the page is used from the keyboard and
+				// the browser draws the focus ring of what is focused next.
+				b.do("focus "+sel, chromedp.KeyEvent("\t"),
+					chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).focus()`, sel)))
+				png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+				if err != nil {
+					t.Fatalf("%s at %s with %s focused: screenshot: %v", p.name, vp.name, sel, err)
+				}
+				path := filepath.Join(dir, fmt.Sprintf("%s-%s-focus%d.png", p.name, vp.name, i+1))
+				if err := os.WriteFile(path, png, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s at %s, %s focused: %s", p.name, vp.name, sel, path)
+			}
 
 			if vp.phone {
 				type widths struct {

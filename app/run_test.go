@@ -21,27 +21,23 @@ import (
 
 // service is one running instance of the whole service, as main runs it.
 type service struct {
-	url  string
-	stop context.CancelFunc
-	done chan error
+	url, metricsURL string
+	stop            context.CancelFunc
+	done            chan error
 }
 
 // startService runs app.Run with env (plus a free loopback port) until the
 // test ends, and waits until it answers /livez.
 func startService(t *testing.T, env map[string]string) *service {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error"}
+	addr, metricsAddr := freePort(t), freePort(t)
+	vars := map[string]string{"LOCALLIBRARY_HTTP_ADDR": addr, "LOCALLIBRARY_METRICS_ADDR": metricsAddr,
+		"LOCALLIBRARY_SHUTDOWN_DRAIN": "1ms", "LOCALLIBRARY_LOG_LEVEL": "error", "LOCALLIBRARY_SECRET_KEY": testSecretKey}
 	for k, v := range env {
 		vars[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{url: "http://" + addr, stop: cancel, done: make(chan error, 1)}
+	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, io.Discard) }()
 	t.Cleanup(func() {
 		cancel()
@@ -113,6 +109,21 @@ func TestGracefulShutdown(t *testing.T) {
 		s.done <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("service did not stop within 10s")
+	}
+}
+
+func TestMetricsHaveAListenerOfTheirOwn(t *testing.T) {
+	s := startService(t, nil)
+	fetch(s.url + "/catalog/books/")
+	if status, _ := fetch(s.url + "/metrics"); status != 404 {
+		t.Errorf("/metrics on the public listener: %d, want 404", status)
+	}
+	status, body := fetch(s.metricsURL + "/metrics")
+	if want := `locallibrary_http_request_duration_seconds_count{method="GET",route="/catalog/books/",status="200"} 1`; status != 200 || !strings.Contains(body, want) {
+		t.Errorf("/metrics on the metrics listener: %d, want 200 with %s", status, want)
+	}
+	if status, _ := fetch(s.metricsURL + "/catalog/books/"); status != 404 {
+		t.Errorf("a page on the metrics listener: %d, want 404", status)
 	}
 }
 
@@ -298,5 +309,46 @@ func TestStartsWhileMySQLIsDown(t *testing.T) {
 	})
 	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
 		t.Errorf("book list after MySQL came up: %d", status)
+	}
+}
+
+func TestHelpDoesNothingElse(t *testing.T) {
+	// A configuration that would fail, and a context never cancelled: a
+	// command that ran instead of printing its help would error or block.
+	env := func(k string) string {
+		if k == "LOCALLIBRARY_QUERY_TIMEOUT" {
+			return "not a duration"
+		}
+		return ""
+	}
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"serve", "-h"},
+		{"migrate", "--help"}, {"migrate", "-h"}, {"seed", "--help"}, {"seed", "-h"},
+	} {
+		var out strings.Builder
+		done := make(chan error, 1)
+		go func() { done <- app.Run(context.Background(), args, env, &out) }()
+		select {
+		case err := <-done:
+			if err != nil || !strings.HasPrefix(out.String(), "usage: locallibrary") {
+				t.Errorf("%q: %v, printed %q", args, err, out.String())
+			}
+			if args[0] == "seed" && !strings.Contains(out.String(), "-copies-per-book") {
+				t.Errorf("%q lists no flags:\n%s", args, out.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q did not return: it ran the command", args)
+		}
+	}
+	if err := app.Run(context.Background(), []string{"serve", "extra"}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
+		t.Errorf("serve extra: %v", err)
+	}
+}
+
+func TestServingSharedServicesNeedsASecretKey(t *testing.T) {
+	env := map[string]string{"LOCALLIBRARY_MYSQL_DSN": "root@tcp(127.0.0.1:1)/none", "LOCALLIBRARY_HTTP_ADDR": "127.0.0.1:0"}
+	err := app.Run(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "LOCALLIBRARY_SECRET_KEY is required") {
+		t.Fatalf("serve with a MySQL DSN and no secret key: %v", err)
 	}
 }

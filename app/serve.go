@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/locallibrary/locallibrary/memcachestore"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // serve runs the website until ctx is cancelled, then drains and shuts
@@ -24,18 +27,22 @@ import (
 // in-flight requests finish, then the clients close.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("starting", cfg.Attrs()...)
+	sessionOpts, err := sessionOptions(cfg, logger)
+	if err != nil {
+		return err
+	}
+	newSessions, err := addrlimit.New(cfg.NewSessionsPerMinute, cfg.NewSessionsBurst, newSessionAddresses)
+	if err != nil {
+		return err
+	}
+	sessionOpts.Admit = admitNewSessions(newSessions, routes.ClientAddr(cfg.ProxyHeader, cfg.TrustedProxies))
 	db, closeDB, err := openCatalog(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
 
-	newSessions, err := addrlimit.New(cfg.NewSessionsPerMinute, cfg.NewSessionsBurst, newSessionAddresses)
-	if err != nil {
-		return err
-	}
 	deps := routes.Deps{
-		AdmitNewSession:  newSessions.Allow,
 		Catalog:          repository.NewCatalog(db),
 		Logger:           logger,
 		CountsTTL:        cfg.CountsTTL,
@@ -44,13 +51,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Draining:         new(atomic.Bool),
 		ProxyHeader:      cfg.ProxyHeader,
 		TrustedProxies:   cfg.TrustedProxies,
+		BodyLimit:        cfg.BodyLimit,
 		Metrics:          routes.NewMetrics(),
-		Sessions: routes.SessionOptions{
-			Lifetime:             cfg.SessionLifetime,
-			ExpireAtBrowserClose: cfg.SessionExpireAtBrowserClose,
-			SaveEveryRequest:     cfg.SessionSaveEveryRequest,
-			CookieSecure:         cfg.CookieSecure,
-		},
 	}
 	deps.Metrics.Registry().MustRegister(
 		collectors.NewDBStatsCollector(db.DB, "locallibrary"),
@@ -58,30 +60,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if len(cfg.MemcachedServers) > 0 {
-		store, err := memcachestore.New(memcachestore.Config{
-			Servers:      cfg.MemcachedServers,
-			Timeout:      cfg.MemcachedTimeout,
-			MaxConns:     cfg.MemcachedMaxConns,
-			KeyPrefix:    cfg.MemcachedKeyPrefix,
-			Replicas:     cfg.SessionReplicas,
-			RepairTTL:    cfg.SessionLifetime,
-			ResolveEvery: cfg.MemcachedResolveEvery,
-			Observe:      deps.Metrics.ObserveSessionOp,
-		})
-		if err != nil {
-			return err
-		}
-		defer store.Close()
-		if err := store.Ping(); err != nil {
-			// Not fatal: the site serves without sessions and recovers
-			// when memcached comes back.
-			logger.Warn("memcached not answering at start", "err", err)
-		}
-		deps.SessionStorage, deps.Visits = store, store
-		logger.Info("sessions", "backend", "memcached", "servers", cfg.MemcachedServers)
-	} else {
-		logger.Info("sessions", "backend", "memory", "note", "single process only; set LOCALLIBRARY_MEMCACHED_SERVERS for replicas")
+	store, closeStore, err := openSessionStore(cfg, logger, deps.Metrics.ObserveSessionOp)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	if deps.Sessions, err = session.New(store, sessionOpts); err != nil {
+		return err
 	}
 
 	server, err := routes.New(deps)
@@ -93,9 +78,17 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	served := make(chan error, 1)
+	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
+	}
+	metrics := metricsServer(deps.Metrics)
+	defer metrics.Close()
+	served := make(chan error, 2)
 	go func() { served <- server.Listener(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String())
+	go func() { served <- metrics.Serve(metricsLn) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "metrics_addr", metricsLn.Addr().String())
 
 	select {
 	case err := <-served:
@@ -114,9 +107,84 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-var _ fiber.Storage = (*memcachestore.Storage)(nil)
-
 // newSessionAddresses is how many client addresses the new-session limiter
 // remembers (a few hundred bytes each); an address forgotten starts again
 // with a full allowance.
 const newSessionAddresses = 10_000
+
+type admittedLocal struct{}
+
+// admitNewSessions asks l whether the request's client address may start
+// another session, once per request: a first visit asks twice (its CSRF
+// token's id, then the session it stores) and must cost one token.
+func admitNewSessions(l *addrlimit.Limiter, clientAddr func(*fiber.Ctx) string) func(*fiber.Ctx) bool {
+	return func(c *fiber.Ctx) bool {
+		if ok, asked := c.Locals(admittedLocal{}).(bool); asked {
+			return ok
+		}
+		ok := l.Allow(clientAddr(c))
+		c.Locals(admittedLocal{}, ok)
+		return ok
+	}
+}
+
+// metricsServer serves /metrics alone, on a listener apart from the site:
+// Prometheus reaches it inside the cluster, the Ingress never does.
+func metricsServer(m *routes.Metrics) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+}
+
+// openSessionStore connects to LOCALLIBRARY_MEMCACHED_SERVERS, or keeps
+// sessions in the process's memory when none are set.
+func openSessionStore(cfg config.Config, logger *slog.Logger, observe func(string, error, time.Duration)) (session.Store, func(), error) {
+	if len(cfg.MemcachedServers) == 0 {
+		logger.Info("sessions", "backend", "memory", "note", "single process only; set LOCALLIBRARY_MEMCACHED_SERVERS for replicas")
+		return session.NewMemoryStore(), func() {}, nil
+	}
+	store, err := memcachestore.New(memcachestore.Config{
+		Servers:      cfg.MemcachedServers,
+		Timeout:      cfg.MemcachedTimeout,
+		MaxConns:     cfg.MemcachedMaxConns,
+		KeyPrefix:    cfg.MemcachedKeyPrefix,
+		Replicas:     cfg.SessionReplicas,
+		RepairTTL:    cfg.SessionLifetime,
+		ResolveEvery: cfg.MemcachedResolveEvery,
+		Place:        session.Placement,
+		Observe:      observe,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := store.Ping(); err != nil {
+		// Not fatal: the site serves without sessions and recovers when
+		// memcached comes back.
+		logger.Warn("memcached not answering at start", "err", err)
+	}
+	logger.Info("sessions", "backend", "memcached", "servers", cfg.MemcachedServers)
+	return store, func() { _ = store.Close() }, nil
+}
+
+// sessionOptions are the session settings of cfg. Without a secret key
+// (allowed only for the single-process default) a random one is made: its
+// CSRF tokens last as long as the process.
+func sessionOptions(cfg config.Config, logger *slog.Logger) (session.Options, error) {
+	secret := []byte(cfg.SecretKey)
+	if len(secret) == 0 {
+		if cfg.Production() {
+			return session.Options{}, config.ErrNoSecretKey
+		}
+		secret = make([]byte, session.MinSecretLen)
+		_, _ = rand.Read(secret) // never fails on Go ≥ 1.24
+		logger.Info("secret key", "note", "generated for this process; set LOCALLIBRARY_SECRET_KEY to share one between replicas")
+	}
+	return session.Options{
+		Lifetime:             cfg.SessionLifetime,
+		FirstVisitLifetime:   cfg.SessionFirstVisitLifetime,
+		ExpireAtBrowserClose: cfg.SessionExpireAtBrowserClose,
+		SaveEveryRequest:     cfg.SessionSaveEveryRequest,
+		CookieSecure:         cfg.CookieSecure,
+		Secret:               secret,
+	}, nil
+}

@@ -34,9 +34,13 @@ type service struct {
 	env  []string // the settings it was started with beyond the harness's own
 	addr string
 	proc *proc
+
+	metricsAddr string // its /metrics listener, apart from the site
 }
 
 func (s *service) base() string { return "http://" + s.addr }
+
+func (s *service) metricsBase() string { return "http://" + s.metricsAddr }
 
 // target is one thing measured in every round.
 type target struct {
@@ -302,11 +306,18 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 	if err != nil {
 		return err
 	}
-	s := &service{name: name, db: db, env: settings, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	s := &service{name: name, db: db, env: settings, addr: fmt.Sprintf("127.0.0.1:%d", port),
+		metricsAddr: fmt.Sprintf("127.0.0.1:%d", metricsPort)}
 	env := []string{
 		"LOCALLIBRARY_HTTP_ADDR=" + s.addr,
+		"LOCALLIBRARY_METRICS_ADDR=" + s.metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + h.mdb.serviceDSN(db),
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + h.mc.addr,
+		"LOCALLIBRARY_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s",
 	}
 	env = append(env, h.o.env...)
@@ -487,7 +498,7 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	var err error
 	scraped := t.svc != nil
 	if scraped {
-		if before, err = readCounters(t.svc.base(), t.route); err != nil {
+		if before, err = readCounters(t.svc.metricsBase(), t.route); err != nil {
 			h.note("/metrics of " + t.svc.name + " failed, so its requests are counted by the load generator and its session-store ops are missing: " + firstLine(err.Error()))
 			scraped = false
 		}
@@ -546,7 +557,7 @@ func (h *harness) measure(ctx context.Context, t *target, round int) (runResult,
 	}
 	r.ServerReqs = float64(r.Load.Requests)
 	if scraped {
-		after, err := readCounters(t.svc.base(), t.route)
+		after, err := readCounters(t.svc.metricsBase(), t.route)
 		if err != nil {
 			h.note("/metrics of " + t.svc.name + " failed, so its requests are counted by the load generator and its session-store ops are missing: " + firstLine(err.Error()))
 			return r, nil
@@ -611,7 +622,7 @@ func (h *harness) pids() []int {
 func (h *harness) settle(ctx context.Context, t *target) {
 	last := -1.0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		c, err := readCounters(t.svc.base(), t.route)
+		c, err := readCounters(t.svc.metricsBase(), t.route)
 		if err != nil {
 			return
 		}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // Prefix starts the name of every variable this package reads.
@@ -19,7 +21,9 @@ const Prefix = "LOCALLIBRARY_"
 
 // Config is everything the service can be told from outside.
 type Config struct {
-	HTTPAddr string // address to listen on
+	HTTPAddr    string // address to listen on
+	MetricsAddr string // address of the /metrics listener, kept off the public one
+	BodyLimit   int    // bytes a request body may have; larger ones get 413 unread
 
 	MySQLDSN         string // empty: the embedded engine, where the build has it
 	DBMaxOpenConns   int
@@ -40,9 +44,14 @@ type Config struct {
 	SessionReplicas       int // memcached nodes each session is written to
 
 	SessionLifetime             time.Duration
+	SessionFirstVisitLifetime   time.Duration // a new session's life until its browser comes back
 	SessionExpireAtBrowserClose bool
 	SessionSaveEveryRequest     bool
 	CookieSecure                bool
+	// SecretKey signs the CSRF tokens; replicas must share it. Empty only
+	// for the single-process default (embedded database, sessions in
+	// memory), where app generates one at start.
+	SecretKey string
 
 	ShutdownDrain   time.Duration // /readyz says 503 this long before the listener stops
 	ShutdownTimeout time.Duration // in-flight requests get this long to finish
@@ -59,6 +68,8 @@ func Load(getenv func(string) string) (Config, error) {
 	l := loader{getenv: getenv}
 	cfg := Config{
 		HTTPAddr:         l.str("HTTP_ADDR", ":8080"),
+		MetricsAddr:      l.str("METRICS_ADDR", ":9090"),
+		BodyLimit:        l.positiveInt("BODY_LIMIT", 8<<10),
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
 		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 16),
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
@@ -77,9 +88,11 @@ func Load(getenv func(string) string) (Config, error) {
 		NewSessionsBurst:     l.positiveInt("NEW_SESSIONS_BURST", 100),
 
 		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
+		SessionFirstVisitLifetime:   l.duration("SESSION_FIRST_VISIT_LIFETIME", time.Hour),
 		SessionExpireAtBrowserClose: l.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", false),
 		SessionSaveEveryRequest:     l.boolean("SESSION_SAVE_EVERY_REQUEST", false),
 		CookieSecure:                l.boolean("COOKIE_SECURE", false),
+		SecretKey:                   l.str("SECRET_KEY", ""),
 
 		ShutdownDrain:   l.duration("SHUTDOWN_DRAIN", 5*time.Second),
 		ShutdownTimeout: l.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
@@ -102,6 +115,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if getenv(Prefix+"MEMCACHED_MAX_IDLE_CONNS") != "" {
 		l.fail("MEMCACHED_MAX_IDLE_CONNS", "was replaced by LOCALLIBRARY_MEMCACHED_MAX_CONNS, a cap on all connections")
 	}
+	if cfg.MetricsAddr == cfg.HTTPAddr {
+		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
+	}
 	if cfg.SessionReplicas > 2 {
 		l.fail("SESSION_REPLICAS", "must be 1 or 2")
 	}
@@ -110,6 +126,12 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if cfg.SessionLifetime < time.Second {
 		l.fail("SESSION_LIFETIME", "must be at least 1s")
+	}
+	if cfg.SessionFirstVisitLifetime < time.Second || cfg.SessionFirstVisitLifetime > cfg.SessionLifetime {
+		l.fail("SESSION_FIRST_VISIT_LIFETIME", "must be at least 1s and at most LOCALLIBRARY_SESSION_LIFETIME")
+	}
+	if cfg.SecretKey != "" && len(cfg.SecretKey) < session.MinSecretLen {
+		l.fail("SECRET_KEY", fmt.Sprintf("is %d characters; use at least %d random ones", len(cfg.SecretKey), session.MinSecretLen))
 	}
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
@@ -122,10 +144,24 @@ func Load(getenv func(string) string) (Config, error) {
 	return cfg, errors.Join(l.errs...)
 }
 
+// ErrNoSecretKey is what serve answers when LOCALLIBRARY_SECRET_KEY is
+// missing where it is required (Production).
+var ErrNoSecretKey = fmt.Errorf("%sSECRET_KEY is required with a MySQL DSN or memcached servers: "+
+	"set the same random string of at least %d characters on every replica (e.g. openssl rand -base64 48)", Prefix, session.MinSecretLen)
+
+// Production tells whether the service runs against shared services (a
+// MySQL server or memcached), as replicas do, rather than the
+// single-process default of the embedded engine and in-memory sessions.
+func (c Config) Production() bool {
+	return c.MySQLDSN != "" || len(c.MemcachedServers) > 0
+}
+
 // Attrs describes the configuration for the startup log, secrets masked.
 func (c Config) Attrs() []any {
 	return []any{
 		"http_addr", c.HTTPAddr,
+		"metrics_addr", c.MetricsAddr,
+		"body_limit", c.BodyLimit,
 		"mysql_dsn", MaskDSN(c.MySQLDSN),
 		"memcached_servers", c.MemcachedServers,
 		"session_replicas", c.SessionReplicas,

@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
 		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != time.Second || cfg.SessionReplicas != 1 ||
-		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure {
+		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure || cfg.MetricsAddr != ":9090" || cfg.BodyLimit != 8192 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -33,6 +33,7 @@ func TestValidSettings(t *testing.T) {
 		"LOCALLIBRARY_TRUSTED_PROXIES":   "10.0.0.0/8, 192.168.1.7",
 		"LOCALLIBRARY_SESSION_LIFETIME":  "1h",
 		"LOCALLIBRARY_LOG_LEVEL":         "debug",
+		"LOCALLIBRARY_SECRET_KEY":        "a secret key of at least thirty-two characters",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestValidSettings(t *testing.T) {
 		t.Errorf("settings not applied: %+v", cfg)
 	}
 	for _, attr := range cfg.Attrs() {
-		if s, ok := attr.(string); ok && strings.Contains(s, "secret") {
+		if s, ok := attr.(string); ok && (strings.Contains(s, "secret") || strings.Contains(s, cfg.SecretKey)) {
 			t.Errorf("startup attributes show the password: %v", cfg.Attrs())
 		}
 	}
@@ -55,15 +56,19 @@ func TestValidSettings(t *testing.T) {
 
 func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 	_, err := config.Load(env(map[string]string{
-		"LOCALLIBRARY_MYSQL_DSN":         "not a dsn",
-		"LOCALLIBRARY_MEMCACHED_SERVERS": "a:11211,,nohost",
-		"LOCALLIBRARY_COUNTS_TTL":        "soon",
-		"LOCALLIBRARY_DB_MAX_OPEN_CONNS": "-3",
-		"LOCALLIBRARY_COOKIE_SECURE":     "maybe",
-		"LOCALLIBRARY_TRUSTED_PROXIES":   "10.0.0.0/99",
-		"LOCALLIBRARY_SESSION_REPLICAS":  "3",
-		"LOCALLIBRARY_LOG_LEVEL":         "loud",
-		"LOCALLIBRARY_MEMCACHED_TIMEOUT": "0s",
+		"LOCALLIBRARY_MYSQL_DSN":                    "not a dsn",
+		"LOCALLIBRARY_MEMCACHED_SERVERS":            "a:11211,,nohost",
+		"LOCALLIBRARY_COUNTS_TTL":                   "soon",
+		"LOCALLIBRARY_DB_MAX_OPEN_CONNS":            "-3",
+		"LOCALLIBRARY_COOKIE_SECURE":                "maybe",
+		"LOCALLIBRARY_TRUSTED_PROXIES":              "10.0.0.0/99",
+		"LOCALLIBRARY_SESSION_REPLICAS":             "3",
+		"LOCALLIBRARY_LOG_LEVEL":                    "loud",
+		"LOCALLIBRARY_MEMCACHED_TIMEOUT":            "0s",
+		"LOCALLIBRARY_SECRET_KEY":                   "too short",
+		"LOCALLIBRARY_SESSION_FIRST_VISIT_LIFETIME": "0s",
+		"LOCALLIBRARY_BODY_LIMIT":                   "8k",
+		"LOCALLIBRARY_METRICS_ADDR":                 ":8080",
 		// Renamed: silently ignoring it would drop the operator's sizing.
 		"LOCALLIBRARY_MEMCACHED_MAX_IDLE_CONNS": "256",
 	}))
@@ -71,7 +76,8 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		t.Fatal("bad settings were accepted")
 	}
 	for _, name := range []string{"MYSQL_DSN", "MEMCACHED_SERVERS", "COUNTS_TTL", "DB_MAX_OPEN_CONNS", "COOKIE_SECURE",
-		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT", "MEMCACHED_MAX_IDLE_CONNS"} {
+		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT", "SECRET_KEY", "SESSION_FIRST_VISIT_LIFETIME", "BODY_LIMIT", "METRICS_ADDR",
+		"MEMCACHED_MAX_IDLE_CONNS"} {
 		if !strings.Contains(err.Error(), "LOCALLIBRARY_"+name) {
 			t.Errorf("error does not name LOCALLIBRARY_%s:\n%v", name, err)
 		}

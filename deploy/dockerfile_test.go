@@ -92,7 +92,7 @@ func TestDockerfile(t *testing.T) {
 	t.Run("go version matches go.mod", func(t *testing.T) {
 		goMod, err := os.ReadFile(filepath.Join("..", "go.mod"))
 		if err != nil {
-			t.Skipf("no root go.mod: %v", err)
+			t.Skipf("no root go.mod (run go -C deploy test from a full checkout of the repository): %v", err)
 		}
 		m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(goMod)
 		if m == nil {

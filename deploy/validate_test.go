@@ -33,7 +33,7 @@ const requireEnv = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
 
 // Secrets that the manifests reference but that are created out of band
 // (deploy/README.md); any other reference must be to a rendered Secret.
-var outOfBandSecrets = []string{"locallibrary-mysql"}
+var outOfBandSecrets = []string{"locallibrary-mysql", "locallibrary-secret-key"}
 
 // The app's own defaults (config/config.go), used when the manifests leave
 // the variables unset.
@@ -41,6 +41,12 @@ const (
 	defaultDrain    = 5 * time.Second
 	defaultShutdown = 10 * time.Second
 )
+
+// installHints say how to get the tools the deploy tests run.
+var installHints = map[string]string{
+	"kubectl":    "a kubectl with kustomize, https://kubernetes.io/docs/tasks/tools/",
+	"kube-score": "go install github.com/zegl/kube-score/cmd/kube-score@v1.20.0",
+}
 
 // lookPath finds a tool, skipping the test when it is missing unless
 // LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
@@ -51,7 +57,7 @@ func lookPath(t *testing.T, tool string) string {
 		if os.Getenv(requireEnv) == "1" {
 			t.Fatalf("%s is not on PATH and %s=1", tool, requireEnv)
 		}
-		t.Skipf("%s is not on PATH; set %s=1 to make this a failure", tool, requireEnv)
+		t.Skipf("%s is not on PATH (install it: %s); set %s=1 to make this a failure", tool, installHints[tool], requireEnv)
 	}
 	return path
 }
@@ -206,7 +212,9 @@ func TestOverlays(t *testing.T) {
 			t.Run("autoscaling", func(t *testing.T) { checkAutoscaling(t, m) })
 			t.Run("selectors", func(t *testing.T) { checkSelectors(t, m) })
 			t.Run("network policies", func(t *testing.T) { checkNetworkPolicies(t, m) })
+			t.Run("metrics kept inside", func(t *testing.T) { checkMetricsPrivate(t, m) })
 			t.Run("memcached", func(t *testing.T) { checkMemcached(t, m) })
+			t.Run("secret key", func(t *testing.T) { checkSecretKey(t, m) })
 			t.Run("migration job", func(t *testing.T) { checkMigrationJob(t, m) })
 			if filepath.Base(dir) == "prod" {
 				t.Run("production settings", func(t *testing.T) { checkProduction(t, m) })
@@ -722,8 +730,8 @@ func checkNetworkPolicies(t *testing.T, m manifests) {
 		}
 		return out
 	}
-	if in := allowed(networkingv1.PolicyTypeIngress); !slices.Equal(in, []port{{corev1.ProtocolTCP, 8080}}) {
-		t.Errorf("web pods accept %v, want only TCP 8080", in)
+	if in := allowed(networkingv1.PolicyTypeIngress); !slices.Equal(in, []port{{corev1.ProtocolTCP, 8080}, {corev1.ProtocolTCP, 9090}}) {
+		t.Errorf("web pods accept %v, want only TCP 8080 (the site) and 9090 (/metrics)", in)
 	}
 	out := allowed(networkingv1.PolicyTypeEgress)
 	for _, want := range []port{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}, {corev1.ProtocolTCP, 3306}, {corev1.ProtocolTCP, 11211}} {
@@ -736,6 +744,93 @@ func checkNetworkPolicies(t *testing.T, m manifests) {
 			t.Errorf("web pods may reach %s %d, which they do not need", p.proto, p.num)
 		}
 	}
+}
+
+// checkMetricsPrivate checks /metrics cannot be reached from outside: the
+// app serves it on its own port, which Prometheus is pointed at and which
+// no Ingress routes to, and only Prometheus's pods may reach that port.
+func checkMetricsPrivate(t *testing.T, m manifests) {
+	d, c := m.web(t)
+	port := func(addr string) int {
+		_, p, _ := strings.Cut(addr, ":")
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			t.Fatalf("address %q has no port", addr)
+		}
+		return n
+	}
+	httpAddr, _ := env(c, "LOCALLIBRARY_HTTP_ADDR")
+	metricsAddr, ok := env(c, "LOCALLIBRARY_METRICS_ADDR")
+	if !ok || port(metricsAddr) == port(httpAddr) {
+		t.Fatalf("LOCALLIBRARY_METRICS_ADDR %q must be set to a port apart from LOCALLIBRARY_HTTP_ADDR %q", metricsAddr, httpAddr)
+	}
+	metricsPort := port(metricsAddr)
+	named := func(name string) int {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return int(p.ContainerPort)
+			}
+		}
+		return 0
+	}
+	if named("metrics") != metricsPort {
+		t.Errorf("container port metrics is %d, LOCALLIBRARY_METRICS_ADDR's %d", named("metrics"), metricsPort)
+	}
+	if a := d.Spec.Template.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != strconv.Itoa(metricsPort) {
+		t.Errorf("scrape annotations %v do not point at port %d", a, metricsPort)
+	}
+	// Whatever an Ingress routes to must land on the site's port.
+	for _, i := range m.ingresses {
+		for _, rule := range i.Spec.Rules {
+			for _, path := range rule.HTTP.Paths {
+				b := path.Backend.Service
+				for _, s := range m.services {
+					for _, sp := range s.Spec.Ports {
+						if s.Name != b.Name || (sp.Name != b.Port.Name && sp.Port != b.Port.Number) {
+							continue
+						}
+						if target := sp.TargetPort; target.StrVal == "metrics" || target.IntValue() == metricsPort || named(target.StrVal) == metricsPort {
+							t.Errorf("Ingress %s path %s reaches the metrics port", i.Name, path.Path)
+						}
+					}
+				}
+			}
+		}
+	}
+	// The rules that open the metrics port name Prometheus, never the
+	// ingress controller.
+	for _, p := range m.policies {
+		for _, r := range p.Spec.Ingress {
+			opens := len(r.Ports) == 0
+			for _, pp := range r.Ports {
+				opens = opens || pp.Port.IntValue() == metricsPort
+			}
+			if !opens {
+				continue
+			}
+			for _, peer := range r.From {
+				if peer.NamespaceSelector == nil || peer.PodSelector == nil ||
+					peer.PodSelector.MatchLabels["app.kubernetes.io/name"] != "prometheus" {
+					t.Errorf("NetworkPolicy %s opens the metrics port to %+v, not only to Prometheus", p.Name, peer)
+				}
+			}
+		}
+	}
+}
+
+// checkSecretKey requires LOCALLIBRARY_SECRET_KEY from a Secret: the
+// app refuses to serve without it, and replicas must share one.
+func checkSecretKey(t *testing.T, m manifests) {
+	_, c := m.web(t)
+	for _, e := range c.Env {
+		if e.Name == "LOCALLIBRARY_SECRET_KEY" {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				t.Error("LOCALLIBRARY_SECRET_KEY is not read from a Secret")
+			}
+			return
+		}
+	}
+	t.Error("LOCALLIBRARY_SECRET_KEY is not set: the app will not serve without it")
 }
 
 // checkMemcached matches the app's LOCALLIBRARY_MEMCACHED_SERVERS to the

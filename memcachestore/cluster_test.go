@@ -38,6 +38,9 @@ func mustNewStorage(t *testing.T, cfg Config, h hooks) *Storage {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = testTimeout
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = testMaxConns
+	}
 	s, err := newStorage(cfg, h)
 	if err != nil {
 		t.Fatalf("newStorage(%+v): %v", cfg, err)

@@ -1,6 +1,6 @@
-// Package memcachestore is a fiber.Storage backed by Memcached, for Fiber's
-// session middleware, plus the few extra operations the service needs on the
-// hot path (an atomic visit counter, TTL refresh, a readiness ping).
+// Package memcachestore keeps the service's sessions in Memcached: it is a
+// session.Store (get, set, delete, touch, an atomic counter and a pipelined
+// read-and-count) and also a fiber.Storage, plus a readiness ping.
 //
 // It exists because github.com/gofiber/storage/memcache cannot be fetched
 // here; it is built on github.com/bradfitz/gomemcache, with what a
@@ -11,8 +11,10 @@
 // node from costing every request a timeout (see node).
 //
 // Keys: memcached holds keys of at most 250 bytes with no spaces or control
-// characters; KeyPrefix counts against that. Session ids from Fiber's
-// default generator (36-byte UUIDs) fit with any prefix under 214 bytes.
+// characters; KeyPrefix counts against that. The session package's keys
+// (at most 24 bytes) fit with any prefix under 226 bytes. Where a key goes
+// is decided by Config.Place: the caller, who makes the keys, says which
+// ones belong together.
 package memcachestore
 
 import (
@@ -31,23 +33,8 @@ import (
 )
 
 const (
-	// DefaultTimeout bounds every socket operation (dial, read, write).
-	// A session lookup sits on every request, so a hung memcached must cost
-	// a request milliseconds, not gomemcache's default half second.
-	DefaultTimeout = 100 * time.Millisecond
-
 	// MaxTimeout is the largest Timeout New accepts.
 	MaxTimeout = 10 * time.Second
-
-	// DefaultMaxConns is the most connections a Storage opens to one
-	// server. An operation holds one for a round trip (well under a
-	// millisecond), so 64 carry tens of thousands of operations a second;
-	// memcached's --conn-limit must cover it times the number of app
-	// replicas (see deploy/README.md).
-	DefaultMaxConns = 64
-
-	// DefaultResolveEvery is how often server names are looked up again.
-	DefaultResolveEvery = 30 * time.Second
 
 	// maxKeyLen is memcached's key length limit, prefix included.
 	maxKeyLen = 250
@@ -79,21 +66,26 @@ type Config struct {
 	// Servers are host:port entries (see ParseServers).
 	Servers []string
 
-	// Timeout is the per-operation socket timeout. Zero means
-	// DefaultTimeout; negative or above MaxTimeout is an error.
+	// Timeout is the per-operation socket timeout, required: above 0 and
+	// at most MaxTimeout. A session lookup sits on every request, so a hung
+	// memcached must cost a request milliseconds. (The service's default
+	// is in config.)
 	Timeout time.Duration
 
 	// MaxConns is the most connections open to each server at once, idle
-	// or busy, a hard cap: an operation waits up to Timeout for one to be
-	// free, then fails with ErrUnavailable. Zero means DefaultMaxConns.
+	// or busy, required: a hard cap. An operation waits up to Timeout for
+	// one to be free, then fails with ErrUnavailable. Each holds one for a
+	// round trip (well under a millisecond), so 64 carry tens of thousands
+	// of operations a second; memcached's --conn-limit must cover it times
+	// the number of app replicas (see deploy/README.md).
 	MaxConns int
 
 	// KeyPrefix namespaces every key in a memcached shared with other
 	// apps, e.g. "ll:". It counts against memcached's 250-byte key limit.
 	KeyPrefix string
 
-	// ResolveEvery is how often server host names are resolved again.
-	// Zero means DefaultResolveEvery; negative disables re-resolution.
+	// ResolveEvery is how often server host names are resolved again;
+	// zero or negative: never.
 	ResolveEvery time.Duration
 
 	// Replicas is how many servers hold each key: 1 (zero means 1) or 2.
@@ -105,6 +97,12 @@ type Config struct {
 	// lifetime of the copy it read). Zero turns repair off. Callers storing
 	// sessions pass the session lifetime.
 	RepairTTL time.Duration
+
+	// Place, if set, returns the part of a key (without KeyPrefix) that
+	// decides which servers hold it; keys with the same placement live on
+	// the same servers, which GetAndIncrement needs for its one round trip.
+	// nil places each key by the whole key. Sessions pass session.Placement.
+	Place func(key string) string
 
 	// Observe, if set, is called after every operation with its name
 	// ("get", "set", "delete", "touch", "increment", "ping", "reset"), the
@@ -144,6 +142,7 @@ type Storage struct {
 	replicas  int
 	repairTTL time.Duration
 	prefix    string
+	place     func(key string) string
 	observe   func(op string, err error, d time.Duration)
 
 	stop      context.CancelFunc // ends re-resolution and the probers
@@ -233,6 +232,7 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		replicas:  cfg.Replicas,
 		repairTTL: cfg.RepairTTL,
 		prefix:    cfg.KeyPrefix,
+		place:     cfg.Place,
 		observe:   cfg.Observe,
 		done:      make(chan struct{}),
 	}
@@ -277,23 +277,14 @@ func (cfg *Config) withDefaults() error {
 		}
 		seen[s] = true
 	}
-	switch {
-	case cfg.Timeout < 0 || cfg.Timeout > MaxTimeout:
+	if cfg.Timeout <= 0 || cfg.Timeout > MaxTimeout {
 		return fmt.Errorf("timeout %v outside (0, %v]", cfg.Timeout, MaxTimeout)
-	case cfg.Timeout == 0:
-		cfg.Timeout = DefaultTimeout
 	}
-	switch {
-	case cfg.MaxConns < 0:
-		return fmt.Errorf("negative MaxConns %d", cfg.MaxConns)
-	case cfg.MaxConns == 0:
-		cfg.MaxConns = DefaultMaxConns
+	if cfg.MaxConns <= 0 {
+		return fmt.Errorf("MaxConns %d: must be at least 1", cfg.MaxConns)
 	}
 	if cfg.KeyPrefix != "" && !legalKey(cfg.KeyPrefix) {
 		return fmt.Errorf("key prefix %q: %w", cfg.KeyPrefix, ErrInvalidKey)
-	}
-	if cfg.ResolveEvery == 0 {
-		cfg.ResolveEvery = DefaultResolveEvery
 	}
 	switch {
 	case cfg.Replicas == 0:
@@ -324,14 +315,6 @@ func (s *Storage) resolveLoop(ctx context.Context, every time.Duration, after fu
 	}
 }
 
-// placement is the part of a key that picks its nodes: the text after the
-// last colon. So "ID" and "v:ID" (a session and its visit counter) live on
-// the same nodes and move together when servers are added or removed,
-// instead of one surviving a resize while the other restarts.
-func placement(key string) string {
-	return key[strings.LastIndexByte(key, ':')+1:]
-}
-
 // legalKey reports whether memcached's text protocol can carry key.
 func legalKey(key string) bool {
 	if key == "" || len(key) > maxKeyLen {
@@ -351,10 +334,19 @@ func (s *Storage) key(k string) (string, bool) {
 	return full, k != "" && legalKey(full)
 }
 
+// placement is the part of full key k that picks its nodes (Config.Place).
+func (s *Storage) placement(k string) string {
+	k = k[len(s.prefix):]
+	if s.place != nil {
+		return s.place(k)
+	}
+	return k
+}
+
 // owners returns the nodes holding full key k, best first.
 func (s *Storage) owners(k string) []*node {
 	var idx [maxReplicas]int
-	rank(placement(k), s.ring.seeds, idx[:s.replicas])
+	rank(s.placement(k), s.ring.seeds, idx[:s.replicas])
 	nodes := make([]*node, s.replicas)
 	for i := range nodes {
 		nodes[i] = s.nodes[idx[i]]

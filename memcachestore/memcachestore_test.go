@@ -22,7 +22,7 @@ func memcachedAddr(t *testing.T) string {
 	t.Helper()
 	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
 	if addr == "" {
-		skipOrFail(t, "LOCALLIBRARY_TEST_MEMCACHED is not set (host:port of a memcached for tests)")
+		skipOrFail(t, "set LOCALLIBRARY_TEST_MEMCACHED=host:port of a memcached for tests")
 	}
 	return addr
 }
@@ -53,6 +53,9 @@ func MustNew(t *testing.T, cfg Config) *Storage {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = testTimeout
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = testMaxConns
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%+v): %v", cfg, err)
@@ -68,6 +71,9 @@ func MustNew(t *testing.T, cfg Config) *Storage {
 // testTimeout is generous: CI runs test packages in parallel on two cores,
 // and a slow answer there is not what these tests are about.
 const testTimeout = 2 * time.Second
+
+// testMaxConns is the pool size of test stores (the service's is in config).
+const testMaxConns = 64
 
 // newTestStorage is a Storage on LOCALLIBRARY_TEST_MEMCACHED with a fresh prefix.
 func newTestStorage(t *testing.T) *Storage {

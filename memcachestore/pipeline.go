@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -70,7 +71,9 @@ func (s *Storage) getThenIncrement(getKey, incrKey string) ([]byte, uint64, bool
 		gk, _ := s.key(getKey)
 		item := &memcache.Item{Key: gk, Value: val, Expiration: expiry(s.repairTTL, time.Now())}
 		for _, n := range lost {
-			_ = s.on(n, func(c *memcache.Client) error { return c.Add(item) })
+			if slices.Contains(s.owners(gk), n) { // the keys share their nodes (Config.Place)
+				_ = s.on(n, func(c *memcache.Client) error { return c.Add(item) })
+			}
 		}
 	}
 	return val, count, true, nil

@@ -67,7 +67,7 @@ func newRing(names []string) *Rendezvous {
 // PickServer returns the address of the server that owns key.
 func (r *Rendezvous) PickServer(key string) (net.Addr, error) {
 	var top [1]int
-	rank(placement(key), r.seeds, top[:])
+	rank(key, r.seeds, top[:])
 	return r.addr(top[0])
 }
 

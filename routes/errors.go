@@ -1,16 +1,15 @@
 package routes
 
 import (
-	"context"
-	"database/sql/driver"
 	"errors"
 	"log/slog"
-	"net"
+	"slices"
+	"strings"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
@@ -27,21 +26,11 @@ func catalogError(err error) error {
 	switch {
 	case errors.Is(err, repository.ErrNotFound):
 		return fiber.ErrNotFound
-	case unreachable(err):
+	case repository.IsUnavailable(err):
 		return errors.Join(errCatalogUnavailable, err)
 	default:
 		return err
 	}
-}
-
-// unreachable tells connection trouble and deadlines from other failures.
-func unreachable(err error) bool {
-	var netErr net.Error
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, context.Canceled) ||
-		errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, mysql.ErrInvalidConn) ||
-		errors.As(err, &netErr)
 }
 
 type errorPage struct {
@@ -50,7 +39,7 @@ type errorPage struct {
 
 // errorHandler is the one place errors become responses. Users see a page
 // in the site's layout and never the error's text; only 5xx are logged.
-func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHandler {
+func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *routeTable) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		status := fiber.StatusInternalServerError
 		var page errorPage
@@ -58,7 +47,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHa
 		switch {
 		case errors.Is(err, errCatalogUnavailable):
 			status = fiber.StatusServiceUnavailable
-		case errors.As(err, new(storeError)):
+		case errors.Is(err, session.ErrUnavailable):
 			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
 		case errors.As(err, &fe):
 			status = fe.Code
@@ -74,7 +63,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs) fiber.ErrorHa
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
 		}
 		if status == fiber.StatusMethodNotAllowed {
-			c.Set(fiber.HeaderAllow, "GET, HEAD")
+			c.Set(fiber.HeaderAllow, routes.allow(c.Path()))
 		}
 		if renderErr := r.render(c, status, "error", page); renderErr != nil {
 			return c.Status(status).SendString(page.Heading)
@@ -93,7 +82,11 @@ func errorPageFor(status int) errorPage {
 	case fiber.StatusNotFound:
 		return errorPage{"Not found", "There is nothing at this address. The book or author may have been removed, or the link may be mistyped."}
 	case fiber.StatusMethodNotAllowed:
-		return errorPage{"Method not allowed", "This address can only be read."}
+		return errorPage{"Method not allowed", "This address does not answer that kind of request."}
+	case fiber.StatusRequestTimeout:
+		return errorPage{"Request timeout", "Your browser took too long to send its request. Please try again."}
+	case fiber.StatusRequestEntityTooLarge:
+		return errorPage{"Request too large", "Your browser sent more data than this site's forms accept."}
 	case fiber.StatusRequestHeaderFieldsTooLarge:
 		return errorPage{"Request headers too large", "Your browser sent more header data than this site accepts. Clearing this site's cookies usually helps."}
 	case fiber.StatusServiceUnavailable:
@@ -105,4 +98,45 @@ func errorPageFor(status int) errorPage {
 		return errorPage{"Something went wrong", "The page could not be shown. The problem has been logged; please try again later."}
 	}
 	return errorPage{"Bad request", "The request could not be understood."}
+}
+
+// routeTable is the app's routes, read to answer a 405's Allow header. It
+// is filled once the routes are registered.
+type routeTable struct{ routes []fiber.Route }
+
+// allow lists the methods of the routes that match path.
+func (t *routeTable) allow(path string) string {
+	var methods []string
+	for _, r := range t.routes {
+		if routeMatches(r.Path, path) && !slices.Contains(methods, r.Method) {
+			methods = append(methods, r.Method)
+		}
+	}
+	return strings.Join(methods, ", ")
+}
+
+// routeMatches reports whether the route pattern matches path as Fiber
+// matches it (case-insensitive, trailing slash optional): ":name" stands
+// for one segment, "*" for the rest. A middleware's prefix ("/") does not
+// match the longer paths it runs for.
+func routeMatches(pattern, path string) bool {
+	pattern, path = strings.Trim(pattern, "/"), strings.Trim(path, "/")
+	for {
+		pseg, prest, pmore := strings.Cut(pattern, "/")
+		seg, rest, more := strings.Cut(path, "/")
+		switch {
+		case pseg == "*":
+			return true
+		case strings.HasPrefix(pseg, ":"):
+			if seg == "" {
+				return false
+			}
+		case !strings.EqualFold(pseg, seg):
+			return false
+		}
+		if !pmore || !more {
+			return pmore == more
+		}
+		pattern, path = prest, rest
+	}
 }

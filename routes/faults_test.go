@@ -12,6 +12,7 @@ import (
 	"github.com/locallibrary/locallibrary/memcachestore"
 	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/routes"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 func waitUntil(t *testing.T, what string, limit time.Duration, check func() bool) {
@@ -41,13 +42,9 @@ func TestSlowMemcachedDoesNotHoldThePage(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 		}
 	}()
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{ln.Addr().String()}, Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
-	cookie := &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{ln.Addr().String()}, Timeout: 100 * time.Millisecond})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
+	cookie := &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
 	for range 3 {
 		start := time.Now()
 		r := get(t, app, "GET", "/catalog/", cookie)
@@ -63,12 +60,8 @@ func TestSlowMemcachedDoesNotHoldThePage(t *testing.T) {
 func TestCountingResumesWhenMemcachedReturns(t *testing.T) {
 	addr := memcachedtest.FreeAddr(t)
 	node := memcachedtest.Start(t, addr)
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	b := newBrowser(t, app)
 	if got := visits(t, b.visit("/catalog/")); got != 1 {
 		t.Fatalf("first visit: %d", got)
@@ -99,12 +92,8 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 		nodes = append(nodes, n)
 		addrs = append(addrs, n.Addr)
 	}
-	store, err := memcachestore.New(memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	store := newMemcachedStore(t, memcachestore.Config{Servers: addrs, Replicas: 2, Timeout: 2 * time.Second})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 
 	const browsers = 150
 	cookies := make([]*http.Cookie, browsers)
@@ -128,17 +117,13 @@ func TestNoSessionLostWhenOneOfThreeNodesDies(t *testing.T) {
 }
 
 func TestSessionChangesWhileMemcachedIsDownAre503(t *testing.T) {
-	store, err := memcachestore.New(memcachestore.Config{Servers: []string{memcachedtest.FreeAddr(t)}, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	app := mustApp(t, routes.Deps{SessionStorage: store, Visits: store})
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{memcachedtest.FreeAddr(t)}, Timeout: 200 * time.Millisecond})
+	app := mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)})
 	b := newBrowser(t, app)
-	b.jar[routes.SessionCookieName] = &http.Cookie{Name: routes.SessionCookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
-	b.jar["csrftoken"] = &http.Cookie{Name: "csrftoken", Value: "tok"}
+	b.jar[session.CookieName] = &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	token := csrfTokenIn(t, b.visit("/catalog/forget/")) // the token needs no store
 	for _, path := range []string{"/catalog/notice/dismiss", "/catalog/forget/"} {
-		r := b.do("POST", path, url.Values{"csrfmiddlewaretoken": {"tok"}})
+		r := b.do("POST", path, url.Values{"csrfmiddlewaretoken": {token}})
 		if r.status != 503 || !strings.Contains(r.body, "Your session is unavailable") {
 			t.Errorf("POST %s with memcached down: %d, want 503 (not a 403 blaming the visitor)", path, r.status)
 		}

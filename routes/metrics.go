@@ -3,11 +3,11 @@ package routes
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -66,13 +66,16 @@ func (m *Metrics) ObserveSessionOp(op string, err error, d time.Duration) {
 	}
 }
 
-func (m *Metrics) handler() fiber.Handler {
-	return adaptor.HTTPHandler(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+// Handler serves the metrics for Prometheus. app serves it on a listener
+// of its own, never on the public one.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// observeRequests times every request for the metrics and, at debug
-// level, logs it. Errors are rendered here rather than after the chain, so
-// the status recorded is the one the browser gets.
+// observeRequests finishes every routed answer and times it for the
+// metrics and, at debug level, the log. Errors are rendered and the
+// caching policy applied here rather than after the chain, so the status
+// recorded is the one the browser gets (a 304 included).
 func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
@@ -81,13 +84,19 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 				_ = c.SendStatus(fiber.StatusInternalServerError)
 			}
 		}
+		applyCachePolicy(c)
 		took := time.Since(start)
-		route := "unmatched" // when the last route seen is a middleware ("USE")
-		if r := c.Route(); r != nil && r.Method != "USE" {
+		// The last route run is a middleware's when no route matched.
+		route := "unmatched"
+		if r := c.Route(); r != nil && routeMatches(r.Path, c.Path()) {
 			route = r.Path
 		}
 		status := c.Response().StatusCode()
-		m.requests.WithLabelValues(route, methodLabel(c.Method()), strconv.Itoa(status)).Observe(took.Seconds())
+		method := c.Method()
+		if c.Locals(headLocal{}) == true {
+			method = fiber.MethodHead
+		}
+		m.requests.WithLabelValues(route, methodLabel(method), strconv.Itoa(status)).Observe(took.Seconds())
 		if logger.Enabled(context.Background(), slog.LevelDebug) {
 			logger.Debug("request", "method", c.Method(), "path", c.Path(), "route", route, "status", status,
 				"took", took, "request_id", requestID(c), "client_ip", ips.of(c))

@@ -3,29 +3,13 @@ package routes
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"net/netip"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
 )
-
-// contentSecurityPolicy allows only the site's own files: no inline script,
-// no framing, forms only to this site.
-const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-
-func securityHeaders(c *fiber.Ctx) error {
-	h := &c.Response().Header
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
-	h.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	h.Set(fiber.HeaderReferrerPolicy, "same-origin")
-	h.Set(fiber.HeaderXFrameOptions, "DENY")
-	return c.Next()
-}
 
 // requestDeadline gives every request's queries a deadline: Fiber v2's
 // UserContext has none of its own. The context is made on first use by
@@ -51,29 +35,28 @@ func requestContext(c *fiber.Ctx) context.Context {
 	if _, made := c.Locals(cancelLocal{}).(context.CancelFunc); made {
 		return c.UserContext()
 	}
-	timeout := 2 * time.Second
-	if d, ok := c.Locals(deadlineLocal{}).(*requestDeadline); ok {
-		timeout = d.timeout
+	d, ok := c.Locals(deadlineLocal{}).(*requestDeadline)
+	if !ok {
+		return c.UserContext() // not behind requestDeadline.middleware: no deadline to add
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+	ctx, cancel := context.WithTimeout(c.UserContext(), d.timeout)
 	c.SetUserContext(ctx)
 	c.Locals(cancelLocal{}, cancel)
 	return ctx
 }
 
-// requestIDs are a random per-process prefix and a counter: unique, and
-// cheaper than reading crypto/rand on every request.
-var (
-	requestIDPrefix = func() string {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		return base64.RawURLEncoding.EncodeToString(b[:]) + "-"
-	}()
-	requestIDCounter atomic.Uint64
-)
+// assignRequestID gives a request its id for the log lines and the
+// X-Request-Id header: 128 random bits, so an id says nothing about the
+// process or how busy it is (crypto/rand costs well under a microsecond).
+var assignRequestID = requestid.New(requestid.Config{Generator: rand.Text})
 
-func newRequestID() string {
-	return requestIDPrefix + strconv.FormatUint(requestIDCounter.Add(1), 36)
+// requestIDs keeps the id a trusted proxy sent, and drops one sent by
+// anyone else, who could otherwise write any id into the logs.
+func requestIDs(c *fiber.Ctx) error {
+	if !c.IsProxyTrusted() {
+		c.Request().Header.Del(fiber.HeaderXRequestID)
+	}
+	return assignRequestID(c)
 }
 
 func requestID(c *fiber.Ctx) string {
@@ -97,6 +80,12 @@ func (p clientIPs) isTrusted(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// ClientAddr returns a function giving a request's client address as the
+// site sees it: header is believed only from the trusted proxies.
+func ClientAddr(header string, trusted []netip.Prefix) func(*fiber.Ctx) string {
+	return clientIPs{header: header, trusted: trusted}.of
 }
 
 func (p clientIPs) of(c *fiber.Ctx) string {

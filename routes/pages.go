@@ -2,12 +2,14 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 type homePage struct {
@@ -28,24 +30,27 @@ type homePage struct {
 func (page homePage) ShowNoticeForm() bool { return page.ShowNotice && page.CSRFToken != "" }
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
-func home(r *renderer, counts *countsCache, sessions *sessionManager, visitsUnavailable prometheus.Counter) fiber.Handler {
+func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter) fiber.Handler {
 	shells := &homeShells{renderer: r}
 	return func(c *fiber.Ctx) error {
 		totals, stale, err := counts.Get()
 		if err != nil {
 			return catalogError(err)
 		}
-		page := homePage{Counts: totals, CountsStale: stale, CookiesRefused: cookiesRefused(c)}
+		sess := session.From(c)
+		page := homePage{Counts: totals, CountsStale: stale, CookiesRefused: sess.CookiesRefused()}
 		if c.Method() == fiber.MethodGet && !page.CookiesRefused {
-			page.ShowNotice = noticePending(sessions)(c)
-			visits, err := sessions.countVisit(c)
-			if err == nil {
+			visits, err := sess.Visit() // first: it reads the session and counts in one round trip
+			switch {
+			case err == nil:
 				page.Visits, page.VisitsKnown = visits, true
-			} else {
+			case !errors.Is(err, session.ErrNotAdmitted): // a refused new session is no failure
 				visitsUnavailable.Inc()
 			}
+			if page.ShowNotice = !sess.NoticeDismissed(); page.ShowNotice {
+				page.CSRFToken = sess.CSRFToken()
+			}
 		}
-		page.CSRFToken = csrfToken(c)
 		if page.cacheable() {
 			return shells.render(c, page)
 		}
@@ -61,10 +66,10 @@ type listPage[T any] struct {
 
 // catalogList serves a paginated list: /catalog/books/ or /catalog/authors/.
 // total picks the list's size out of the cached counts.
-func catalogList[T any](r *renderer, page string, counts *countsCache, sessions *sessionManager,
+func catalogList[T any](r *renderer, page string, counts *countsCache,
 	total func(repository.Counts) int64, fetch func(ctx context.Context, limit, offset int) ([]T, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		size, err := sessions.perPage(c)
+		size, err := perPage(c)
 		if err != nil {
 			return err
 		}

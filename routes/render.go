@@ -33,7 +33,10 @@ func parsePages(a *assets) (map[string]*template.Template, error) {
 	}
 	pages := make(map[string]*template.Template, len(pageNames))
 	for _, name := range pageNames {
-		t := template.New("layout.html").Funcs(funcs)
+		links := navFor(pageSections[name])
+		t := template.New("layout.html").Funcs(funcs).Funcs(template.FuncMap{
+			"nav": func() []navLink { return links },
+		})
 		// Each static file's URL is a template of its own holding just the
 		// text ({{template "style.css"}}): fixed at start, it costs no
 		// function call or escaping when a page is rendered.

@@ -4,6 +4,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -12,9 +13,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // Catalog is what the pages read from the library's database.
@@ -30,12 +31,9 @@ type Catalog interface {
 // Deps is everything the routes need, built by app (or by a test).
 type Deps struct {
 	Catalog Catalog
-	// SessionStorage keeps session data: memcached across replicas, or
-	// Fiber's in-process memory store for a single process.
-	SessionStorage fiber.Storage
-	// Visits counts home-page visits atomically, beside the session data.
-	Visits   VisitCounter
-	Sessions SessionOptions
+	// Sessions keeps the browsers' sessions, on memcached across
+	// replicas or in the process's memory.
+	Sessions *session.Manager
 	Logger   *slog.Logger
 
 	CountsTTL        time.Duration // how long the home-page counts are reused
@@ -45,17 +43,19 @@ type Deps struct {
 	// Draining is set when shutdown begins, so /readyz can fail first.
 	Draining *atomic.Bool
 
-	// Metrics is served at /metrics; nil means a registry of its own.
+	// Metrics records the requests; app serves it on a listener of its
+	// own. nil means a registry of its own.
 	Metrics *Metrics
 
 	// ProxyHeader names the header in which trusted load balancers pass
-	// the client's address; it is ignored from any other peer.
+	// the client's address. It, X-Forwarded-Proto and the like and
+	// X-Request-Id are believed from TrustedProxies only.
 	ProxyHeader    string
 	TrustedProxies []netip.Prefix
 
-	// AdmitNewSession, if set, is asked with the client's address before
-	// a new session is stored; false serves the page without one.
-	AdmitNewSession func(clientAddr string) bool
+	// BodyLimit bounds a request body; a larger one gets 413 before it is
+	// read. The site's forms send well under a kilobyte.
+	BodyLimit int
 }
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
@@ -74,62 +74,70 @@ func New(d Deps) (*fiber.App, error) {
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}
-	if d.QueryTimeout <= 0 {
-		d.QueryTimeout = 2 * time.Second
-	}
-	if d.CountsStaleLimit <= 0 {
-		d.CountsStaleLimit = 10 * time.Minute
+	if d.QueryTimeout <= 0 || d.CountsTTL <= 0 || d.CountsStaleLimit <= 0 {
+		return nil, errors.New("routes: QueryTimeout, CountsTTL and CountsStaleLimit must be set (config has the defaults)")
 	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics()
 	}
+	if d.BodyLimit <= 0 {
+		d.BodyLimit = 8 << 10
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.Sessions == nil {
+		return nil, errors.New("routes: no session manager")
+	}
 	renderer := &renderer{pages: pages}
-	sessions := newSessionManager(d.SessionStorage, d.Visits, d.Sessions)
-	guard := newCSRFGuard(sessions, d.Sessions.CookieSecure)
+	sessions := d.Sessions
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 
 	ips := clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}
-	if d.AdmitNewSession != nil {
-		sessions.admit = func(c *fiber.Ctx) bool { return d.AdmitNewSession(ips.of(c)) }
+	table := new(routeTable)
+	trusted := make([]string, len(d.TrustedProxies))
+	for i, p := range d.TrustedProxies {
+		trusted[i] = p.String()
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "locallibrary",
 		DisableStartupMessage: true,
-		ErrorHandler:          errorHandler(renderer, d.Logger, ips),
-		ReadBufferSize:        ReadBufferSize,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          errorHandler(renderer, d.Logger, ips, table),
+		// Fiber believes X-Forwarded-Proto, -Host and the like (which turn
+		// on the csrf middleware's Referer check) only from these peers.
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          trusted,
+		BodyLimit:               d.BodyLimit,
+		ReadBufferSize:          ReadBufferSize,
+		ReadTimeout:             30 * time.Second,
+		WriteTimeout:            30 * time.Second,
+		IdleTimeout:             2 * time.Minute,
 	})
 
 	app.Use(observeRequests(d.Metrics, d.Logger, ips))
 	app.Use(recover.New())
-	app.Use(requestid.New(requestid.Config{Generator: newRequestID}))
-	app.Use(securityHeaders)
+	app.Use(requestIDs)
 	app.Use((&requestDeadline{timeout: d.QueryTimeout}).middleware)
 
 	app.Get("/livez", livez)
 	app.Get("/readyz", readyz(d.Catalog, d.Draining))
-	app.Get("/metrics", d.Metrics.handler())
 	app.Get("/static/:name", assets.handler)
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assets.url("favicon.svg"), fiber.StatusMovedPermanently) })
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
-	catalog := app.Group("/catalog", sessions.saveEveryRequest)
-	catalog.Get("/", cookieCheck(d.Sessions.CookieSecure), sessions.readAndCountVisit, guard.protect(noticePending(sessions)),
-		home(renderer, counts, sessions, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", catalogList(renderer, "book_list", counts, sessions, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", catalogList(renderer, "author_list", counts, sessions, authorCount, d.Catalog.Authors))
+	catalog := app.Group("/catalog", sessions.Middleware)
+	catalog.Get("/", perBrowser, sessions.CookieCheck("/catalog/"), home(renderer, counts, d.Metrics.visitsUnavail))
+	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, bookCount, d.Catalog.Books))
+	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, authorCount, d.Catalog.Authors))
 	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, d.Catalog))
-	catalog.Post("/notice/dismiss", guard.protect(nil), dismissNotice(sessions))
-	catalog.Get("/forget/", guard.protect(always), forgetPage(renderer))
-	catalog.Post("/forget/", guard.protect(nil), forgetMe(sessions))
+	catalog.Post("/notice/dismiss", perBrowser, sessions.CheckCSRF, dismissNotice)
+	catalog.Get("/forget/", perBrowser, forgetPage(renderer))
+	catalog.Post("/forget/", perBrowser, sessions.CheckCSRF, forgetMe)
 	// Unmatched paths fall through to Fiber's 404, other methods on a known
 	// path to its 405; the error handler renders both.
+	table.routes = app.GetRoutes(true)
+	guardEdge(app, d.Metrics)
 	return app, nil
 }

@@ -47,11 +47,12 @@ func freePort() (string, error) {
 // Ctrl-C in the terminal reaches only the soak, which then stops it in
 // order; killed with the soak if the soak itself is killed.
 type process struct {
-	name    string
-	addr    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
+	name        string
+	addr        string
+	metricsAddr string // the service's /metrics listener
+	logPath     string
+	cmd         *exec.Cmd
+	done        chan struct{}
 }
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
@@ -181,10 +182,16 @@ func (ps *processes) startService(ctx context.Context, bin, out, dsn, memcached 
 	if err != nil {
 		return nil, err
 	}
+	metricsAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	env := append([]string{
 		"LOCALLIBRARY_HTTP_ADDR=" + addr,
+		"LOCALLIBRARY_METRICS_ADDR=" + metricsAddr,
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + memcached,
+		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
 		// The soak plays the load balancer: each browser's address comes in
@@ -196,6 +203,7 @@ func (ps *processes) startService(ctx context.Context, bin, out, dsn, memcached 
 	if err != nil {
 		return nil, err
 	}
+	p.metricsAddr = metricsAddr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, _, err := fasthttp.GetTimeout(nil, "http://"+addr+"/readyz", time.Second)

@@ -59,7 +59,7 @@ type result struct {
 func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, faults func(context.Context, *tally, *result),
 	say func(string, ...any), stdout io.Writer) (*result, error) {
 	res := &result{opt: opt}
-	metrics := newMetricsReader(svc.addr)
+	metrics := newMetricsReader(svc.metricsAddr)
 	var err error
 	t := &tally{}
 	l := &loader{client: newClient(svc.addr, opt.setupConns, opt.timeout), base: "http://" + svc.addr,

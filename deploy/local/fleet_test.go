@@ -38,7 +38,7 @@ var scrapedMetrics = []string{
 
 // scrape adds r's session-store figures from /metrics to f.metrics.
 func (f *fleet) scrape(r *replica) {
-	resp, err := http.Get("http://" + r.addr + "/metrics")
+	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
 	if err != nil {
 		f.t.Logf("scrape %s: %v", r.name, err)
 		return
@@ -64,8 +64,9 @@ func (f *fleet) scrape(r *replica) {
 }
 
 type replica struct {
-	name, addr string
-	proc       *proc
+	name, addr  string
+	metricsAddr string // its /metrics listener, apart from the site
+	proc        *proc
 }
 
 // step is one replacement, timed from the old replica's SIGTERM.
@@ -92,13 +93,15 @@ func (f *fleet) addrs() []string {
 func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) {
 	for attempt := 1; ; attempt++ {
 		f.made++
-		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: freeAddr(f.t)}
+		r := &replica{name: fmt.Sprintf("replica-%d", f.made), addr: freeAddr(f.t), metricsAddr: freeAddr(f.t)}
 		began := time.Now()
 		var err error
 		r.proc, err = f.ps.start(r.name, []string{
 			"LOCALLIBRARY_HTTP_ADDR=" + r.addr,
+			"LOCALLIBRARY_METRICS_ADDR=" + r.metricsAddr,
 			"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
 			"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
+			"LOCALLIBRARY_SECRET_KEY=fleet-secret-key-0123456789abcdef0123456789", // the same on every replica
 			fmt.Sprintf("LOCALLIBRARY_SESSION_REPLICAS=%d", sessionReplicas),
 			"LOCALLIBRARY_SHUTDOWN_DRAIN=" + drain.String(),
 			"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),

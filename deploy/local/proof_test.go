@@ -89,7 +89,7 @@ const (
 func TestProofScaleOut(t *testing.T) {
 	neverCached(t)
 	if testing.Short() {
-		t.Skip("-short: the scale-out proof runs nginx, memcached and replicas for about half a minute")
+		t.Skip("-short: the scale-out proof runs nginx, memcached and replicas for about half a minute; run without -short for it")
 	}
 	began := time.Now()
 	f, servers := setUp(t)

@@ -87,7 +87,7 @@ func MustMariaDB(t testing.TB) *sqlx.DB {
 
 	admin, err := repository.Open(ctx, dsn, 1)
 	if err != nil {
-		unavailable(t, fmt.Sprintf("MariaDB at %s: %v", EnvMySQLDSN, err))
+		unavailable(t, fmt.Sprintf("MariaDB at %s does not answer (start it, or set %s to one that does): %v", EnvMySQLDSN, EnvMySQLDSN, err))
 	}
 	t.Cleanup(func() { admin.Close() })
 

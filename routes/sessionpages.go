@@ -1,0 +1,74 @@
+package routes
+
+import (
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/locallibrary/locallibrary/session"
+)
+
+// The tutorial's examples of what sessions are for: a notice the visitor
+// has accepted stays hidden, a chosen page size is remembered, and the
+// visitor can ask to be forgotten. The session package keeps the state;
+// these are the pages.
+
+const defaultPerPage = 10 // the tutorial's paginate_by
+
+var perPageChoices = []int{10, 25, 50}
+
+// perPage is the list's page size: ?per_page= when given (and then
+// remembered in the session), else the session's choice, else 10.
+func perPage(c *fiber.Ctx) (int, error) {
+	sess := session.From(c)
+	raw := c.Query("per_page")
+	if raw == "" {
+		if size := sess.PerPage(); validPerPage(size) {
+			return size, nil
+		}
+		return defaultPerPage, nil
+	}
+	size, err := strconv.Atoi(raw)
+	if err != nil || !validPerPage(size) || raw[0] == '+' {
+		return 0, fiber.ErrNotFound
+	}
+	if sess.HasSession() || size != defaultPerPage {
+		_ = sess.SetPerPage(size) // not remembered while memcached is down; the page still shows
+	}
+	return size, nil
+}
+
+func validPerPage(n int) bool {
+	for _, choice := range perPageChoices {
+		if n == choice {
+			return true
+		}
+	}
+	return false
+}
+
+// dismissNotice serves POST /catalog/notice/dismiss ("Got it").
+func dismissNotice(c *fiber.Ctx) error {
+	if err := session.From(c).DismissNotice(); err != nil {
+		return err
+	}
+	return c.Redirect("/catalog/", fiber.StatusSeeOther)
+}
+
+type forgetPageData struct{ CSRFToken string }
+
+// forgetPage serves GET /catalog/forget/: what forgetting means, and the button.
+func forgetPage(r *renderer) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		return r.render(c, fiber.StatusOK, "forget", forgetPageData{CSRFToken: session.From(c).CSRFToken()})
+	}
+}
+
+// forgetMe serves POST /catalog/forget/: the next page begins a new
+// session, counting from one.
+func forgetMe(c *fiber.Ctx) error {
+	if err := session.From(c).Forget(); err != nil {
+		return err
+	}
+	return c.Redirect("/catalog/", fiber.StatusSeeOther)
+}

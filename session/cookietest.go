@@ -1,0 +1,45 @@
+package session
+
+import "github.com/gofiber/fiber/v2"
+
+// Django's test cookie, done with redirects so it needs no script: a
+// browser that arrives without cookies is sent a test cookie and redirected
+// to ?cookies=check. If the cookie comes back, it is sent on to the plain
+// page; if not, the page says cookies are refused instead of showing a
+// count stuck at 1.
+const (
+	testCookieName   = "cookietest"
+	cookieCheckQuery = "check"
+)
+
+// CookieCheck runs the cookie test on GET requests of the page at path.
+func (m *Manager) CookieCheck(path string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if c.Method() != fiber.MethodGet {
+			return c.Next() // HEAD and the like start no session
+		}
+		hasCookies := c.Cookies(CookieName) != "" || c.Cookies(testCookieName) != ""
+		checking := c.Query("cookies") == cookieCheckQuery
+		switch {
+		case hasCookies && checking:
+			return c.Redirect(path, fiber.StatusFound)
+		case hasCookies:
+			return c.Next()
+		}
+		// Set the test cookie on the check page too: a browser that starts
+		// accepting cookies (or follows a link to the check page) gets past
+		// it with a reload.
+		c.Cookie(&fiber.Cookie{Name: testCookieName, Value: "1", Path: path, HTTPOnly: true,
+			SameSite: fiber.CookieSameSiteLaxMode, Secure: m.opts.CookieSecure, SessionOnly: true})
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		if checking {
+			From(c).cookiesRefused = true
+			return c.Next()
+		}
+		return c.Redirect(path+"?cookies="+cookieCheckQuery, fiber.StatusFound)
+	}
+}
+
+// CookiesRefused tells whether the browser came back from the cookie test
+// without its cookie: its visits cannot be counted.
+func (s *Session) CookiesRefused() bool { return s.cookiesRefused }

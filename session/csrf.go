@@ -1,0 +1,137 @@
+package session
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"hash"
+	"net/url"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Django's names, so the forms read familiarly.
+const (
+	// CSRFField is the form field that carries the token.
+	CSRFField = "csrfmiddlewaretoken"
+	// CSRFHeader carries the token of a request made by a script.
+	CSRFHeader = "X-CSRFToken"
+)
+
+// A CSRF token is HMAC-SHA256(secret, "csrf:" + session id): nothing is
+// stored, every replica with the same secret checks it, and a new session
+// id (Forget me) makes the old token worthless.
+const tokenLen = 43 // base64url of 32 bytes
+
+// tokenMaker makes and checks tokens with a pool of MACs, each with room
+// for its input and sum, so a token costs no allocation but its string.
+type tokenMaker struct{ macs sync.Pool }
+
+type tokenMAC struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+func newTokenMaker(secret []byte) tokenMaker {
+	key := append([]byte(nil), secret...)
+	return tokenMaker{macs: sync.Pool{New: func() any {
+		return &tokenMAC{mac: hmac.New(sha256.New, key), in: make([]byte, 0, len(tokenInput)+idLen)}
+	}}}
+}
+
+const tokenInput = "csrf:"
+
+// sum writes the MAC of id into out.
+func (t *tokenMaker) sum(id string, out *[sha256.Size]byte) {
+	m := t.macs.Get().(*tokenMAC)
+	m.in = append(append(m.in[:0], tokenInput...), id...)
+	m.mac.Reset()
+	m.mac.Write(m.in)
+	*out = [sha256.Size]byte(m.mac.Sum(m.sum[:0]))
+	t.macs.Put(m)
+}
+
+func (t *tokenMaker) token(id string) string {
+	var sum [sha256.Size]byte
+	t.sum(id, &sum)
+	var text [tokenLen]byte
+	base64.RawURLEncoding.Encode(text[:], sum[:])
+	return string(text[:])
+}
+
+// valid tells, in constant time, whether token is id's.
+func (t *tokenMaker) valid(id, token string) bool {
+	var got, want [sha256.Size]byte
+	if len(token) != tokenLen {
+		return false
+	}
+	if n, err := base64.RawURLEncoding.Strict().Decode(got[:], []byte(token)); err != nil || n != len(got) {
+		return false
+	}
+	t.sum(id, &want)
+	return hmac.Equal(got[:], want[:])
+}
+
+// CSRFToken is the token for the page's forms. A browser without a session
+// id is given one (in its cookie, not yet stored) so that its token can be
+// checked when the form comes back; "" when a new session is not admitted.
+func (s *Session) CSRFToken() string {
+	id := s.tokenID()
+	if id == "" {
+		if admit := s.m.opts.Admit; admit != nil && !admit(s.c) {
+			return ""
+		}
+		s.cookieID = newID()
+		s.id = s.cookieID
+		s.setCookie()
+		id = s.id
+	}
+	return s.m.csrf.token(id)
+}
+
+// tokenID is the id a token is made from: the session's own when this
+// request created or read one, else the cookie's.
+func (s *Session) tokenID() string {
+	if s.id != "" {
+		return s.id
+	}
+	return s.cookieID
+}
+
+// CheckCSRF refuses, with 403, an unsafe request (a POST) whose token,
+// from the form body or the X-CSRFToken header and never the query string,
+// is not the one for the browser's session id. Over HTTPS it also wants
+// an Origin or Referer of this site, as Django does: a man in the middle
+// of plain HTTP could otherwise plant a cookie and a matching token.
+func (m *Manager) CheckCSRF(c *fiber.Ctx) error {
+	switch c.Method() {
+	case fiber.MethodGet, fiber.MethodHead, fiber.MethodOptions, fiber.MethodTrace:
+		return c.Next()
+	}
+	if c.Protocol() == "https" && !sameOrigin(c) {
+		return fiber.ErrForbidden
+	}
+	token := c.Get(CSRFHeader)
+	if token == "" {
+		token = string(c.Request().PostArgs().Peek(CSRFField))
+	}
+	id := From(c).cookieID
+	if id == "" || !m.csrf.valid(id, token) {
+		return fiber.ErrForbidden
+	}
+	return c.Next()
+}
+
+// sameOrigin reports whether the request's Origin, or without one its
+// Referer, is https on the host the request was sent to. c.Protocol and
+// c.Hostname believe forwarded headers only from trusted proxies.
+func sameOrigin(c *fiber.Ctx) bool {
+	from := c.Get(fiber.HeaderOrigin)
+	if from == "" || from == "null" {
+		from = c.Get(fiber.HeaderReferer)
+	}
+	u, err := url.Parse(from)
+	return err == nil && u.Scheme == "https" && u.Host == c.Hostname()
+}
