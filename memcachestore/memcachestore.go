@@ -243,7 +243,9 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		// replicas can be addressed one by one.
 		sel := nodeSelector{ring: ring, index: i}
 		p := newPool(cfg.MaxConns, cfg.Timeout, sel, func() (net.Addr, error) { return ring.addr(i) }, h.dial)
-		s.nodes = append(s.nodes, &node{name: name, pool: p, ctx: loopCtx, wg: &s.probers, probed: h.probed})
+		prober := memcache.NewFromSelector(sel)
+		prober.Timeout, prober.DialContext = cfg.Timeout, h.dial
+		s.nodes = append(s.nodes, &node{name: name, pool: p, prober: prober, ctx: loopCtx, wg: &s.probers, probed: h.probed})
 	}
 	s.resolver = resolver{ring: ring, nodes: s.nodes, lookup: h.lookup}
 

@@ -29,6 +29,8 @@ const (
 var errDown = errors.New("down, waiting for it to answer a probe")
 
 // node is one memcached server: its pool of connections and its health.
+// A node has at most its pool's connections open, plus one while a probe
+// asks it whether it is back.
 //
 // The first transport failure (a refused, dropped or timed-out connection)
 // takes the node out at once, so a page pays at most one timeout for a
@@ -38,8 +40,9 @@ var errDown = errors.New("down, waiting for it to answer a probe")
 // back on the first answer: a node that was only slow once is back after
 // one round trip, a restarted one within probeEvery of its return.
 type node struct {
-	name string
-	pool *pool
+	name   string
+	pool   *pool
+	prober *memcache.Client // the probe's client, one connection at a time
 
 	// down is the lock-free fast path: false means healthy, go ahead.
 	down atomic.Bool
@@ -128,15 +131,12 @@ func (n *node) moved() {
 	n.down.Store(false)
 }
 
-// ping asks n for its version over one of its connections, down or not.
+// ping asks n for its version over a connection of its own, closed after:
+// the pool's may all be held by operations that started before the node
+// went down, and the node must not stay out of use while they finish.
 func (n *node) ping() error {
-	s, err := n.pool.get()
-	if err != nil {
-		return err
-	}
-	err = s.mc.Ping()
-	n.pool.put(s, err)
-	return err
+	defer n.prober.Close()
+	return n.prober.Ping()
 }
 
 // isTransport reports whether err means memcached could not be reached or

@@ -100,7 +100,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 	if res.start, err = metrics.read(); err != nil {
 		return nil, err
 	}
-	cpuPids := []int{svc.pid(), mc.pid(), os.Getpid()}
+	cpuPids := []int{svc.pid(), os.Getpid()}
+	if faults == nil || opt.memcachedNodes > 1 { // else the one node is restarted: a new process
+		cpuPids = append(cpuPids, mc.pid())
+	}
 	cpuStart, err := readCPU(cpuPids...)
 	if err != nil {
 		return nil, err
@@ -225,8 +228,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 	res.cpuOthers = cpuEnd.others(cpuStart) / cpuTook
 	res.cpuMachine = (cpuEnd.machine - cpuStart.machine) / cpuTook
 	res.cpuService = (cpuEnd.procs[0] - cpuStart.procs[0]) / cpuTook
-	res.cpuMemcached = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
-	res.cpuSoak = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
+	res.cpuSoak = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
+	if len(cpuPids) > 2 {
+		res.cpuMemcached = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
+	}
 	if !warmTaken {
 		return nil, fmt.Errorf("no /metrics reading after warm-up: the service did not answer /metrics in time")
 	}
