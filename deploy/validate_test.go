@@ -934,8 +934,9 @@ func checkMemcachedConns(t *testing.T, m manifests, mc corev1.Container) {
 		}
 		maxPods += surge
 	}
-	if need := perPod * maxPods; connLimit < need {
-		t.Errorf("memcached --conn-limit=%d < %d pods x %d connections = %d", connLimit, maxPods, perPod, need)
+	// +1: a node that failed is probed over a connection of its own.
+	if need := (perPod + 1) * maxPods; connLimit < need {
+		t.Errorf("memcached --conn-limit=%d < %d pods x (%d connections + 1 probe) = %d", connLimit, maxPods, perPod, need)
 	}
 }
 
