@@ -186,7 +186,7 @@ func TestConnectionCap(t *testing.T) {
 		}
 		held = append(held, sl)
 	}
-	if _, err := s.Get("k"); !errors.Is(err, ErrUnavailable) || !isBusy(err) {
+	if _, err := s.Get("k"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, errPoolBusy) {
 		t.Fatalf("Get with every connection busy = %v; want busy, ErrUnavailable", err)
 	}
 	for _, sl := range held {

@@ -3,7 +3,6 @@ package memcachestore
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -114,14 +113,10 @@ func (p *pool) put(s *slot, err error) (failed bool) {
 	return failed
 }
 
-// retire makes every connection of the pool be closed when next taken,
-// e.g. because the server moved to a new address.
-func (p *pool) retire() { p.gen.Add(1) }
-
 // closeIdle closes the connections of the slots not in use; those in use
 // are closed when next taken.
 func (p *pool) closeIdle() {
-	p.retire()
+	p.gen.Add(1) // the ones in use are closed when next taken
 	for range cap(p.free) {
 		select {
 		case s := <-p.free:
@@ -183,6 +178,3 @@ func (s *slot) close() {
 	}
 	_ = s.mc.Close() // drops the closed connection from its free list
 }
-
-// isBusy reports whether err is a wait for a free connection that timed out.
-func isBusy(err error) bool { return errors.Is(err, errPoolBusy) }
