@@ -614,3 +614,39 @@ func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
 		t.Error("no lost copy was written back to the restarted node")
 	}
 }
+
+// TestSkippedCopyCatchesUp freezes the node holding one copy of a counter:
+// increments made while it is skipped are owed to it and added at its next
+// increment, so losing the other copy later does not send the count back.
+func TestSkippedCopyCatchesUp(t *testing.T) {
+	procs, addrs := memcachedtest.Cluster(t, 3)
+	probed := make(probes, 1)
+	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, Timeout: 300 * time.Millisecond}, hooks{probed: probed.done})
+	for range 3 {
+		if _, err := s.Increment("visits", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners := s.owners("visits")
+	frozen := procs[s.ringIndex(owners[1])]
+	frozen.Stop(t)
+	want := uint64(3)
+	for range 5 { // the first waits out the timeout, the rest skip the node
+		n, err := s.Increment("visits", time.Hour)
+		want++
+		if err != nil || n != want {
+			t.Fatalf("Increment with a copy's node frozen = %d, %v; want %d", n, err, want)
+		}
+	}
+	frozen.Continue(t)
+	probed.waitUp(t, owners[1])
+	want++
+	if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
+		t.Fatalf("Increment once the node answers = %d, %v; want %d", n, err, want)
+	}
+	procs[s.ringIndex(owners[0])].Kill()
+	want++
+	if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
+		t.Fatalf("Increment on the caught-up copy alone = %d, %v; want %d", n, err, want)
+	}
+}

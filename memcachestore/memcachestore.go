@@ -570,12 +570,27 @@ func (s *Storage) increment(k string, exp time.Duration) (best uint64, lost []*n
 	owners := s.owners(k)
 	vals := make([]uint64, len(owners))
 	created := make([]bool, len(owners))
+	deltas := make([]uint64, len(owners))
+	for i, n := range owners {
+		deltas[i] = 1 + n.owed.take(k) // with the increments it missed while down
+	}
 	errs := s.onEach(owners, func(i int, c *memcache.Client) (err error) {
-		vals[i], created[i], err = incrOrCreate(c, k, exp)
+		vals[i], created[i], err = incrOrCreate(c, k, exp, deltas[i])
 		return err
 	})
 	if err := anySucceeded("increment", errs); err != nil {
+		for i, n := range owners {
+			n.owed.add(k, deltas[i]-1) // this one was not counted anywhere
+		}
 		return 0, nil, err
+	}
+	// A copy that was skipped (down) or had no free connection certainly
+	// missed this increment: it is owed, and added to its next one, so the
+	// copies do not drift apart while a node is briefly out of use.
+	for i, n := range owners {
+		if s.replicas > 1 && (errors.Is(errs[i], errDown) || errors.Is(errs[i], errPoolBusy)) {
+			n.owed.add(k, deltas[i])
+		}
 	}
 	for i, v := range vals {
 		if errs[i] == nil {
@@ -594,12 +609,13 @@ func (s *Storage) increment(k string, exp time.Duration) (best uint64, lost []*n
 	return best, lost, nil
 }
 
-// incrOrCreate does incr; on a miss, add "1"; if another client's add won
-// the race (not stored), incr again. A key evicted between those steps
-// sends us round again, a bounded number of times.
-func incrOrCreate(c *memcache.Client, k string, exp time.Duration) (n uint64, created bool, err error) {
+// incrOrCreate does incr by delta; on a miss, add "1" (a created copy is
+// raised to the other one's count); if another client's add won the race
+// (not stored), incr again. A key evicted between those steps sends us
+// round again, a bounded number of times.
+func incrOrCreate(c *memcache.Client, k string, exp time.Duration, delta uint64) (n uint64, created bool, err error) {
 	for range 4 {
-		n, err := c.Increment(k, 1)
+		n, err := c.Increment(k, delta)
 		if !errors.Is(err, memcache.ErrCacheMiss) {
 			return n, false, err
 		}

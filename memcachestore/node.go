@@ -43,6 +43,7 @@ type node struct {
 	name   string
 	pool   *pool
 	prober *memcache.Client // the probe's client, one connection at a time
+	owed   owed             // increments it missed while down (Replicas: 2)
 
 	// down is the lock-free fast path: false means healthy, go ahead.
 	down atomic.Bool
@@ -122,6 +123,47 @@ func (n *node) probe() {
 		}
 		t.Reset(probeEvery)
 	}
+}
+
+// owed counts, per counter, the increments a node certainly missed: it was
+// skipped while down, or had no free connection, while the other copy
+// counted them. They are added to its next increment of that counter.
+type owed struct {
+	any atomic.Bool // the fast path: nothing owed, no lock
+	mu  sync.Mutex
+	m   map[string]uint64
+}
+
+// maxOwed bounds the counters remembered per node (~100 bytes each); a
+// node down for long misses more, and those copies stay short (see
+// Storage).
+const maxOwed = 10_000
+
+func (o *owed) add(k string, n uint64) {
+	if n == 0 {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = make(map[string]uint64)
+	}
+	if _, ok := o.m[k]; ok || len(o.m) < maxOwed {
+		o.m[k] += n
+		o.any.Store(true)
+	}
+}
+
+func (o *owed) take(k string) uint64 {
+	if !o.any.Load() {
+		return 0
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.m[k]
+	delete(o.m, k)
+	o.any.Store(len(o.m) > 0)
+	return n
 }
 
 // moved drops n's connections to its old address and gives the new one a
