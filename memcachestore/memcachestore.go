@@ -128,10 +128,13 @@ type Config struct {
 //     is raised to the other copy's value, so after a node restarts, the
 //     other one dying does not send the count backwards (callers that
 //     create both copies at the same moment can leave one a little high:
-//     the raise counts increments still on their way). A node that was
-//     unreachable without losing its data (a network partition, not a
-//     restart) keeps a count short by the increments it missed; that
-//     shows only if the other copy is lost before the key expires.
+//     the raise counts increments still on their way). Increments a node
+//     certainly missed because it was skipped (down) are added to its next
+//     increment of that counter (up to 10,000 counters per node). One
+//     whose answer timed out may or may not have landed and is not
+//     replayed; nor are increments missed during a long outage beyond that
+//     bound: such a copy stays short, which shows only if the other copy is
+//     lost before the key expires.
 //
 // With Replicas: 1 a down node makes its keys fail with ErrUnavailable;
 // keys are not moved elsewhere.

@@ -256,9 +256,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 	}
 	if stats, err := memcachedStats(mc.addr); err == nil {
 		res.evictions = stats["evictions"]
-		// connection_structures: the most connections open at once, plus
-		// the listening socket.
-		res.mcConns = fmt.Sprintf("refused %s; at most %s open at once (-c %s)",
+		// connection_structures: memcached's high-water mark of connection
+		// structures, about the most sockets open at once (the listener and
+		// closed connections not yet reaped included).
+		res.mcConns = fmt.Sprintf("refused %s; connection_structures %s (-c %s)",
 			stats["rejected_connections"], stats["connection_structures"], stats["max_connections"])
 	} else {
 		res.evictions = "unknown (" + err.Error() + ")"
