@@ -34,8 +34,9 @@ var errDown = errors.New("down, waiting for it to answer a probe")
 //
 // The first transport failure (a refused, dropped or timed-out connection)
 // takes the node out at once, so a page pays at most one timeout for a
-// hung memcached, and retires every connection dialled so far, so a
-// restarted one is not found out one request at a time. A background
+// hung memcached. A broken connection also retires every connection
+// dialled so far, so a restarted memcached's dead connections are not
+// found out one request at a time. A background
 // prober then asks the node for its version every probeEvery and puts it
 // back on the first answer: a node that was only slow once is back after
 // one round trip, a restarted one within probeEvery of its return.

@@ -27,7 +27,7 @@ type pool struct {
 	free    chan *slot
 	timeout time.Duration
 
-	// gen is bumped when a connection of the current generation fails:
+	// gen is bumped when a connection of the current generation breaks:
 	// the connections dialled before (all of them dead when memcached
 	// restarted) are closed when next taken, instead of each failing one
 	// request in turn.
@@ -101,13 +101,18 @@ func (p *pool) get() (*slot, error) {
 	return s, nil
 }
 
-// put gives s back. err is the outcome of its operation: a transport
-// failure on a connection of the current generation retires every
-// connection dialled so far, and put reports true (the node looks down).
+// put gives s back. err is the outcome of its operation: put reports
+// true (the node looks down) for a transport failure on a connection of
+// the current generation. A broken connection (refused, reset, closed:
+// memcached restarted) also retires every connection dialled so far; a
+// timeout does not, since the others are sound and redialling them all
+// would only add load to a busy machine.
 func (p *pool) put(s *slot, err error) (failed bool) {
 	if err != nil && isTransport(err) {
 		s.close() // gomemcache closed its connection; the pipeline's may be open
-		failed = p.gen.CompareAndSwap(s.gen, s.gen+1)
+		if failed = s.gen == p.gen.Load(); failed && !isTimeout(err) {
+			p.gen.CompareAndSwap(s.gen, s.gen+1)
+		}
 	}
 	p.free <- s
 	return failed
