@@ -78,7 +78,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
-		MemcachedMaxConns:     l.positiveInt("MEMCACHED_MAX_CONNS", 64),
+		MemcachedMaxConns:     l.positiveInt("MEMCACHED_MAX_CONNS", 256),
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
 		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),

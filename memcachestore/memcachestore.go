@@ -74,10 +74,11 @@ type Config struct {
 
 	// MaxConns is the most connections open to each server at once, idle
 	// or busy, required: a hard cap. An operation waits up to Timeout for
-	// one to be free, then fails with ErrUnavailable. Each holds one for a
-	// round trip (well under a millisecond), so 64 carry tens of thousands
-	// of operations a second; memcached's --conn-limit must cover it times
-	// the number of app replicas (see deploy/README.md).
+	// one to be free, then fails with ErrUnavailable. An operation holds
+	// one until its goroutine has read the answer, which on a saturated
+	// machine takes far longer than the round trip; memcached's
+	// --conn-limit must cover it times the number of app replicas (see
+	// deploy/README.md).
 	MaxConns int
 
 	// KeyPrefix namespaces every key in a memcached shared with other

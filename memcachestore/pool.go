@@ -166,7 +166,10 @@ func (s *slot) pipe() (*slotConn, *bufio.ReadWriter, error) {
 	}
 	if !s.nc.piped {
 		if s.rw == nil {
-			s.rw = bufio.NewReadWriter(bufio.NewReader(s.nc), bufio.NewWriter(s.nc))
+			// Small buffers: a slot per connection adds up, and the
+			// exchange's lines fit (keys are at most 250 bytes; values are
+			// read past the buffer).
+			s.rw = bufio.NewReadWriter(bufio.NewReaderSize(s.nc, 1024), bufio.NewWriterSize(s.nc, 1024))
 		} else {
 			s.rw.Reader.Reset(s.nc)
 			s.rw.Writer.Reset(s.nc)
