@@ -74,7 +74,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: locallibrary %s %s\n\n%s.\n", cmd.name, cmd.args, cmd.summary)
+		fmt.Fprintf(stdout, "usage: %s\n\n%s.\n", strings.TrimSpace("locallibrary "+cmd.name+" "+cmd.args), cmd.summary)
 		if cmd.args != "" {
 			fmt.Fprintln(stdout, "\nflags:")
 			fs.PrintDefaults()
@@ -116,10 +116,10 @@ func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 		logger.Info("catalog", "backend", "mysql", "dsn", config.MaskDSN(cfg.MySQLDSN))
 		pingCtx, cancel := context.WithTimeout(ctx, cfg.QueryTimeout)
 		defer cancel()
-		if err := db.PingContext(pingCtx); err != nil {
-			// Not fatal: /readyz says 503 until MySQL answers, and the pool
-			// connects by itself then.
-			logger.Warn("mysql not answering at start", "err", err)
+		if err := repository.NewCatalog(db).Ping(pingCtx); err != nil {
+			// Not fatal: /readyz says 503 until MySQL answers with the
+			// schema, and the pool connects by itself then.
+			logger.Warn("mysql not ready at start: not answering, or not migrated (locallibrary migrate)", "err", err)
 		}
 		return db, func() { _ = db.Close() }, nil
 	}

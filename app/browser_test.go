@@ -217,6 +217,34 @@ func TestBrowserForgetMe(t *testing.T) {
 	b.expectList("books after Forget me", 10, "10", "Page 1 of 15.")
 }
 
+// TestBrowserBackAfterForgetMe: after Forget me, the back button returns
+// to the confirmation page (no-store, so fetched again with the new
+// session's token), and its button works again instead of refusing a
+// stale form.
+func TestBrowserBackAfterForgetMe(t *testing.T) {
+	b := newBrowser(t, browserOptions{})
+	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+
+	b.open(site + "/catalog/")
+	b.reload()
+	b.expectVisits(2)
+	b.click(".forget-link a")
+	b.click("button.button-danger")
+	b.expectVisits(1)
+	resp, err := chromedp.RunResponse(b.ctx, chromedp.NavigateBack())
+	if err != nil {
+		t.Fatalf("back: %v", err)
+	}
+	if resp == nil || resp.Status != 200 || resp.URL != site+"/catalog/forget/" {
+		t.Fatalf("back went to %+v, want the Forget me page fetched again", resp)
+	}
+	resp = b.click("button.button-danger")
+	if resp.Status != 200 || resp.URL != site+"/catalog/" {
+		t.Fatalf("Forget me after the back button ended on %s (%d: %q), want %s/catalog/", resp.URL, resp.Status, b.text("h1"), site)
+	}
+	b.expectVisits(1)
+}
+
 // TestBrowserCookiesRefused: a browser set to block all cookies is told
 // why its visits are not counted, and is shown no count.
 func TestBrowserCookiesRefused(t *testing.T) {

@@ -3,6 +3,7 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/app"
 	"github.com/locallibrary/locallibrary/repository"
@@ -24,6 +26,7 @@ type service struct {
 	url, metricsURL string
 	stop            context.CancelFunc
 	done            chan error
+	logs            *lockedBuffer // its JSON log, at LOCALLIBRARY_LOG_LEVEL (error unless env says)
 }
 
 // startService runs app.Run with env (plus a free loopback port) until the
@@ -37,8 +40,8 @@ func startService(t *testing.T, env map[string]string) *service {
 		vars[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1)}
-	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, io.Discard) }()
+	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1), logs: new(lockedBuffer)}
+	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, s.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		<-s.done
@@ -95,8 +98,18 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatalf("/readyz still %d after SIGTERM", status)
 		}
 	}
-	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
-		t.Errorf("while draining, a page answered %d", status)
+	resp, err := client.Get(s.url + "/catalog/books/")
+	if err != nil {
+		t.Fatalf("while draining: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("while draining, a page answered %d", resp.StatusCode)
+	}
+	if !resp.Close {
+		// Else a keep-alive client sends its next request on a connection
+		// the shutdown is about to close.
+		t.Error("while draining, a page kept its connection open; want Connection: close")
 	}
 	select {
 	case err := <-s.done:
@@ -109,6 +122,58 @@ func TestGracefulShutdown(t *testing.T) {
 		s.done <- err // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("service did not stop within 10s")
+	}
+}
+
+// A connection still open when the shutdown timeout passes is cut, and the
+// log says so: an operator sees why a client lost its request.
+func TestShutdownTimeoutIsLogged(t *testing.T) {
+	// The drain gives the server time to read the request's first bytes,
+	// after which the shutdown no longer takes the connection for idle.
+	s := startService(t, map[string]string{"LOCALLIBRARY_SHUTDOWN_DRAIN": "500ms",
+		"LOCALLIBRARY_SHUTDOWN_TIMEOUT": "300ms", "LOCALLIBRARY_LOG_LEVEL": "warn"})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v %v", resp, err)
+	}
+	if _, err := io.WriteString(conn, "GET /catalog/ HTTP/1.1\r\nHost: x\r\n"); err != nil { // headers never end
+		t.Fatal(err)
+	}
+	s.stop()
+	select {
+	case err := <-s.done:
+		s.done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("service did not stop within 10s")
+	}
+	if !strings.Contains(s.logs.String(), "shutdown timeout passed") {
+		t.Errorf("no warning about the connections cut at shutdown; log:\n%s", s.logs)
+	}
+}
+
+// Ctrl-C while the service starts (the embedded engine migrating, say)
+// stops it quietly: what fails then fails because of the signal, and is
+// no error to show the person who pressed it.
+func TestStopWhileStartingIsNoError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	env := map[string]string{"LOCALLIBRARY_HTTP_ADDR": freePort(t), "LOCALLIBRARY_METRICS_ADDR": freePort(t)}
+	var out strings.Builder
+	if err := app.Run(ctx, nil, func(k string) string { return env[k] }, &out); err != nil {
+		t.Errorf("serve stopped while starting: %v, want nil", err)
+	}
+	if !strings.Contains(out.String(), "stopped while starting") {
+		t.Errorf("the log does not say it stopped while starting:\n%s", out.String())
 	}
 }
 
@@ -266,6 +331,21 @@ func TestMySQLOutage(t *testing.T) {
 // of 30 books and returns its DSN.
 func seededEmbeddedDSN(t *testing.T) string {
 	t.Helper()
+	dsn := emptyEmbeddedDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := migrated(t, ctx, dsn)
+	defer db.Close()
+	if _, err := repository.Seed(ctx, db, repository.SeedOptions{Authors: 10, Books: 30, CopiesPerBook: 2, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
+// emptyEmbeddedDSN starts an embedded engine, stopped when the test ends,
+// with an empty database: no schema yet.
+func emptyEmbeddedDSN(t *testing.T) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn, stop, err := embedded.Start(ctx)
@@ -273,18 +353,37 @@ func seededEmbeddedDSN(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stop() })
+	return dsn
+}
+
+// migrated opens dsn and applies the migrations; the caller closes it.
+func migrated(t *testing.T, ctx context.Context, dsn string) *sqlx.DB {
+	t.Helper()
 	db, err := repository.Open(ctx, dsn, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
 	if err := repository.Migrate(ctx, db.DB); err != nil {
+		db.Close()
 		t.Fatal(err)
 	}
-	if _, err := repository.Seed(ctx, db, repository.SeedOptions{Authors: 10, Books: 30, CopiesPerBook: 2, Seed: 1}); err != nil {
-		t.Fatal(err)
+	return db
+}
+
+// A replica started before the migrations ran (the Job still running, or
+// forgotten) is not ready: every page would be a 500.
+func TestNotReadyUntilMigrated(t *testing.T) {
+	dsn := emptyEmbeddedDSN(t)
+	s := startService(t, map[string]string{"LOCALLIBRARY_MYSQL_DSN": dsn})
+	if status, body := fetch(s.url + "/readyz"); status != 503 {
+		t.Errorf("/readyz on a database without the schema: %d %q, want 503", status, body)
 	}
-	return dsn
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	migrated(t, ctx, dsn).Close()
+	if status, body := fetch(s.url + "/readyz"); status != 200 {
+		t.Errorf("/readyz once migrated: %d %q, want 200", status, body)
+	}
 }
 
 func TestStartsWhileMySQLIsDown(t *testing.T) {
@@ -332,6 +431,11 @@ func TestHelpDoesNothingElse(t *testing.T) {
 		case err := <-done:
 			if err != nil || !strings.HasPrefix(out.String(), "usage: locallibrary") {
 				t.Errorf("%q: %v, printed %q", args, err, out.String())
+			}
+			for line := range strings.Lines(out.String()) {
+				if strings.HasSuffix(strings.TrimSuffix(line, "\n"), " ") {
+					t.Errorf("%q: line %q ends in a space", args, line)
+				}
 			}
 			if args[0] == "seed" && !strings.Contains(out.String(), "-copies-per-book") {
 				t.Errorf("%q lists no flags:\n%s", args, out.String())

@@ -36,9 +36,18 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	sessionOpts.Admit = admitNewSessions(newSessions, routes.ClientAddr(cfg.ProxyHeader, cfg.TrustedProxies))
+	// A signal while starting (Ctrl-C during the embedded engine's
+	// migration, say) makes what runs then fail: a quiet stop, no error.
+	startFailed := func(err error) error {
+		if ctx.Err() != nil {
+			logger.Info("stopped while starting", "detail", err.Error())
+			return nil
+		}
+		return err
+	}
 	db, closeDB, err := openCatalog(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return startFailed(err)
 	}
 	defer closeDB()
 
@@ -76,12 +85,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		return startFailed(fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err))
 	}
 	metricsLn, err := lc.Listen(ctx, "tcp", cfg.MetricsAddr)
 	if err != nil {
 		_ = ln.Close()
-		return fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err)
+		return startFailed(fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err))
 	}
 	metrics := metricsServer(deps.Metrics)
 	defer metrics.Close()
@@ -99,8 +108,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("draining", "for", cfg.ShutdownDrain.String())
 	time.Sleep(cfg.ShutdownDrain)
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	if err := server.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := server.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		// Requests still being read or served are cut when the process
+		// exits: say so, or a client's lost request has no trace.
+		logger.Warn("shutdown timeout passed with connections still open; they are cut",
+			"timeout", cfg.ShutdownTimeout.String(), "open_connections", server.Server().GetOpenConnectionsCount())
 	}
 	<-served
 	logger.Info("stopped")

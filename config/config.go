@@ -135,7 +135,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
-		"COUNTS_TTL": cfg.CountsTTL, "SHUTDOWN_TIMEOUT": cfg.ShutdownTimeout,
+		"COUNTS_TTL": cfg.CountsTTL, "COUNTS_STALE_LIMIT": cfg.CountsStaleLimit, "SHUTDOWN_TIMEOUT": cfg.ShutdownTimeout,
 	} {
 		if d <= 0 {
 			l.fail(name, "must be more than 0")

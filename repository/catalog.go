@@ -118,9 +118,10 @@ func NewCatalog(db *sqlx.DB) *Catalog {
 	return &Catalog{db: db}
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers and has the catalog's tables: a
+// replica started before the migrations ran is not ready for traffic.
 func (c *Catalog) Ping(ctx context.Context) error {
-	if err := c.db.PingContext(ctx); err != nil {
+	if _, err := c.db.ExecContext(ctx, "SELECT 1 FROM book WHERE 1 = 0"); err != nil {
 		return fmt.Errorf("ping database: %w", err)
 	}
 	return nil

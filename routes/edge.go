@@ -3,6 +3,7 @@ package routes
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -34,8 +35,14 @@ var errUnknownMethod = errors.New("unknown method")
 // 431, an unknown method, a refused Expect: 100-continue) are pages from the one error handler, carry the
 // security headers, end the connection and are counted. Every routed
 // answer gets the security headers here too, so no path can miss them.
-func guardEdge(app *fiber.App, m *Metrics) {
+//
+// Once draining starts, every answer ends its connection: a keep-alive
+// client then opens its next one through the load balancer, to a replica
+// that stays, instead of sending it on a connection this one is about to
+// close (which the client sees as a dropped request).
+func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
 	server := app.Server()
+	server.CloseOnShutdown = true
 	routed, fiberErrors := server.Handler, server.ErrorHandler
 	methods := app.Config().RequestMethods
 
@@ -67,6 +74,9 @@ func guardEdge(app *fiber.App, m *Metrics) {
 			return
 		}
 		setSecurityHeaders(&ctx.Response.Header)
+		if draining.Load() {
+			ctx.SetConnectionClose()
+		}
 		if ctx.IsHead() {
 			// HEAD is answered as GET with the body left off, so its
 			// headers, Content-Length included, are GET's.

@@ -49,6 +49,8 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 			status = fiber.StatusServiceUnavailable
 		case errors.Is(err, session.ErrUnavailable):
 			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
+		case errors.Is(err, session.ErrNoCookie):
+			status, page = fiber.StatusForbidden, cookiesNeededPage
 		case errors.As(err, &fe):
 			status = fe.Code
 		}
@@ -77,6 +79,11 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 var sessionsUnavailablePage = errorPage{"Your session is unavailable",
 	"Your choice could not be saved right now. Please try again in a few seconds."}
 
+// cookiesNeededPage answers a form sent without the session cookie.
+var cookiesNeededPage = errorPage{"Cookies are needed for this",
+	"Your browser did not send this site's cookie with the form, and the form needs it. " +
+		"If you sent it from this site, please allow cookies for this site, reload the page and try again."}
+
 func errorPageFor(status int) errorPage {
 	switch status {
 	case fiber.StatusNotFound:
@@ -92,7 +99,11 @@ func errorPageFor(status int) errorPage {
 	case fiber.StatusServiceUnavailable:
 		return errorPage{"The catalog is unavailable", "The library's catalog is not answering right now. Please try again in a few seconds."}
 	case fiber.StatusForbidden:
-		return errorPage{"Forbidden", "This request was refused. Reload the page and try again."}
+		// The one 403 is a form whose CSRF token is not the session's:
+		// mostly a page kept from before "Forget me" or a session's end.
+		return errorPage{"This form has expired", "It was sent from a page older than your session on this site " +
+			"(for example one opened before \u201cForget me\u201d, in another tab or through the back button), or from another site. " +
+			"Open the page again, reload it, and try once more."}
 	}
 	if status >= 500 {
 		return errorPage{"Something went wrong", "The page could not be shown. The problem has been logged; please try again later."}

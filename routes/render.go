@@ -118,7 +118,7 @@ func loadAssets() (*assets, error) {
 		name := path.Base(p)
 		sum := sha256.Sum256(body)
 		ext := path.Ext(name)
-		hashed := strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:4]) + ext
+		hashed := strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:hashHexLen/2]) + ext
 		entry := asset{url: "/static/" + hashed, contentType: mime.TypeByExtension(ext), body: body}
 		a.byName[name] = entry
 		a.byURL[hashed] = entry
@@ -129,14 +129,43 @@ func loadAssets() (*assets, error) {
 
 func (a *assets) url(name string) string { return a.byName[name].url }
 
-// handler serves only the files it knows by their hashed names, so no
-// path can reach anything else.
+// handler serves only the files it knows, so no path can reach anything
+// else: by their hashed names for a year, and by a name with another
+// version's hash as they are now, to be checked again. During a rolling
+// deploy a page from one version may fetch its stylesheet from a replica
+// of the other: an older or newer style beats an unstyled page.
 func (a *assets) handler(c *fiber.Ctx) error {
-	entry, ok := a.byURL[c.Params("name")]
+	name := c.Params("name")
+	cacheControl := "public, max-age=31536000, immutable"
+	entry, ok := a.byURL[name]
 	if !ok {
-		return fiber.ErrNotFound
+		if entry, ok = a.byName[unhashed(name)]; !ok {
+			return fiber.ErrNotFound
+		}
+		cacheControl = cacheRevalidate
 	}
 	c.Set(fiber.HeaderContentType, entry.contentType)
-	c.Set(fiber.HeaderCacheControl, "public, max-age=31536000, immutable")
+	c.Set(fiber.HeaderCacheControl, cacheControl)
 	return c.Send(entry.body)
 }
+
+// unhashed is name without the hash loadAssets puts in: "style.0123abcd.css"
+// is "style.css"; "" when name has no such hash.
+func unhashed(name string) string {
+	ext := path.Ext(name)
+	base := strings.TrimSuffix(name, ext)
+	dot := strings.LastIndexByte(base, '.')
+	if dot < 1 || len(base)-dot-1 != hashHexLen {
+		return ""
+	}
+	for _, r := range base[dot+1:] {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return ""
+		}
+	}
+	return base[:dot] + ext
+}
+
+// hashHexLen is the length of the hash in a static file's name: 4 bytes
+// of its SHA-256 in hex.
+const hashHexLen = 8

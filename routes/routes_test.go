@@ -842,3 +842,93 @@ func TestSlowCountsNeverHoldAPage(t *testing.T) {
 		t.Error("counts being refreshed are marked stale")
 	}
 }
+
+// A form kept from before "Forget me" (the back button, a second tab)
+// carries a token of the ended session: the answer is a 403 page in the
+// site's layout that says what happened and what to do, never bare text.
+func TestStaleFormAfterForgetMeIsAClear403(t *testing.T) {
+	b := newBrowser(t, mustApp(t, routes.Deps{}))
+	home := b.visit("/catalog/")
+	forget := b.visit("/catalog/forget/")
+	b.submit("/catalog/forget/", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, forget)}})
+	b.visit("/catalog/")
+	for _, form := range []struct{ path, token string }{
+		{"/catalog/forget/", csrfTokenIn(t, forget)},
+		{"/catalog/notice/dismiss", csrfTokenIn(t, home)},
+	} {
+		r := b.do("POST", form.path, url.Values{"csrfmiddlewaretoken": {form.token}})
+		if r.status != fiber.StatusForbidden {
+			t.Fatalf("POST %s with a stale token: %d, want 403", form.path, r.status)
+		}
+		for _, want := range []string{`<main id="content"`, "<h1>This form has expired</h1>", "reload", `href="/catalog/"`} {
+			if !strings.Contains(r.body, want) {
+				t.Errorf("POST %s: the 403 page lacks %q:\n%s", form.path, want, r.body)
+			}
+		}
+		if r.header.Get("Content-Security-Policy") == "" || r.header.Get(fiber.HeaderCacheControl) != "private, no-store" {
+			t.Errorf("POST %s: 403 headers %v", form.path, r.header)
+		}
+	}
+}
+
+// A browser that refuses cookies still gets the Forget me form; sending it
+// fails, and the 403 page says why (the cookie) rather than that the form
+// expired, which a reload would not fix.
+func TestFormWithoutCookiesSaysCookiesAreNeeded(t *testing.T) {
+	b := newBrowser(t, mustApp(t, routes.Deps{}))
+	b.refuseCookies = true
+	page := b.visit("/catalog/forget/")
+	r := b.do("POST", "/catalog/forget/", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, page)}})
+	if r.status != fiber.StatusForbidden {
+		t.Fatalf("POST without cookies: %d, want 403", r.status)
+	}
+	for _, want := range []string{`<main id="content"`, "<h1>Cookies are needed for this</h1>", "allow cookies"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the 403 page lacks %q:\n%s", want, r.body)
+		}
+	}
+}
+
+// During a rolling deploy a page from a new replica names stylesheets by
+// hashes an old replica does not know, and the load balancer may send the
+// request there. The old replica then serves the file it has, marked to be
+// checked again rather than kept a year, instead of a 404 that leaves the
+// page unstyled. A name that is not a known file with some hash stays 404.
+func TestStaticFileOfAnotherVersion(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	css := get(t, app, "GET", "/static/style.0123abcd.css")
+	if css.status != 200 || !strings.HasPrefix(css.header.Get("Content-Type"), "text/css") || !strings.Contains(css.body, "{") {
+		t.Fatalf("another version's stylesheet: status %d, type %q", css.status, css.header.Get("Content-Type"))
+	}
+	if cc := css.header.Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("another version's stylesheet: Cache-Control %q, want no-cache (it is not what its name promises)", cc)
+	}
+	for _, target := range []string{"/static/style.css", "/static/style.0123abcz.css", "/static/style.0123abc.css",
+		"/static/nope.0123abcd.css", "/static/style.0123abcd.svg", "/static/.0123abcd.css"} {
+		if r := get(t, app, "GET", target); r.status != 404 {
+			t.Errorf("GET %s: %d, want 404", target, r.status)
+		}
+	}
+}
+
+// A new browser while memcached is down still gets a token that matches
+// its cookie, so "Got it" says the session is unavailable (503, worth a
+// retry) rather than that cookies are refused.
+func TestNewBrowserWhileMemcachedIsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there: every memcached call fails fast
+	store := newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 200 * time.Millisecond})
+	b := newBrowser(t, mustApp(t, routes.Deps{Sessions: sessionsOn(t, store)}))
+	home := b.visit("/catalog/")
+	if !strings.Contains(home.body, "visit count is unavailable") {
+		t.Fatalf("home page with memcached down:\n%s", home.body)
+	}
+	r := b.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {csrfTokenIn(t, home)}})
+	if r.status != fiber.StatusServiceUnavailable || !strings.Contains(r.body, "Your session is unavailable") {
+		t.Errorf("Got it with memcached down: %d, want 503 saying the session is unavailable\n%s", r.status, r.body)
+	}
+}

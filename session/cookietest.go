@@ -16,7 +16,9 @@ const (
 func (m *Manager) CookieCheck(path string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if c.Method() != fiber.MethodGet {
-			return c.Next() // HEAD and the like start no session
+			// routes answers HEAD as GET (the same headers), so only
+			// methods that show no page get here.
+			return c.Next()
 		}
 		hasCookies := c.Cookies(CookieName) != "" || c.Cookies(testCookieName) != ""
 		checking := c.Query("cookies") == cookieCheckQuery

@@ -100,6 +100,11 @@ func (s *Session) tokenID() string {
 	return s.cookieID
 }
 
+// ErrNoCookie is CheckCSRF's 403 for a form sent without a session
+// cookie: most often from a browser that refuses cookies, which a reload
+// does not help.
+var ErrNoCookie = fiber.NewError(fiber.StatusForbidden, "form sent without the session cookie")
+
 // CheckCSRF refuses, with 403, an unsafe request (a POST) whose token,
 // from the form body or the X-CSRFToken header and never the query string,
 // is not the one for the browser's session id. Over HTTPS it also wants
@@ -118,7 +123,10 @@ func (m *Manager) CheckCSRF(c *fiber.Ctx) error {
 		token = string(c.Request().PostArgs().Peek(CSRFField))
 	}
 	id := From(c).cookieID
-	if id == "" || !m.csrf.valid(id, token) {
+	if id == "" {
+		return ErrNoCookie
+	}
+	if !m.csrf.valid(id, token) {
 		return fiber.ErrForbidden
 	}
 	return c.Next()

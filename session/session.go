@@ -187,20 +187,21 @@ func (s *Session) renewalDue() bool {
 // the store holds none. A session read from the store is one whose browser
 // came back: it gets the full lifetime from now on.
 func (s *Session) save() error {
+	id := s.id
 	if !s.stored {
 		if admit := s.m.opts.Admit; admit != nil && !admit(s.c) {
 			return ErrNotAdmitted
 		}
-		s.id = newID()
+		id = newID() // the id is the session's only once it is stored
 	}
 	s.data.returned = s.found
 	s.data.savedAt = s.m.now().Unix()
 	s.saved = true // Middleware does not renew after this, even when it failed
 	var buf [maxEntryBytes]byte
-	if err := s.m.store.Set(entryKey(s.id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
+	if err := s.m.store.Set(entryKey(id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
 		return unavailable(err)
 	}
-	s.stored = true
+	s.id, s.stored = id, true
 	s.setCookie()
 	return nil
 }
