@@ -33,9 +33,14 @@ type Config struct {
 	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
 	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
 
-	MemcachedServers      []string // empty: sessions in process memory
-	MemcachedTimeout      time.Duration
-	MemcachedMaxIdleConns int
+	MemcachedServers  []string // empty: sessions in process memory
+	MemcachedTimeout  time.Duration
+	MemcachedMaxConns int
+	// NewSessionsPerMinute and NewSessionsBurst ration the sessions stored
+	// for first visits per client address (a token bucket each), so one
+	// address cannot evict everybody's sessions from memcached.
+	NewSessionsPerMinute  int
+	NewSessionsBurst      int
 	MemcachedResolveEvery time.Duration
 	MemcachedKeyPrefix    string
 	SessionReplicas       int // memcached nodes each session is written to
@@ -77,10 +82,14 @@ func Load(getenv func(string) string) (Config, error) {
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
-		MemcachedMaxIdleConns: l.positiveInt("MEMCACHED_MAX_IDLE_CONNS", 256),
+		MemcachedMaxConns:     l.positiveInt("MEMCACHED_MAX_CONNS", 256),
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
 		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
+		// An office of 50 behind one NAT arriving at once gets sessions; a
+		// flood from one address gets 120 a minute after its first 100.
+		NewSessionsPerMinute: l.positiveInt("NEW_SESSIONS_PER_MINUTE", 120),
+		NewSessionsBurst:     l.positiveInt("NEW_SESSIONS_BURST", 100),
 
 		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
 		SessionFirstVisitLifetime:   l.duration("SESSION_FIRST_VISIT_LIFETIME", time.Hour),
@@ -106,6 +115,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if _, port, ok := strings.Cut(s, ":"); !ok || port == "" {
 			l.fail("MEMCACHED_SERVERS", fmt.Sprintf("entry %q is not host:port", s))
 		}
+	}
+	if getenv(Prefix+"MEMCACHED_MAX_IDLE_CONNS") != "" {
+		l.fail("MEMCACHED_MAX_IDLE_CONNS", "was replaced by LOCALLIBRARY_MEMCACHED_MAX_CONNS, a cap on all connections")
 	}
 	if cfg.MetricsAddr == cfg.HTTPAddr {
 		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")

@@ -70,13 +70,15 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		"LOCALLIBRARY_BODY_LIMIT":                   "8k",
 		"LOCALLIBRARY_METRICS_ADDR":                 ":8080",
 		"LOCALLIBRARY_COUNTS_STALE_LIMIT":           "0s", // routes cannot serve without one
+		// Renamed: silently ignoring it would drop the operator's sizing.
+		"LOCALLIBRARY_MEMCACHED_MAX_IDLE_CONNS": "256",
 	}))
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
 	for _, name := range []string{"MYSQL_DSN", "MEMCACHED_SERVERS", "COUNTS_TTL", "DB_MAX_OPEN_CONNS", "COOKIE_SECURE",
 		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT", "SECRET_KEY", "SESSION_FIRST_VISIT_LIFETIME", "BODY_LIMIT", "METRICS_ADDR",
-		"COUNTS_STALE_LIMIT"} {
+		"COUNTS_STALE_LIMIT", "MEMCACHED_MAX_IDLE_CONNS"} {
 		if !strings.Contains(err.Error(), "LOCALLIBRARY_"+name) {
 			t.Errorf("error does not name LOCALLIBRARY_%s:\n%v", name, err)
 		}

@@ -539,7 +539,7 @@ func TestCookieAttributes(t *testing.T) {
 // pool size and key placement, closed when the test ends.
 func newMemcachedStore(t testing.TB, cfg memcachestore.Config) *memcachestore.Storage {
 	t.Helper()
-	cfg.MaxIdleConns, cfg.Place = testConfig(t).MemcachedMaxIdleConns, session.Placement
+	cfg.MaxConns, cfg.Place = testConfig(t).MemcachedMaxConns, session.Placement
 	store, err := memcachestore.New(cfg)
 	if err != nil {
 		t.Fatal(err)

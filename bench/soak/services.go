@@ -149,14 +149,17 @@ func (ps *processes) describe(w io.Writer) {
 	}
 }
 
-func (ps *processes) startMemcached(ctx context.Context, out string) (*process, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, err
+// startMemcached starts node i on addr ("": a free port).
+func (ps *processes) startMemcached(ctx context.Context, out string, i int, addr string, mb int) (*process, error) {
+	if addr == "" {
+		var err error
+		if addr, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	p, err := ps.start("memcached", addr, filepath.Join(out, "memcached.log"), nil,
-		"memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "256")
+	p, err := ps.start("memcached", addr, filepath.Join(out, fmt.Sprintf("memcached-%d.log", i+1)), nil,
+		"memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", strconv.Itoa(mb))
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +194,10 @@ func (ps *processes) startService(ctx context.Context, bin, out, dsn, memcached 
 		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
+		// The soak plays the load balancer: each browser's address comes in
+		// X-Forwarded-For.
+		"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
+		"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
 	}, extra...)
 	p, err := ps.start("service", addr, filepath.Join(out, "service.log"), env, bin)
 	if err != nil {

@@ -45,6 +45,10 @@ type result struct {
 	idleBefore, idleAfter      sample  // no connections open, before and after the load
 	peakRSS                    float64 // VmHWM: the whole life of the process
 	evictions                  string
+	mcConns                    string // memcached's own connection figures
+	flood                      *floodResult
+	faultLog                   []string // what -faults did, and when
+	faultsDone                 chan struct{}
 	loadNon2xx                 map[string]float64 // answers not 2xx during the load, by the service's count
 
 	// cores busy during the load: the whole machine, and the service,
@@ -52,7 +56,8 @@ type result struct {
 	cpuMachine, cpuService, cpuMemcached, cpuSoak, cpuOthers float64
 }
 
-func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say func(string, ...any), stdout io.Writer) (*result, error) {
+func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, faults func(context.Context, *tally, *result),
+	say func(string, ...any), stdout io.Writer) (*result, error) {
 	res := &result{opt: opt}
 	metrics := newMetricsReader(svc.metricsAddr)
 	var err error
@@ -81,6 +86,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		return nil, err
 	}
 
+	if opt.flood > 0 {
+		res.flood = l.flood(ctx, opt, say)
+	}
+
 	// The load: opt.conns workers, each with one request in flight, taking
 	// browsers from a shared queue so a browser is never used by two at once.
 	l.client = newClient(svc.addr, opt.conns, opt.timeout)
@@ -91,7 +100,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if res.start, err = metrics.read(); err != nil {
 		return nil, err
 	}
-	cpuPids := []int{svc.pid(), mc.pid(), os.Getpid()}
+	cpuPids := []int{svc.pid(), os.Getpid()}
+	if faults == nil || opt.memcachedNodes > 1 { // else the one node is restarted: a new process
+		cpuPids = append(cpuPids, mc.pid())
+	}
 	cpuStart, err := readCPU(cpuPids...)
 	if err != nil {
 		return nil, err
@@ -102,6 +114,13 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	hists := make([]histogram, opt.conns)
 	var workers sync.WaitGroup
 	loadStart := time.Now()
+	if faults != nil {
+		res.faultsDone = make(chan struct{})
+		go func() {
+			defer close(res.faultsDone)
+			faults(loadCtx, t, res)
+		}()
+	}
 	for w := range opt.conns {
 		workers.Add(1)
 		go func() {
@@ -195,6 +214,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	stopLoad()
 	workers.Wait()
 	res.loadTook = time.Since(loadStart)
+	if res.faultsDone != nil {
+		<-res.faultsDone
+	}
+
 	if err != nil {
 		return nil, fmt.Errorf("reading /metrics at the end of the load: %w", err)
 	}
@@ -205,8 +228,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	res.cpuOthers = cpuEnd.others(cpuStart) / cpuTook
 	res.cpuMachine = (cpuEnd.machine - cpuStart.machine) / cpuTook
 	res.cpuService = (cpuEnd.procs[0] - cpuStart.procs[0]) / cpuTook
-	res.cpuMemcached = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
-	res.cpuSoak = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
+	res.cpuSoak = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
+	if len(cpuPids) > 2 {
+		res.cpuMemcached = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
+	}
 	if !warmTaken {
 		return nil, fmt.Errorf("no /metrics reading after warm-up: the service did not answer /metrics in time")
 	}
@@ -231,6 +256,11 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	}
 	if stats, err := memcachedStats(mc.addr); err == nil {
 		res.evictions = stats["evictions"]
+		// connection_structures: memcached's high-water mark of connection
+		// structures, about the most sockets open at once (the listener and
+		// closed connections not yet reaped included).
+		res.mcConns = fmt.Sprintf("refused %s; connection_structures %s (-c %s)",
+			stats["rejected_connections"], stats["connection_structures"], stats["max_connections"])
 	} else {
 		res.evictions = "unknown (" + err.Error() + ")"
 	}

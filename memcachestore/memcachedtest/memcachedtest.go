@@ -3,11 +3,15 @@
 package memcachedtest
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -111,6 +115,52 @@ func (s *Server) Kill() {
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.exited
+}
+
+// Stop freezes the process (SIGSTOP): its sockets stay open and accept
+// connections, but nothing answers, as with a hung memcached. Continue
+// resumes it.
+func (s *Server) Stop(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
+
+// Continue resumes a stopped process (SIGCONT).
+func (s *Server) Continue(t testing.TB) { s.signal(t, syscall.SIGCONT) }
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("memcached on %s: %v: %v", s.Addr, sig, err)
+	}
+}
+
+// Stat returns one of the server's "stats" figures, e.g. curr_connections
+// or total_connections, read over a connection of its own.
+func (s *Server) Stat(t testing.TB, name string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		t.Fatalf("stats from %s: %v", s.Addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("stats\r\n")); err != nil {
+		t.Fatalf("stats from %s: %v", s.Addr, err)
+	}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 1 && f[0] == "END" {
+			break
+		}
+		if len(f) == 3 && f[0] == "STAT" && f[1] == name {
+			n, err := strconv.Atoi(f[2])
+			if err != nil {
+				t.Fatalf("stat %s = %q", name, f[2])
+			}
+			return n
+		}
+	}
+	t.Fatalf("memcached on %s has no stat %q (%v)", s.Addr, name, sc.Err())
+	return 0
 }
 
 // Restart kills the server and starts a new, empty one on its address.
