@@ -116,7 +116,7 @@ func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 		logger.Info("catalog", "backend", "mysql", "dsn", config.MaskDSN(cfg.MySQLDSN))
 		pingCtx, cancel := context.WithTimeout(ctx, cfg.QueryTimeout)
 		defer cancel()
-		if err := repository.NewCatalog(db).Ping(pingCtx); err != nil {
+		if err := repository.NewCatalog(db, repository.CatalogOptions{}).Ping(pingCtx); err != nil {
 			// Not fatal: /readyz says 503 until MySQL answers with the
 			// schema, and the pool connects by itself then.
 			logger.Warn("mysql not ready at start: not answering, or not migrated (locallibrary migrate)", "err", err)

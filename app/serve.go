@@ -11,8 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/locallibrary/locallibrary/addrlimit"
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/memcachestore"
 	"github.com/locallibrary/locallibrary/repository"
@@ -29,6 +31,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	newSessions, err := addrlimit.New(cfg.NewSessionsPerMinute, cfg.NewSessionsBurst, newSessionAddresses)
+	if err != nil {
+		return err
+	}
+	sessionOpts.Admit = admitNewSessions(newSessions, routes.ClientAddr(cfg.ProxyHeader, cfg.TrustedProxies))
 	// A signal while starting (Ctrl-C during the embedded engine's
 	// migration, say) makes what runs then fail: a quiet stop, no error.
 	startFailed := func(err error) error {
@@ -45,9 +52,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defer closeDB()
 
 	deps := routes.Deps{
-		Catalog:          repository.NewCatalog(db),
+		// Counts are read from the shared row at most half the TTL old and
+		// kept here half the TTL: never older than the TTL, plus a count.
+		Catalog: repository.NewCatalog(db, repository.CatalogOptions{
+			CountsMaxAge: cfg.CountsTTL / 2, ListMarksTTL: cfg.PageCacheTTL}),
+		PageCacheBytes:   int64(cfg.PageCacheMiB) << 20,
+		PageCacheTTL:     cfg.PageCacheTTL,
 		Logger:           logger,
-		CountsTTL:        cfg.CountsTTL,
+		CountsTTL:        cfg.CountsTTL / 2,
 		CountsStaleLimit: cfg.CountsStaleLimit,
 		QueryTimeout:     cfg.QueryTimeout,
 		Draining:         new(atomic.Bool),
@@ -115,6 +127,27 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return nil
 }
 
+// newSessionAddresses is how many client addresses the new-session limiter
+// remembers (a few hundred bytes each); an address forgotten starts again
+// with a full allowance.
+const newSessionAddresses = 10_000
+
+type admittedLocal struct{}
+
+// admitNewSessions asks l whether the request's client address may start
+// another session, once per request: a first visit asks twice (its CSRF
+// token's id, then the session it stores) and must cost one token.
+func admitNewSessions(l *addrlimit.Limiter, clientAddr func(*fiber.Ctx) string) func(*fiber.Ctx) bool {
+	return func(c *fiber.Ctx) bool {
+		if ok, asked := c.Locals(admittedLocal{}).(bool); asked {
+			return ok
+		}
+		ok := l.Allow(clientAddr(c))
+		c.Locals(admittedLocal{}, ok)
+		return ok
+	}
+}
+
 // metricsServer serves /metrics alone, on a listener apart from the site:
 // Prometheus reaches it inside the cluster, the Ingress never does.
 func metricsServer(m *routes.Metrics) *http.Server {
@@ -133,7 +166,7 @@ func openSessionStore(cfg config.Config, logger *slog.Logger, observe func(strin
 	store, err := memcachestore.New(memcachestore.Config{
 		Servers:      cfg.MemcachedServers,
 		Timeout:      cfg.MemcachedTimeout,
-		MaxIdleConns: cfg.MemcachedMaxIdleConns,
+		MaxConns:     cfg.MemcachedMaxConns,
 		KeyPrefix:    cfg.MemcachedKeyPrefix,
 		Replicas:     cfg.SessionReplicas,
 		RepairTTL:    cfg.SessionLifetime,

@@ -93,21 +93,23 @@ type harness struct {
 	serviceBin string
 	ceilingBin string
 
-	started    time.Time
-	machine    machineInfo
-	seeds      map[string]seedRecord
-	ceiling    *testkit.Proc
-	ceilAddr   string
-	services   map[string]*service
-	targets    []*target
-	sizes      map[string]sessionSize // "dismissed", "not dismissed"
-	runs       []runResult
-	lost       []lostVisits
-	profile    []string // the profile's top lines
-	notes      []string
-	countsTTL  time.Duration
-	listPages  int
-	genCompare bool
+	started       time.Time
+	machine       machineInfo
+	seeds         map[string]seedRecord
+	ceiling       *testkit.Proc
+	ceilAddr      string
+	services      map[string]*service
+	targets       []*target
+	sizes         map[string]sessionSize // "dismissed", "not dismissed"
+	runs          []runResult
+	lost          []lostVisits
+	profile       []string // the profile's top lines
+	notes         []string
+	countsTTL     time.Duration
+	listPages     int
+	fleet         []fleetRun
+	fleetBrowsers []browser // returning browsers of the 1,000,000-copy catalog
+	genCompare    bool
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -138,6 +140,9 @@ func (h *harness) cleanup() {
 		h.mdb.close()
 	}
 }
+
+// wants tells whether target name was asked for.
+func (h *harness) wants(name string) bool { return slices.Contains(h.o.targets, name) }
 
 // wanted are the rows of the targets asked for, in -targets' order.
 func (h *harness) wanted() []targetSpec {
@@ -236,7 +241,7 @@ func (h *harness) setUp(ctx context.Context) error {
 	// Each target gets a process of its own, so that none inherits another's
 	// memory (a process's RSS does not shrink back after a heavier run).
 	for _, spec := range h.wanted() {
-		if spec.kind != "ceiling" {
+		if spec.kind == "home" || spec.kind == "list" {
 			if err := h.startService(ctx, spec.name, h.catalogDB(spec), spec.settings); err != nil {
 				return err
 			}
@@ -253,6 +258,11 @@ func (h *harness) setUp(ctx context.Context) error {
 	}
 	for i, v := range h.o.variants {
 		if err := h.startService(ctx, fmt.Sprintf("variant%d", i+1), h.o.largeDB, v); err != nil {
+			return err
+		}
+	}
+	if h.wants("fleet") {
+		if err := h.startFleet(ctx); err != nil {
 			return err
 		}
 	}
@@ -281,12 +291,21 @@ func (h *harness) startService(ctx context.Context, name, db string, settings []
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + h.mc.addr,
 		"LOCALLIBRARY_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s",
+		// The benchmark's browsers all come from 127.0.0.1: far more new
+		// sessions from one address than the per-address limit allows.
+		"LOCALLIBRARY_NEW_SESSIONS_BURST=100000",
 	}
 	env = append(env, h.o.env...)
 	env = append(env, settings...)
 	// exec.Cmd takes the last of duplicate variables, so settings win.
 	svc, err := testkit.StartService(ctx, h.procs, "service-"+name, h.serviceBin, env)
 	if err != nil {
+		return err
+	}
+	// The first page that needs the counts waits for them: on a busy
+	// server, a count of a million copies can take longer than a page may
+	// wait, so wait here until one has landed.
+	if err := waitHTTP(ctx, svc.Proc, "http://"+svc.Addr+"/catalog/books/", time.Minute); err != nil {
 		return err
 	}
 	h.services[name] = &service{name: name, db: db, env: settings, Service: svc}
@@ -373,11 +392,15 @@ func (h *harness) makeTargets(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if spec.kind == "fleet" {
+			h.fleetBrowsers = bs
+			continue // measured apart: see measureFleet
+		}
 		switch {
 		case spec.paths != nil:
 			size := h.catalogSize(spec)
 			paths := spec.paths(h, size)
-			t.title = listTitle(spec, paths, size)
+			t.title = pageTitle(spec, len(paths), size)
 			t.lines = spreadLines(paths, bs)
 			h.listPages = len(paths)
 		case spec.kind == "ceiling":
@@ -589,6 +612,11 @@ func (h *harness) measureAll(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if h.o.rewarm > 0 && round > 1 {
+				if _, err := h.load(ctx, t, fmt.Sprintf("%s-rewarm%d", t.key, round), h.o.rewarm); err != nil {
+					return err
+				}
+			}
 			time.Sleep(500 * time.Millisecond) // let the last run's connections close
 			h.waitQuiet(ctx)
 			r, err := h.measure(ctx, t, round)
@@ -608,6 +636,11 @@ func (h *harness) measureAll(ctx context.Context) error {
 			}
 		}
 		h.runs = append(h.runs, roundRuns...)
+	}
+	if h.wants("fleet") {
+		if err := h.measureFleet(ctx, h.fleetBrowsers); err != nil {
+			return err
+		}
 	}
 	if h.o.checkDuration > 0 {
 		for _, key := range []string{home3k, home1m} {

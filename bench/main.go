@@ -37,6 +37,7 @@ func main() {
 // options are the command line's settings.
 type options struct {
 	duration, warmup, checkDuration time.Duration
+	rewarm                          time.Duration
 	rounds                          int
 	conns, highConns, wrkThreads    int
 	browsers, undismissed           int
@@ -66,6 +67,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured load run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load on each target before the first round (0: none)")
+	fs.DurationVar(&o.rewarm, "rewarm", 0, "unmeasured load on each target before each later round too, as a busy site keeps its caches warm (0: none)")
 	fs.DurationVar(&o.checkDuration, "check-duration", 5*time.Second, "length of the lost-visit check's load on each home page (0: skip the check)")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every target once, in turn, so drift hits all alike")
 	fs.IntVar(&o.conns, "conns", 64, "connections of the load runs")
@@ -106,7 +108,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	for _, t := range strings.Split(*targets, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			if _, ok := specOf(t); !ok {
-				return o, fmt.Errorf("-targets: unknown target %q (known: %s)", t, defaultTargets())
+				return o, fmt.Errorf("-targets: unknown target %q (known: %s)", t, allTargets())
 			}
 			o.targets = append(o.targets, t)
 		}

@@ -447,6 +447,7 @@ func (h *harness) report() string {
 	if len(h.profile) > 0 {
 		p("\n### CPU profile (perf, cpu-clock) of target %s's service under its load\n\n```\n%s\n```\n", h.o.profileTarget, strings.Join(h.profile, "\n"))
 	}
+	p("%s", h.fleetReport())
 	if len(h.notes) > 0 {
 		p("\n### Notes\n\n")
 		for _, n := range h.notes {

@@ -11,7 +11,7 @@ import (
 // is adding a row to targetSpecs.
 type targetSpec struct {
 	name, title string
-	kind        string // "ceiling", "home" or "list": the report's grouping
+	kind        string // "ceiling", "home", "list" (any page but home) or "fleet" (measured apart)
 	large       bool   // on the large catalog (-large-size), else the small one
 	gen         string // "wrk" or "go"
 	highConns   bool   // at -high-conns instead of -conns
@@ -23,6 +23,8 @@ type targetSpec struct {
 	settings []string // the service's settings beyond the harness's own
 	// paths are the pages its requests spread over (nil: the home page).
 	paths func(h *harness, size catalogSize) []string
+	// named: run only when -targets names it, not by default.
+	named bool
 }
 
 // The targets the report compares by name.
@@ -44,10 +46,38 @@ var targetSpecs = []targetSpec{
 	{name: home1mHigh, title: "home page, 1,000,000 copies, high connections", kind: "home", large: true, gen: "wrk", highConns: true, route: "/catalog/"},
 	{name: ceilingGo, title: "13-byte Fiber handler, Go load generator", kind: "ceiling", gen: "go", browsers: home3k},
 	{name: home3kGo, title: "home page, 3,000 copies, Go load generator", kind: "home", gen: "go", browsers: home3k, route: "/catalog/"},
+
+	// Catalog pages, each over many distinct pages of its kind.
+	{named: true, name: "bp3k", title: "book page", kind: "list", gen: "wrk", browsers: home3k, route: "/catalog/book/:id", paths: records("/catalog/book/", bookCount)},
+	{named: true, name: "bp1m", title: "book page", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/book/:id", paths: records("/catalog/book/", bookCount)},
+	{named: true, name: "ap3k", title: "author page", kind: "list", gen: "wrk", browsers: home3k, route: "/catalog/author/:id", paths: records("/catalog/author/", authorCount)},
+	{named: true, name: "ap1m", title: "author page", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/author/:id", paths: records("/catalog/author/", authorCount)},
+	{named: true, name: "al3k", title: "author list", kind: "list", gen: "wrk", browsers: home3k, route: "/catalog/authors/", paths: listPages("/catalog/authors/", authorCount, 0)},
+	{named: true, name: "al1m", title: "author list", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/authors/", paths: listPages("/catalog/authors/", authorCount, 0)},
+	{named: true, name: "bp1m-cold", title: "book page, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/book/:id", settings: coldPages, paths: records("/catalog/book/", bookCount)},
+	{named: true, name: "bl1m-cold", title: "book list, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/books/", settings: coldPages, paths: listPages("/catalog/books/", bookCount, 0)},
+	{named: true, name: "deep1", title: "book list page 1 only, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/books/", settings: coldPages, paths: listPages("/catalog/books/", bookCount, 1)},
+	{named: true, name: "deep10k", title: "book list last page only, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/books/", settings: coldPages, paths: listPages("/catalog/books/", bookCount, -1)},
+
+	// MariaDB's CPU for the same home-page traffic on 1 and on 6 replicas
+	// (fleet.go), measured after the rounds.
+	{named: true, name: "fleet", title: "MariaDB CPU, home page traffic on 1 vs 6 replicas", kind: "fleet", large: true, gen: "go", browsers: home1m, route: "/catalog/"},
 }
 
-// defaultTargets is -targets' default: every row, in the table's order.
+// defaultTargets is -targets' default: the rows not marked named, in the
+// table's order.
 func defaultTargets() string {
+	var names []string
+	for _, s := range targetSpecs {
+		if !s.named {
+			names = append(names, s.name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// allTargets names every row.
+func allTargets() string {
 	names := make([]string, len(targetSpecs))
 	for i, s := range targetSpecs {
 		names[i] = s.name
@@ -109,8 +139,7 @@ func spreadLines(paths []string, bs []browser) []reqLine {
 	return lines
 }
 
-// listTitle names a list target with its spread and catalog.
-func listTitle(s targetSpec, paths []string, size catalogSize) string {
-	title, _, _ := strings.Cut(s.title, ",")
-	return fmt.Sprintf("%s, ?page=1..%d, %s copies", title, len(paths), thousands(int64(size.copies())))
+// pageTitle names a page target with its spread and catalog.
+func pageTitle(s targetSpec, distinct int, size catalogSize) string {
+	return fmt.Sprintf("%s, %s distinct, %s copies", s.title, thousands(int64(distinct)), thousands(int64(size.copies())))
 }

@@ -42,7 +42,7 @@ func TestTargetsByName(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := strings.Join(o.targets, ","); got != defaultTargets() {
-		t.Errorf("default targets %q, want every row %q", got, defaultTargets())
+		t.Errorf("default targets %q, want %q", got, defaultTargets())
 	}
 	o, err = parseOptions([]string{"-targets", "home-3k, books-1m"}, io.Discard)
 	if err != nil || strings.Join(o.targets, ",") != "home-3k,books-1m" {

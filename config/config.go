@@ -28,12 +28,19 @@ type Config struct {
 	MySQLDSN         string // empty: the embedded engine, where the build has it
 	DBMaxOpenConns   int
 	QueryTimeout     time.Duration // deadline given to every request's queries and cache calls
-	CountsTTL        time.Duration // how long the home page's counts are reused
-	CountsStaleLimit time.Duration // how long the last counts are served while MySQL is down
+	CountsTTL        time.Duration // the oldest the home page's counts are (plus one count's time)
+	CountsStaleLimit time.Duration // how long the last counts (and cached pages) are served while MySQL is down
+	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
+	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
 
-	MemcachedServers      []string // empty: sessions in process memory
-	MemcachedTimeout      time.Duration
-	MemcachedMaxIdleConns int
+	MemcachedServers  []string // empty: sessions in process memory
+	MemcachedTimeout  time.Duration
+	MemcachedMaxConns int
+	// NewSessionsPerMinute and NewSessionsBurst ration the sessions stored
+	// for first visits per client address (a token bucket each), so one
+	// address cannot evict everybody's sessions from memcached.
+	NewSessionsPerMinute  int
+	NewSessionsBurst      int
 	MemcachedResolveEvery time.Duration
 	MemcachedKeyPrefix    string
 	SessionReplicas       int // memcached nodes each session is written to
@@ -68,15 +75,21 @@ func Load(getenv func(string) string) (Config, error) {
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
 		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 16),
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
-		CountsTTL:        l.duration("COUNTS_TTL", time.Second),
+		CountsTTL:        l.duration("COUNTS_TTL", 2*time.Second),
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
+		PageCacheMiB:     l.nonNegativeInt("PAGE_CACHE_MIB", 16),
+		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 10*time.Second),
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
-		MemcachedMaxIdleConns: l.positiveInt("MEMCACHED_MAX_IDLE_CONNS", 256),
+		MemcachedMaxConns:     l.positiveInt("MEMCACHED_MAX_CONNS", 256),
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
 		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
+		// An office of 50 behind one NAT arriving at once gets sessions; a
+		// flood from one address gets 120 a minute after its first 100.
+		NewSessionsPerMinute: l.positiveInt("NEW_SESSIONS_PER_MINUTE", 120),
+		NewSessionsBurst:     l.positiveInt("NEW_SESSIONS_BURST", 100),
 
 		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
 		SessionFirstVisitLifetime:   l.duration("SESSION_FIRST_VISIT_LIFETIME", time.Hour),
@@ -103,6 +116,9 @@ func Load(getenv func(string) string) (Config, error) {
 			l.fail("MEMCACHED_SERVERS", fmt.Sprintf("entry %q is not host:port", s))
 		}
 	}
+	if getenv(Prefix+"MEMCACHED_MAX_IDLE_CONNS") != "" {
+		l.fail("MEMCACHED_MAX_IDLE_CONNS", "was replaced by LOCALLIBRARY_MEMCACHED_MAX_CONNS, a cap on all connections")
+	}
 	if cfg.MetricsAddr == cfg.HTTPAddr {
 		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
 	}
@@ -124,6 +140,7 @@ func Load(getenv func(string) string) (Config, error) {
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
 		"COUNTS_TTL": cfg.CountsTTL, "COUNTS_STALE_LIMIT": cfg.CountsStaleLimit, "SHUTDOWN_TIMEOUT": cfg.ShutdownTimeout,
+		"PAGE_CACHE_TTL": cfg.PageCacheTTL,
 	} {
 		if d <= 0 {
 			l.fail(name, "must be more than 0")
@@ -155,6 +172,8 @@ func (c Config) Attrs() []any {
 		"session_replicas", c.SessionReplicas,
 		"session_lifetime", c.SessionLifetime.String(),
 		"counts_ttl", c.CountsTTL.String(),
+		"page_cache_mib", c.PageCacheMiB,
+		"page_cache_ttl", c.PageCacheTTL.String(),
 		"cookie_secure", c.CookieSecure,
 	}
 }
@@ -216,6 +235,19 @@ func (l *loader) positiveInt(name string, def int) int {
 	n, err := strconv.Atoi(raw)
 	if err != nil || n <= 0 {
 		l.fail(name, fmt.Sprintf("must be a whole number above 0, not %q", raw))
+		return def
+	}
+	return n
+}
+
+func (l *loader) nonNegativeInt(name string, def int) int {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 {
+		l.fail(name, fmt.Sprintf("must be a whole number, 0 or more, not %q", raw))
 		return def
 	}
 	return n

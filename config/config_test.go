@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
-		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != time.Second || cfg.SessionReplicas != 1 ||
+		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != 2*time.Second || cfg.SessionReplicas != 1 ||
 		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure || cfg.MetricsAddr != ":9090" || cfg.BodyLimit != 8192 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
@@ -70,13 +70,15 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		"LOCALLIBRARY_BODY_LIMIT":                   "8k",
 		"LOCALLIBRARY_METRICS_ADDR":                 ":8080",
 		"LOCALLIBRARY_COUNTS_STALE_LIMIT":           "0s", // routes cannot serve without one
+		// Renamed: silently ignoring it would drop the operator's sizing.
+		"LOCALLIBRARY_MEMCACHED_MAX_IDLE_CONNS": "256",
 	}))
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
 	for _, name := range []string{"MYSQL_DSN", "MEMCACHED_SERVERS", "COUNTS_TTL", "DB_MAX_OPEN_CONNS", "COOKIE_SECURE",
 		"TRUSTED_PROXIES", "SESSION_REPLICAS", "LOG_LEVEL", "MEMCACHED_TIMEOUT", "SECRET_KEY", "SESSION_FIRST_VISIT_LIFETIME", "BODY_LIMIT", "METRICS_ADDR",
-		"COUNTS_STALE_LIMIT"} {
+		"COUNTS_STALE_LIMIT", "MEMCACHED_MAX_IDLE_CONNS"} {
 		if !strings.Contains(err.Error(), "LOCALLIBRARY_"+name) {
 			t.Errorf("error does not name LOCALLIBRARY_%s:\n%v", name, err)
 		}
@@ -93,5 +95,20 @@ func TestMaskDSN(t *testing.T) {
 		if got := config.MaskDSN(tt.in); got != tt.want {
 			t.Errorf("MaskDSN(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestPageCacheSettings(t *testing.T) {
+	cfg, err := config.Load(env(nil))
+	if err != nil || cfg.PageCacheMiB != 16 || cfg.PageCacheTTL != 10*time.Second {
+		t.Errorf("defaults: %d MiB, TTL %v, err %v; want 16 MiB, 10s", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
+	}
+	cfg, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "0", "LOCALLIBRARY_PAGE_CACHE_TTL": "2s"}))
+	if err != nil || cfg.PageCacheMiB != 0 || cfg.PageCacheTTL != 2*time.Second {
+		t.Errorf("cache off: %d MiB, TTL %v, err %v", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
+	}
+	_, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "-1", "LOCALLIBRARY_PAGE_CACHE_TTL": "0s"}))
+	if err == nil || !strings.Contains(err.Error(), "PAGE_CACHE_MIB") || !strings.Contains(err.Error(), "PAGE_CACHE_TTL") {
+		t.Errorf("invalid settings: err = %v, want both named", err)
 	}
 }

@@ -889,6 +889,55 @@ func checkMemcached(t *testing.T, m manifests) {
 	if headroom := limit.Value() - itemMiB<<20; headroom < 16<<20 || headroom > 64<<20 {
 		t.Errorf("memcached --memory-limit=%d with limits.memory %s: want 16-64Mi of headroom", itemMiB, limit.String())
 	}
+
+	checkMemcachedConns(t, m, mc)
+
+	// Probes that speak to memcached: a TCP connect passes while a hung
+	// memcached's kernel still accepts connections.
+	for name, p := range map[string]*corev1.Probe{"readinessProbe": mc.ReadinessProbe, "livenessProbe": mc.LivenessProbe} {
+		if p == nil || p.Exec == nil || !strings.Contains(strings.Join(p.Exec.Command, " "), "11211") {
+			t.Errorf("memcached %s must exec a check that asks memcached, got %+v", name, p)
+			continue
+		}
+		if p.TimeoutSeconds < 1 || p.TimeoutSeconds >= p.PeriodSeconds {
+			t.Errorf("memcached %s: timeoutSeconds %d must bound a hung check within periodSeconds %d", name, p.TimeoutSeconds, p.PeriodSeconds)
+		}
+	}
+}
+
+// checkMemcachedConns checks that memcached's --conn-limit covers every
+// web pod's pool (LOCALLIBRARY_MEMCACHED_MAX_CONNS) at the HPA's maximum
+// plus the rollout's surge.
+func checkMemcachedConns(t *testing.T, m manifests, mc corev1.Container) {
+	d, c := m.web(t)
+	v, ok := env(c, "LOCALLIBRARY_MEMCACHED_MAX_CONNS")
+	perPod, err := strconv.Atoi(v)
+	if !ok || err != nil || perPod < 1 {
+		t.Fatalf("LOCALLIBRARY_MEMCACHED_MAX_CONNS=%q: set it explicitly, memcached's --conn-limit is sized from it", v)
+	}
+	var connLimit int
+	for _, a := range mc.Args {
+		if v, ok := strings.CutPrefix(a, "--conn-limit="); ok {
+			connLimit, _ = strconv.Atoi(v)
+		}
+	}
+	maxPods := 0
+	for _, h := range m.hpas {
+		if h.Spec.ScaleTargetRef.Name == d.Name {
+			maxPods = int(h.Spec.MaxReplicas)
+		}
+	}
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+		surge, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, maxPods, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxPods += surge
+	}
+	// +1: a node that failed is probed over a connection of its own.
+	if need := (perPod + 1) * maxPods; connLimit < need {
+		t.Errorf("memcached --conn-limit=%d < %d pods x (%d connections + 1 probe) = %d", connLimit, maxPods, perPod, need)
+	}
 }
 
 func checkMigrationJob(t *testing.T, m manifests) {

@@ -31,26 +31,6 @@ func freePort(t *testing.T) int {
 	return mustPort(t, memcachedtest.FreeAddr(t))
 }
 
-// fakeClock drives the back-off without sleeping.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // mustNewStorage is newStorage that fails the test on error and closes the
 // Storage at cleanup.
 func mustNewStorage(t *testing.T, cfg Config, h hooks) *Storage {
@@ -58,8 +38,8 @@ func mustNewStorage(t *testing.T, cfg Config, h hooks) *Storage {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = testTimeout
 	}
-	if cfg.MaxIdleConns == 0 {
-		cfg.MaxIdleConns = testMaxIdleConns
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = testMaxConns
 	}
 	s, err := newStorage(cfg, h)
 	if err != nil {
@@ -176,26 +156,6 @@ func TestOwnersAreDistinctAndPrimaryFirst(t *testing.T) {
 	}
 }
 
-func TestBackoffSchedule(t *testing.T) {
-	tests := []struct {
-		failures int
-		want     time.Duration
-	}{
-		{1, 250 * time.Millisecond},
-		{2, 500 * time.Millisecond},
-		{3, time.Second},
-		{4, 2 * time.Second},
-		{5, 4 * time.Second},
-		{6, 5 * time.Second},
-		{1000, 5 * time.Second},
-	}
-	for _, tt := range tests {
-		if got := backoff(tt.failures); got != tt.want {
-			t.Errorf("backoff(%d) = %v, want %v", tt.failures, got, tt.want)
-		}
-	}
-}
-
 func TestIsTransport(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	tests := []struct {
@@ -210,7 +170,7 @@ func TestIsTransport(t *testing.T) {
 		{"truncated reply", io.ErrUnexpectedEOF, true},
 		{"odd reply", errors.New("memcache: unexpected response line from \"set\": \"SERVER_ERROR object too large\""), false},
 		{"unresolved", fmt.Errorf("x: %w", memcache.ErrNoServers), true},
-		{"backing off", fmt.Errorf("x: %w", ErrUnavailable), true},
+		{"skipped while down", fmt.Errorf("x: %w", ErrUnavailable), true},
 		{"miss", memcache.ErrCacheMiss, false},
 		{"not stored", memcache.ErrNotStored, false},
 		{"cas conflict", memcache.ErrCASConflict, false},
@@ -223,54 +183,20 @@ func TestIsTransport(t *testing.T) {
 	}
 }
 
-func TestNodeBackoffStateMachine(t *testing.T) {
-	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
-	t0 := time.Unix(1_700_000_000, 0)
-	n := &node{name: "mc:1"}
-
-	mustAdmit := func(t *testing.T, at time.Duration, wantProbe bool) {
-		t.Helper()
-		probe, err := n.acquire(t0.Add(at))
-		if err != nil || probe != wantProbe {
-			t.Fatalf("acquire at +%v = %v, %v; want admitted, probe=%v", at, probe, err, wantProbe)
-		}
-	}
-	mustSkip := func(t *testing.T, at time.Duration) {
-		t.Helper()
-		if _, err := n.acquire(t0.Add(at)); !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("acquire at +%v = %v; want ErrUnavailable", at, err)
-		}
-	}
-
-	mustAdmit(t, 0, false)
-	n.release(false, refused, t0) // first failure: skip for 250ms
-	n.release(false, refused, t0) // an operation already in flight: no escalation
-	mustSkip(t, 0)
-	mustSkip(t, 249*time.Millisecond)
-	mustAdmit(t, 250*time.Millisecond, true) // one probe...
-	mustSkip(t, 250*time.Millisecond)        // ...at a time
-	n.release(true, refused, t0.Add(250*time.Millisecond))
-	mustSkip(t, 749*time.Millisecond) // second failure: 500ms
-	mustAdmit(t, 750*time.Millisecond, true)
-	n.release(true, memcache.ErrCacheMiss, t0.Add(750*time.Millisecond)) // an answer: healthy
-	mustAdmit(t, 750*time.Millisecond, false)
-	mustAdmit(t, 750*time.Millisecond, false)
-}
-
-// TestBackoffAgainstDeadNode kills a real memcached and checks that the
-// dead node is not dialled again until its back-off has passed, and that it
-// recovers by itself once it is back.
-func TestBackoffAgainstDeadNode(t *testing.T) {
+// TestDeadNodeIsSkippedAndProbed kills a real memcached and checks that
+// operations on the dead node fail fast without dialling it (only the
+// prober does), and that it is used again once it is back.
+func TestDeadNodeIsSkippedAndProbed(t *testing.T) {
 	port := freePort(t)
 	proc := startMemcached(t, "127.0.0.1", port)
-	clock := newFakeClock()
-	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}}, hooks{now: clock.Now})
 	var dials atomic.Int32
-	s.nodes[0].client.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dials.Add(1)
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
+	probed := make(probes, 1)
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}}, hooks{dial: dial, probed: probed.done})
 	if err := s.Set("k", []byte("v"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -279,35 +205,20 @@ func TestBackoffAgainstDeadNode(t *testing.T) {
 	if _, err := s.Get("k"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Get from a dead node = %v; want ErrUnavailable", err)
 	}
+	<-probed // the prober has dialled once
 	before := dials.Load()
-	start := time.Now()
 	for range 100 {
-		if _, err := s.Get("k"); !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("Get while backing off = %v; want ErrUnavailable", err)
+		if _, err := s.Get("k"); !errors.Is(err, errDown) {
+			t.Fatalf("Get from a down node = %v; want it skipped", err)
 		}
 	}
-	if got := dials.Load() - before; got != 0 {
-		t.Fatalf("%d dials to a node in back-off; want 0", got)
-	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("100 skipped operations took %v; they should fail fast", d)
-	}
-
-	clock.Advance(backoffMin) // first back-off over: exactly one probe
-	for range 10 {
-		s.Get("k")
-	}
-	if got := dials.Load() - before; got != 1 {
-		t.Fatalf("%d dials after the back-off; want exactly 1 probe", got)
-	}
-	clock.Advance(backoffMin) // the failed probe doubled it to 500ms
-	s.Get("k")
-	if got := dials.Load() - before; got != 1 {
-		t.Fatalf("%d dials 250ms into a 500ms back-off; want still 1", got)
+	<-probed
+	if got := dials.Load() - before; got > 2 {
+		t.Fatalf("%d dials during 100 operations and one probe; want only the prober's", got)
 	}
 
 	startMemcached(t, "127.0.0.1", port) // back, empty
-	clock.Advance(backoffMax)
+	probed.waitUp(t, s.nodes[0])
 	if got, err := s.Get("k"); got != nil || err != nil {
 		t.Fatalf("Get after recovery = %q, %v; want nil, nil (restarted empty)", got, err)
 	}
@@ -324,8 +235,8 @@ func TestBackoffAgainstDeadNode(t *testing.T) {
 // then brings it back empty and kills another.
 func TestReplicasSurviveNodeDeath(t *testing.T) {
 	procs, addrs := memcachedtest.Cluster(t, 3)
-	clock := newFakeClock()
-	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, KeyPrefix: "ll:"}, hooks{now: clock.Now})
+	probed := make(probes, 1)
+	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, KeyPrefix: "ll:"}, hooks{probed: probed.done})
 
 	const sessions, counters, visits = 300, 30, 5
 	for i := range sessions {
@@ -367,10 +278,10 @@ func TestReplicasSurviveNodeDeath(t *testing.T) {
 		t.Fatalf("Ping with one of three nodes dead and 2 replicas: %v", err)
 	}
 
-	// Node 1 comes back empty; once its back-off passes it is used again,
+	// Node 1 comes back empty; once a probe finds it, it is used again,
 	// and its counter copies are rebuilt from the surviving ones.
 	startMemcached(t, "127.0.0.1", mustPort(t, addrs[1]))
-	clock.Advance(backoffMax)
+	probed.waitUp(t, s.nodes[1])
 	incrementAll(t, visits+2)
 
 	// Now node 0 dies: counters it shared with node 1 live on only in
@@ -635,7 +546,7 @@ func TestObserve(t *testing.T) {
 		defer mu.Unlock()
 		calls = append(calls, call{op, err})
 	}
-	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}, Observe: observe}, hooks{now: newFakeClock().Now})
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}, Observe: observe}, hooks{})
 
 	s.Get("missing")
 	s.Set("k", []byte("v"), time.Minute)
@@ -684,7 +595,7 @@ func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
 	n, _ := strconv.Atoi(port)
 	startMemcached(t, host, n)
 	// A new client, as after an app restart: no stale connections or
-	// back-off hide the restarted node, which answers every Get with a miss.
+	// down state hide the restarted node, which answers every Get with a miss.
 	fresh := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, RepairTTL: time.Hour}, hooks{})
 	for _, k := range keys {
 		v, err := fresh.Get(k)
@@ -701,5 +612,41 @@ func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
 	}
 	if repaired == 0 {
 		t.Error("no lost copy was written back to the restarted node")
+	}
+}
+
+// TestSkippedCopyCatchesUp freezes the node holding one copy of a counter:
+// increments made while it is skipped are owed to it and added at its next
+// increment, so losing the other copy later does not send the count back.
+func TestSkippedCopyCatchesUp(t *testing.T) {
+	procs, addrs := memcachedtest.Cluster(t, 3)
+	probed := make(probes, 1)
+	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, Timeout: 300 * time.Millisecond}, hooks{probed: probed.done})
+	for range 3 {
+		if _, err := s.Increment("visits", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners := s.owners("visits")
+	frozen := procs[s.ringIndex(owners[1])]
+	frozen.Stop(t)
+	want := uint64(3)
+	for range 5 { // the first waits out the timeout, the rest skip the node
+		n, err := s.Increment("visits", time.Hour)
+		want++
+		if err != nil || n != want {
+			t.Fatalf("Increment with a copy's node frozen = %d, %v; want %d", n, err, want)
+		}
+	}
+	frozen.Continue(t)
+	probed.waitUp(t, owners[1])
+	want++
+	if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
+		t.Fatalf("Increment once the node answers = %d, %v; want %d", n, err, want)
+	}
+	procs[s.ringIndex(owners[0])].Kill()
+	want++
+	if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
+		t.Fatalf("Increment on the caught-up copy alone = %d, %v; want %d", n, err, want)
 	}
 }

@@ -6,8 +6,9 @@
 // here; it is built on github.com/bradfitz/gomemcache, with what a
 // memcached tier in Kubernetes needs on top: rendezvous hashing (resizing
 // moves few keys), periodic re-resolution of server names (StatefulSet pods
-// change IP on restart), optional two-way replication, and a back-off that
-// stops a dead node from costing every request a timeout.
+// change IP on restart), optional two-way replication, one capped pool of
+// connections per server, and health tracking that stops a dead or hung
+// node from costing every request a timeout (see node).
 //
 // Keys: memcached holds keys of at most 250 bytes with no spaces or control
 // characters; KeyPrefix counts against that. The session package's keys
@@ -71,10 +72,14 @@ type Config struct {
 	// is in config.)
 	Timeout time.Duration
 
-	// MaxIdleConns is the idle-connection pool size per server, required;
-	// size it to the expected number of concurrent requests (gomemcache's
-	// own default of 2 dials for almost every operation under load).
-	MaxIdleConns int
+	// MaxConns is the most connections open to each server at once, idle
+	// or busy, required: a hard cap. An operation waits up to Timeout for
+	// one to be free, then fails with ErrUnavailable. An operation holds
+	// one until its goroutine has read the answer, which on a saturated
+	// machine takes far longer than the round trip; memcached's
+	// --conn-limit must cover it times the number of app replicas (see
+	// deploy/README.md).
+	MaxConns int
 
 	// KeyPrefix namespaces every key in a memcached shared with other
 	// apps, e.g. "ll:". It counts against memcached's 250-byte key limit.
@@ -124,10 +129,13 @@ type Config struct {
 //     is raised to the other copy's value, so after a node restarts, the
 //     other one dying does not send the count backwards (callers that
 //     create both copies at the same moment can leave one a little high:
-//     the raise counts increments still on their way). A node that was
-//     unreachable without losing its data (a network partition, not a
-//     restart) keeps a count short by the increments it missed; that
-//     shows only if the other copy is lost before the key expires.
+//     the raise counts increments still on their way). Increments a node
+//     certainly missed because it was skipped (down) are added to its next
+//     increment of that counter (up to 10,000 counters per node). One
+//     whose answer timed out may or may not have landed and is not
+//     replayed; nor are increments missed during a long outage beyond that
+//     bound: such a copy stays short, which shows only if the other copy is
+//     lost before the key expires.
 //
 // With Replicas: 1 a down node makes its keys fail with ErrUnavailable;
 // keys are not moved elsewhere.
@@ -140,16 +148,17 @@ type Storage struct {
 	prefix    string
 	place     func(key string) string
 	observe   func(op string, err error, d time.Duration)
-	now       func() time.Time // for back-off; a fake clock in tests
 
-	stop      context.CancelFunc // ends re-resolution
+	stop      context.CancelFunc // ends re-resolution and the probers
 	done      chan struct{}      // closed when re-resolution has ended
+	probers   sync.WaitGroup
 	closeOnce sync.Once
 }
 
 // hooks are seams for tests; New uses the real network and clock.
 type hooks struct {
-	now          func() time.Time
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	probed       func() // called after each probe of a down node
 	lookup       func(ctx context.Context, host string) ([]string, error)
 	afterResolve func() // called after each background resolution pass
 }
@@ -214,8 +223,8 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, fmt.Errorf("memcachestore: %w", err)
 	}
-	if h.now == nil {
-		h.now = time.Now
+	if h.dial == nil {
+		h.dial = (&net.Dialer{}).DialContext // the context bounds it
 	}
 	if h.lookup == nil {
 		h.lookup = net.DefaultResolver.LookupHost
@@ -229,28 +238,28 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		prefix:    cfg.KeyPrefix,
 		place:     cfg.Place,
 		observe:   cfg.Observe,
-		now:       h.now,
 		done:      make(chan struct{}),
 	}
+	loopCtx, stop := context.WithCancel(context.Background())
+	s.stop = stop
 	for i, name := range ring.names {
-		// One client per server, each with a single-server selector, so
-		// that replicas can be addressed one by one.
-		c := memcache.NewFromSelector(nodeSelector{ring: ring, index: i})
-		c.Timeout = cfg.Timeout
-		c.MaxIdleConns = cfg.MaxIdleConns
-		p := &pipe{addr: func() (net.Addr, error) { return ring.addr(i) }, timeout: cfg.Timeout, maxIdle: cfg.MaxIdleConns}
-		s.nodes = append(s.nodes, &node{name: name, client: c, pipe: p})
+		// Each server's clients have a single-server selector, so that
+		// replicas can be addressed one by one.
+		sel := nodeSelector{ring: ring, index: i}
+		p := newPool(cfg.MaxConns, cfg.Timeout, sel, func() (net.Addr, error) { return ring.addr(i) }, h.dial)
+		prober := memcache.NewFromSelector(sel)
+		prober.Timeout, prober.DialContext = cfg.Timeout, h.dial
+		s.nodes = append(s.nodes, &node{name: name, pool: p, prober: prober, ctx: loopCtx, wg: &s.probers, probed: h.probed})
 	}
 	s.resolver = resolver{ring: ring, nodes: s.nodes, lookup: h.lookup}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*lookupTimeout)
 	defer cancel()
 	if s.resolver.resolveAll(ctx) == 0 {
+		stop()
 		return nil, fmt.Errorf("memcachestore: none of the servers %q resolves", cfg.Servers)
 	}
 
-	loopCtx, stop := context.WithCancel(context.Background())
-	s.stop = stop
 	if cfg.ResolveEvery > 0 && s.resolver.needsLookups() {
 		go s.resolveLoop(loopCtx, cfg.ResolveEvery, h.afterResolve)
 	} else {
@@ -277,8 +286,8 @@ func (cfg *Config) withDefaults() error {
 	if cfg.Timeout <= 0 || cfg.Timeout > MaxTimeout {
 		return fmt.Errorf("timeout %v outside (0, %v]", cfg.Timeout, MaxTimeout)
 	}
-	if cfg.MaxIdleConns <= 0 {
-		return fmt.Errorf("MaxIdleConns %d: must be at least 1", cfg.MaxIdleConns)
+	if cfg.MaxConns <= 0 {
+		return fmt.Errorf("MaxConns %d: must be at least 1", cfg.MaxConns)
 	}
 	if cfg.KeyPrefix != "" && !legalKey(cfg.KeyPrefix) {
 		return fmt.Errorf("key prefix %q: %w", cfg.KeyPrefix, ErrInvalidKey)
@@ -351,17 +360,10 @@ func (s *Storage) owners(k string) []*node {
 	return nodes
 }
 
-// on runs fn against node n, unless n is backing off, and records the
-// outcome for the back-off. Errors name the node; transport failures wrap
-// ErrUnavailable.
+// on runs fn with a client on one of node n's connections, unless n is
+// down. Errors name the node; transport failures wrap ErrUnavailable.
 func (s *Storage) on(n *node, fn func(c *memcache.Client) error) error {
-	probe, err := n.acquire(s.now())
-	if err != nil {
-		return err
-	}
-	err = fn(n.client)
-	n.release(probe, err, s.now())
-	return nodeError(n, err)
+	return nodeError(n, n.do(func(sl *slot) error { return fn(sl.mc) }))
 }
 
 // onEach runs fn on every node in nodes, concurrently when there are
@@ -534,19 +536,19 @@ func (s *Storage) Reset() (err error) {
 	return fmt.Errorf("memcachestore: reset would flush every app's data in memcached: %w", errors.ErrUnsupported)
 }
 
-// Close stops re-resolution and closes idle connections. It is safe to
-// call more than once; the Storage is not to be used afterwards.
+// Close stops re-resolution and the probers and closes idle connections.
+// It is safe to call more than once; the Storage is not to be used
+// afterwards.
 func (s *Storage) Close() error {
-	var errs []error
 	s.closeOnce.Do(func() {
 		s.stop()
 		<-s.done
+		s.probers.Wait()
 		for _, n := range s.nodes {
-			errs = append(errs, n.client.Close())
-			n.pipe.close()
+			n.pool.closeIdle()
 		}
 	})
-	return errors.Join(errs...)
+	return nil
 }
 
 // Increment atomically adds one to the counter under key and returns the
@@ -561,17 +563,39 @@ func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error)
 	if !ok {
 		return 0, fmt.Errorf("memcachestore: increment a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
+	n, _, err = s.increment(k, exp)
+	return n, err
+}
+
+// increment is Increment of the full key k. It also returns the nodes on
+// which the counter had to be created although another copy existed: they
+// lost their data (restarted empty) or evicted it.
+func (s *Storage) increment(k string, exp time.Duration) (best uint64, lost []*node, err error) {
 	owners := s.owners(k)
 	vals := make([]uint64, len(owners))
 	created := make([]bool, len(owners))
+	deltas := make([]uint64, len(owners))
+	for i, n := range owners {
+		deltas[i] = 1 + n.owed.take(k) // with the increments it missed while down
+	}
 	errs := s.onEach(owners, func(i int, c *memcache.Client) (err error) {
-		vals[i], created[i], err = incrOrCreate(c, k, exp)
+		vals[i], created[i], err = incrOrCreate(c, k, exp, deltas[i])
 		return err
 	})
 	if err := anySucceeded("increment", errs); err != nil {
-		return 0, err
+		for i, n := range owners {
+			n.owed.add(k, deltas[i]-1) // this one was not counted anywhere
+		}
+		return 0, nil, err
 	}
-	var best uint64
+	// A copy that was skipped (down) or had no free connection certainly
+	// missed this increment: it is owed, and added to its next one, so the
+	// copies do not drift apart while a node is briefly out of use.
+	for i, n := range owners {
+		if s.replicas > 1 && (errors.Is(errs[i], errDown) || errors.Is(errs[i], errPoolBusy)) {
+			n.owed.add(k, deltas[i])
+		}
+	}
 	for i, v := range vals {
 		if errs[i] == nil {
 			best = max(best, v)
@@ -583,17 +607,19 @@ func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error)
 	for i, v := range vals {
 		if errs[i] == nil && created[i] && v < best {
 			s.on(owners[i], func(c *memcache.Client) error { return raise(c, k, best, exp) })
+			lost = append(lost, owners[i])
 		}
 	}
-	return best, nil
+	return best, lost, nil
 }
 
-// incrOrCreate does incr; on a miss, add "1"; if another client's add won
-// the race (not stored), incr again. A key evicted between those steps
-// sends us round again, a bounded number of times.
-func incrOrCreate(c *memcache.Client, k string, exp time.Duration) (n uint64, created bool, err error) {
+// incrOrCreate does incr by delta; on a miss, add "1" (a created copy is
+// raised to the other one's count); if another client's add won the race
+// (not stored), incr again. A key evicted between those steps sends us
+// round again, a bounded number of times.
+func incrOrCreate(c *memcache.Client, k string, exp time.Duration, delta uint64) (n uint64, created bool, err error) {
 	for range 4 {
-		n, err := c.Increment(k, 1)
+		n, err := c.Increment(k, delta)
 		if !errors.Is(err, memcache.ErrCacheMiss) {
 			return n, false, err
 		}

@@ -53,8 +53,8 @@ func MustNew(t *testing.T, cfg Config) *Storage {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = testTimeout
 	}
-	if cfg.MaxIdleConns == 0 {
-		cfg.MaxIdleConns = testMaxIdleConns
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = testMaxConns
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -72,8 +72,8 @@ func MustNew(t *testing.T, cfg Config) *Storage {
 // and a slow answer there is not what these tests are about.
 const testTimeout = 2 * time.Second
 
-// testMaxIdleConns is the pool size of test stores (the service's is in config).
-const testMaxIdleConns = 64
+// testMaxConns is the pool size of test stores (the service's is in config).
+const testMaxConns = 64
 
 // newTestStorage is a Storage on LOCALLIBRARY_TEST_MEMCACHED with a fresh prefix.
 func newTestStorage(t *testing.T) *Storage {
@@ -138,7 +138,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"one bad among good", Config{Servers: []string{"127.0.0.1:11211", "127.0.0.1"}}},
 		{"negative timeout", Config{Servers: []string{"127.0.0.1:11211"}, Timeout: -time.Second}},
 		{"huge timeout", Config{Servers: []string{"127.0.0.1:11211"}, Timeout: time.Hour}},
-		{"negative idle conns", Config{Servers: []string{"127.0.0.1:11211"}, MaxIdleConns: -1}},
+		{"negative max conns", Config{Servers: []string{"127.0.0.1:11211"}, MaxConns: -1}},
 		{"prefix with space", Config{Servers: []string{"127.0.0.1:11211"}, KeyPrefix: "ll :"}},
 	}
 	for _, tt := range tests {

@@ -15,106 +15,171 @@ import (
 )
 
 const (
-	// backoffMin and backoffMax bound how long a failed node is skipped
-	// before one operation is let through to probe it again.
-	backoffMin = 250 * time.Millisecond
-	backoffMax = 5 * time.Second
-
-	// timeoutsToTrip is how many timeouts in a row take a node out. A
-	// refused or dropped connection does at once; a timeout may be a busy
-	// machine answering late once, which must not cost a node's keys for
-	// the whole back-off.
-	timeoutsToTrip = 3
+	// probeEvery is how often a down node is asked whether it is back.
+	// A refused dial costs microseconds; a hung node costs the prober, not
+	// the pages, one timeout per try.
+	probeEvery = 250 * time.Millisecond
 
 	// lookupTimeout bounds one DNS lookup of a server name.
 	lookupTimeout = 2 * time.Second
 )
 
-// node is one memcached server: its own gomemcache client (so replicas can
-// be addressed one by one) and its back-off state.
+// errDown is returned, without any network traffic, by operations on a node
+// that failed and has not answered a probe since.
+var errDown = errors.New("down, waiting for it to answer a probe")
+
+// node is one memcached server: its pool of connections and its health.
+// A node has at most its pool's connections open, plus one while a probe
+// asks it whether it is back.
+//
+// The first transport failure (a refused, dropped or timed-out connection)
+// takes the node out at once, so a page pays at most one timeout for a
+// hung memcached. A broken connection also retires every connection
+// dialled so far, so a restarted memcached's dead connections are not
+// found out one request at a time. A background
+// prober then asks the node for its version every probeEvery and puts it
+// back on the first answer: a node that was only slow once is back after
+// one round trip, a restarted one within probeEvery of its return.
 type node struct {
 	name   string
-	client *memcache.Client
-	pipe   *pipe // connections for GetAndIncrement
+	pool   *pool
+	prober *memcache.Client // the probe's client, one connection at a time
+	owed   owed             // increments it missed while down (Replicas: 2)
 
-	// failing is the lock-free fast path: false means healthy, go ahead.
-	failing atomic.Bool
-	// timeouts counts consecutive timeouts of a healthy node.
-	timeouts atomic.Int32
+	// down is the lock-free fast path: false means healthy, go ahead.
+	down atomic.Bool
 
-	mu       sync.Mutex
-	failures int       // consecutive failed probes, 0 when healthy
-	retryAt  time.Time // skip the node until then
-	probing  bool      // one operation is probing the node now
+	mu      sync.Mutex
+	probing bool            // a prober runs
+	ctx     context.Context // ends the prober when the Storage closes
+	wg      *sync.WaitGroup // the Storage waits for its probers on Close
+	probed  func()          // test hook: called after each probe
 }
 
-// acquire admits an operation on n. A failing node admits one probe once
-// its back-off has passed and fails everything else fast.
-func (n *node) acquire(now time.Time) (probe bool, err error) {
-	if !n.failing.Load() {
-		return false, nil
+// admit fails fast while n is down.
+func (n *node) admit() error {
+	if n.down.Load() {
+		return fmt.Errorf("%s: %w: %w", n.name, ErrUnavailable, errDown)
 	}
+	return nil
+}
+
+// do runs fn on one of n's connections, unless n is down, and records the
+// outcome. Errors are fn's, unwrapped.
+func (n *node) do(fn func(s *slot) error) error {
+	if err := n.admit(); err != nil {
+		return err
+	}
+	s, err := n.pool.get()
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
+	}
+	err = fn(s)
+	if n.pool.put(s, err) {
+		n.fail()
+	}
+	return err
+}
+
+// fail takes n out and starts its prober, unless one runs.
+func (n *node) fail() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	switch {
-	case n.failures == 0:
-		return false, nil
-	case n.probing || now.Before(n.retryAt):
-		return false, fmt.Errorf("%s: %w (skipped for %v after %d failures)",
-			n.name, ErrUnavailable, backoff(n.failures), n.failures)
-	}
-	n.probing = true
-	return true, nil
-}
-
-// release records the outcome of an operation admitted by acquire. Any
-// answer from memcached, even a miss, proves the node up. A transport
-// failure starts or extends the back-off, but only from the first failure
-// or a probe: operations that were already in flight when the node went
-// down must not each double it.
-func (n *node) release(probe bool, err error, now time.Time) {
-	down := err != nil && isTransport(err)
-	if !down && n.timeouts.Load() != 0 {
-		n.timeouts.Store(0)
-	}
-	if down && !probe && !n.failing.Load() && isTimeout(err) && n.timeouts.Add(1) < timeoutsToTrip {
-		return // a late answer or two: not yet a dead node
-	}
-	if !down && !probe && !n.failing.Load() {
+	n.down.Store(true)
+	if n.probing || n.ctx.Err() != nil {
 		return
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if probe {
-		n.probing = false
-	}
-	switch {
-	case !down:
-		n.failures = 0
-		n.failing.Store(false)
-	case probe || n.failures == 0:
-		n.timeouts.Store(0)
-		n.failures++
-		n.retryAt = now.Add(backoff(n.failures))
-		n.failing.Store(true)
+	n.probing = true
+	n.wg.Add(1)
+	go n.probe()
+}
+
+// probe asks n for its version until it answers (then n is back) or the
+// Storage closes.
+func (n *node) probe() {
+	defer n.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			n.mu.Lock()
+			n.probing = false
+			n.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		up := n.ping() == nil
+		if up {
+			n.mu.Lock()
+			n.probing = false
+			n.down.Store(false)
+			n.mu.Unlock()
+		}
+		if n.probed != nil {
+			n.probed()
+		}
+		if up {
+			return
+		}
+		t.Reset(probeEvery)
 	}
 }
 
-// reset forgets n's failures, e.g. when it moved to a new address.
-func (n *node) reset() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.failures = 0
-	n.failing.Store(false)
+// owed counts, per counter, the increments a node certainly missed: it was
+// skipped while down, or had no free connection, while the other copy
+// counted them. They are added to its next increment of that counter.
+type owed struct {
+	any atomic.Bool // the fast path: nothing owed, no lock
+	mu  sync.Mutex
+	m   map[string]uint64
 }
 
-// backoff is 250ms after the first failure, doubling up to 5s.
-func backoff(failures int) time.Duration {
-	d := backoffMin
-	for i := 1; i < failures && d < backoffMax; i++ {
-		d *= 2
+// maxOwed bounds the counters remembered per node (~100 bytes each); a
+// node down for long misses more, and those copies stay short (see
+// Storage).
+const maxOwed = 10_000
+
+func (o *owed) add(k string, n uint64) {
+	if n == 0 {
+		return
 	}
-	return min(d, backoffMax)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = make(map[string]uint64)
+	}
+	if _, ok := o.m[k]; ok || len(o.m) < maxOwed {
+		o.m[k] += n
+		o.any.Store(true)
+	}
+}
+
+func (o *owed) take(k string) uint64 {
+	if !o.any.Load() {
+		return 0
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.m[k]
+	delete(o.m, k)
+	o.any.Store(len(o.m) > 0)
+	return n
+}
+
+// moved drops n's connections to its old address and gives the new one a
+// chance at once, even if the old one was down.
+func (n *node) moved() {
+	n.pool.closeIdle()
+	n.down.Store(false)
+}
+
+// ping asks n for its version over a connection of its own, closed after:
+// the pool's may all be held by operations that started before the node
+// went down, and the node must not stay out of use while they finish.
+func (n *node) ping() error {
+	defer n.prober.Close()
+	return n.prober.Ping()
 }
 
 // isTransport reports whether err means memcached could not be reached or
@@ -168,7 +233,7 @@ type resolver struct {
 
 // resolveAll looks every name up and, if any address changed, swaps in the
 // new address list at once and drops the moved nodes' idle connections
-// and back-off. A name that fails to resolve keeps its last address.
+// (and gives them a chance at once). A name that fails to resolve keeps its last address.
 // It returns the number of names that have an address.
 func (r *resolver) resolveAll(ctx context.Context) (resolved int) {
 	cur := *r.ring.addrs.Load()
@@ -189,9 +254,7 @@ func (r *resolver) resolveAll(ctx context.Context) (resolved int) {
 	}
 	r.ring.addrs.Store(&next)
 	for _, i := range moved {
-		r.nodes[i].client.Close() // idle connections to the old address; the client stays usable
-		r.nodes[i].reset()
-		r.nodes[i].pipe.close() // connections to the old address
+		r.nodes[i].moved()
 	}
 	return resolved
 }

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"slices"
 	"strconv"
-	"sync"
 	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
 )
 
 // GetAndIncrement reads getKey and adds one to the counter incrKey in a
@@ -17,7 +18,8 @@ import (
 // come back in one read. A returning visitor's page needs exactly these
 // two, and on a loaded machine the system calls of a second round trip
 // cost more than the rest of the page. gomemcache has no pipelining, so
-// this one exchange is spoken here; everything else goes through it.
+// this one exchange is spoken here, on the same pooled connection that
+// gomemcache uses (see pool); everything else goes through gomemcache.
 //
 // It returns the value (nil when missing), the counter's new value and
 // whether the counter existed: a missing counter is not created, since the
@@ -41,42 +43,40 @@ func (s *Storage) GetAndIncrement(getKey, incrKey string) (val []byte, count uin
 		return s.getThenIncrement(getKey, incrKey)
 	}
 	n := owners[0]
-	probe, err := n.acquire(s.now())
-	if err != nil {
-		return nil, 0, false, err
-	}
-	val, count, counted, err = n.pipe.getAndIncr(gk, ik)
-	n.release(probe, err, s.now())
+	err = n.do(func(s *slot) (err error) {
+		val, count, counted, err = getAndIncr(s, gk, ik)
+		return err
+	})
 	return val, count, counted, nodeError(n, err)
 }
 
 // getThenIncrement is GetAndIncrement in two round trips, for keys kept
 // on two nodes: the counter goes up only for a value that exists.
+//
+// A counter copy that had to be created shows that its node lost what it
+// held (a restart): the value read is written back there too (RepairTTL),
+// so a second node failing later loses nothing. Get repairs only the copy
+// it reads first.
 func (s *Storage) getThenIncrement(getKey, incrKey string) ([]byte, uint64, bool, error) {
 	val, err := s.Get(getKey)
 	if err != nil || val == nil {
 		return nil, 0, false, err
 	}
-	count, err := s.Increment(incrKey, 0)
+	ik, _ := s.key(incrKey) // checked by the caller
+	count, lost, err := s.increment(ik, 0)
 	if err != nil {
 		return nil, 0, false, err
 	}
+	if s.repairTTL > 0 {
+		gk, _ := s.key(getKey)
+		item := &memcache.Item{Key: gk, Value: val, Expiration: expiry(s.repairTTL, time.Now())}
+		for _, n := range lost {
+			if slices.Contains(s.owners(gk), n) { // the keys share their nodes (Config.Place)
+				_ = s.on(n, func(c *memcache.Client) error { return c.Add(item) })
+			}
+		}
+	}
 	return val, count, true, nil
-}
-
-// pipe is a node's small pool of plain connections for GetAndIncrement.
-type pipe struct {
-	addr    func() (net.Addr, error)
-	timeout time.Duration
-	maxIdle int
-
-	mu   sync.Mutex
-	idle []*pipeConn
-}
-
-type pipeConn struct {
-	nc net.Conn
-	rw *bufio.ReadWriter
 }
 
 var (
@@ -89,29 +89,29 @@ var (
 // errProtocol is an answer memcached should not have given.
 var errProtocol = errors.New("memcachestore: unexpected answer from memcached")
 
-func (p *pipe) getAndIncr(getKey, incrKey string) (val []byte, count uint64, counted bool, err error) {
-	pc, err := p.conn()
+// getAndIncr speaks the exchange on s's connection. On any error the
+// connection is closed: what is left unread on it is unknown.
+func getAndIncr(s *slot, getKey, incrKey string) (val []byte, count uint64, counted bool, err error) {
+	nc, rw, err := s.pipe()
 	if err != nil {
 		return nil, 0, false, err
 	}
 	defer func() {
 		if err != nil {
-			pc.nc.Close() // its state is unknown: never reused
-			return
+			s.close()
 		}
-		p.put(pc)
 	}()
-	if err := pc.nc.SetDeadline(time.Now().Add(p.timeout)); err != nil {
+	if err := nc.SetDeadline(time.Now().Add(s.mc.Timeout)); err != nil {
 		return nil, 0, false, err
 	}
-	fmt.Fprintf(pc.rw, "get %s\r\nincr %s 1\r\n", getKey, incrKey)
-	if err := pc.rw.Flush(); err != nil {
+	fmt.Fprintf(rw, "get %s\r\nincr %s 1\r\n", getKey, incrKey)
+	if err := rw.Flush(); err != nil {
 		return nil, 0, false, err
 	}
-	if val, err = readGet(pc.rw.Reader, getKey); err != nil {
+	if val, err = readGet(rw.Reader, getKey); err != nil {
 		return nil, 0, false, err
 	}
-	line, err := pc.rw.ReadSlice('\n')
+	line, err := rw.ReadSlice('\n')
 	switch {
 	case err != nil:
 		return nil, 0, false, err
@@ -157,44 +157,4 @@ func readGet(r *bufio.Reader, key string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: get answered %q after the value", errProtocol, line)
 	}
 	return val[:size], nil
-}
-
-func (p *pipe) conn() (*pipeConn, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		pc := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return pc, nil
-	}
-	p.mu.Unlock()
-	addr, err := p.addr()
-	if err != nil {
-		return nil, err
-	}
-	nc, err := net.DialTimeout(addr.Network(), addr.String(), p.timeout)
-	if err != nil {
-		return nil, err
-	}
-	return &pipeConn{nc: nc, rw: bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))}, nil
-}
-
-func (p *pipe) put(pc *pipeConn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.idle) >= p.maxIdle {
-		pc.nc.Close()
-		return
-	}
-	p.idle = append(p.idle, pc)
-}
-
-// close drops the idle connections.
-func (p *pipe) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pc := range p.idle {
-		pc.nc.Close()
-	}
-	p.idle = nil
 }

@@ -99,3 +99,44 @@ func TestGetAndIncrementOnADeadNode(t *testing.T) {
 		t.Fatalf("on a dead node: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestGetAndIncrementRepairsASecondCopy restarts, empty, the node holding
+// a session's second copy, visits once, then kills the first: the visit
+// must have written the session back to the restarted node.
+func TestGetAndIncrementRepairsASecondCopy(t *testing.T) {
+	procs, addrs := memcachedtest.Cluster(t, 3)
+	probed := make(probes, 1)
+	place := func(k string) string { return strings.TrimPrefix(k, "v:") } // a session and its counter together
+	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2, RepairTTL: time.Hour, Place: place}, hooks{probed: probed.done})
+	if err := s.Set("sess", []byte("data"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Increment("v:sess", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	owners := s.owners("sess")
+	first, second := s.ringIndex(owners[0]), s.ringIndex(owners[1])
+
+	procs[second] = procs[second].Restart(t)
+	s.Get("sess") // reads the first copy only: the second stays lost
+	for {
+		val, count, counted, err := s.GetAndIncrement("sess", "v:sess")
+		if err == nil {
+			if string(val) != "data" || count != 2 || !counted {
+				t.Fatalf("visit after the restart = %q, %d, %v", val, count, counted)
+			}
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+		probed.waitUp(t, owners[1]) // its stale connections failed
+	}
+	procs[first].Kill()
+	if got, err := s.Get("sess"); string(got) != "data" || err != nil {
+		t.Fatalf("with the first copy's node dead, Get = %q, %v; want the repaired second copy", got, err)
+	}
+	if n, err := s.Increment("v:sess", time.Hour); n != 3 || err != nil {
+		t.Fatalf("with the first copy's node dead, Increment = %d, %v; want 3", n, err)
+	}
+}

@@ -50,7 +50,7 @@ func openFixture(t *testing.T, b repotest.Backend) (*repository.Catalog, *sqlx.D
 			t.Fatalf("load fixture: %v\n%s", err, q)
 		}
 	}
-	return repository.NewCatalog(db), db
+	return repository.NewCatalog(db, repository.CatalogOptions{}), db
 }
 
 func testContext(t *testing.T) context.Context {
@@ -350,5 +350,130 @@ func TestCopyStatusLabel(t *testing.T) {
 		if got := (repository.Copy{Status: tt.status}).StatusLabel(); got != tt.want {
 			t.Errorf("StatusLabel(%q) = %q, want %q", tt.status, got, tt.want)
 		}
+	}
+}
+
+// TestCatalogPagesFromMarks checks every page of a seeded catalog, read by
+// seeking from the lists' marks, against the same page read with a plain
+// OFFSET, and a book's twelve copies, read in the one-statement UNION,
+// against a plain query.
+func TestCatalogPagesFromMarks(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := b.Open(t)
+			ctx := testContext(t)
+			if _, err := repository.Seed(ctx, db, repository.SeedOptions{Authors: 120, Books: 260, CopiesPerBook: 12, Seed: 3}); err != nil {
+				t.Fatalf("seed: %v", err)
+			}
+			catalog := repository.NewCatalog(db, repository.CatalogOptions{ListMarksTTL: time.Hour})
+			lists := []struct {
+				name, ref string
+				page      func(limit, offset int) ([]int64, error)
+				total     int
+			}{
+				{"books", `SELECT id FROM book ORDER BY title, id LIMIT ? OFFSET ?`, func(limit, offset int) ([]int64, error) {
+					books, err := catalog.Books(ctx, limit, offset)
+					ids := make([]int64, len(books))
+					for i, bk := range books {
+						ids[i] = bk.ID
+					}
+					return ids, err
+				}, 260},
+				{"authors", `SELECT id FROM author ORDER BY last_name, first_name, id LIMIT ? OFFSET ?`, func(limit, offset int) ([]int64, error) {
+					authors, err := catalog.Authors(ctx, limit, offset)
+					ids := make([]int64, len(authors))
+					for i, a := range authors {
+						ids[i] = a.ID
+					}
+					return ids, err
+				}, 120},
+			}
+			for _, l := range lists {
+				for _, size := range []int{10, 25, 50} {
+					for offset := 0; offset <= l.total; offset += size {
+						got, err := l.page(size, offset)
+						if err != nil {
+							t.Fatalf("%s(%d, %d): %v", l.name, size, offset, err)
+						}
+						want := []int64{}
+						if err := db.SelectContext(ctx, &want, l.ref, size, offset); err != nil {
+							t.Fatalf("reference %s page: %v", l.name, err)
+						}
+						if !slices.Equal(got, want) {
+							t.Fatalf("%s(%d, %d) = %v, want %v", l.name, size, offset, got, want)
+						}
+					}
+				}
+			}
+
+			book, err := catalog.Book(ctx, 17)
+			if err != nil {
+				t.Fatalf("Book(17): %v", err)
+			}
+			var want []string
+			if err := db.SelectContext(ctx, &want, `SELECT id FROM book_instance WHERE book_id = 17 ORDER BY due_back, id`); err != nil {
+				t.Fatalf("reference copies: %v", err)
+			}
+			var got []string
+			for _, c := range book.Copies {
+				got = append(got, c.ID)
+			}
+			if len(want) != 12 || !slices.Equal(got, want) {
+				t.Errorf("copies of book 17 = %v, want %v (12)", got, want)
+			}
+		})
+	}
+}
+
+// TestCountsAreSharedByReplicas runs two catalogs on one database, as two
+// replicas: a fresh row is read, not recounted; an old one is recounted by
+// the replica that claims it, while a claim held by another replica makes
+// the rest read the old row.
+func TestCountsAreSharedByReplicas(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			_, db := openFixture(t, b)
+			ctx := testContext(t)
+			books := func(c *repository.Catalog) int64 {
+				t.Helper()
+				n, err := c.Counts(ctx)
+				if err != nil {
+					t.Fatalf("Counts: %v", err)
+				}
+				return n.Books
+			}
+			exec := func(q string) {
+				t.Helper()
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			first := repository.NewCatalog(db, repository.CatalogOptions{CountsMaxAge: time.Hour})
+			second := repository.NewCatalog(db, repository.CatalogOptions{CountsMaxAge: time.Hour})
+			if n := books(first); n != 7 {
+				t.Fatalf("first count: %d books, want 7", n)
+			}
+			exec(`INSERT INTO book (id, title, summary, isbn) VALUES (8, 'New', 'New.', '9780000000088')`)
+			if n := books(second); n != 7 {
+				t.Errorf("second replica, row an hour fresh: %d books, want the shared 7", n)
+			}
+
+			exec(`UPDATE catalog_counts SET counted_at = '2000-01-01 00:00:00', claimed_until = DATE_ADD(NOW(6), INTERVAL 1 HOUR)`)
+			if n := books(second); n != 7 {
+				t.Errorf("row claimed by another replica: %d books, want the old 7", n)
+			}
+			exec(`UPDATE catalog_counts SET claimed_until = DATE_SUB(NOW(6), INTERVAL 1 SECOND)`)
+			if n := books(second); n != 8 {
+				t.Errorf("old row, claim lapsed: %d books, want a recount of 8", n)
+			}
+			if n := books(first); n != 8 {
+				t.Errorf("first replica after the recount: %d books, want 8", n)
+			}
+
+			exec(`DELETE FROM catalog_counts`)
+			if n := books(first); n != 8 {
+				t.Errorf("row deleted: %d books, want a recount of 8", n)
+			}
+		})
 	}
 }

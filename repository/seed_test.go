@@ -85,7 +85,7 @@ func TestSeedCountsMatchTables(t *testing.T) {
 				t.Errorf("SeedResult = %+v, want %+v with at least 8 genres and 5 languages", res, wantRes)
 			}
 
-			got, err := repository.NewCatalog(db).Counts(testContext(t))
+			got, err := repository.NewCatalog(db, repository.CatalogOptions{}).Counts(testContext(t))
 			if err != nil {
 				t.Fatalf("Counts: %v", err)
 			}

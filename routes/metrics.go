@@ -18,6 +18,7 @@ type Metrics struct {
 	registry      *prometheus.Registry
 	requests      *prometheus.HistogramVec
 	countsCache   *prometheus.CounterVec
+	pageCache     *prometheus.CounterVec
 	sessionOps    *prometheus.HistogramVec
 	sessionErrors *prometheus.CounterVec
 	visitsUnavail prometheus.Counter
@@ -36,6 +37,10 @@ func NewMetrics() *Metrics {
 			Name: "locallibrary_counts_cache_total",
 			Help: "Home-page counts lookups by result: hit, miss (refreshed), stale (served while MySQL failed) or error.",
 		}, []string{"result"}),
+		pageCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "locallibrary_page_cache_total",
+			Help: "Catalog page lookups by result: hit, miss (loaded), stale (served while MySQL failed) or error.",
+		}, []string{"result"}),
 		sessionOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "locallibrary_session_store_duration_seconds",
 			Help:    "Session-store (memcached) operations by kind, with their latency.",
@@ -50,7 +55,7 @@ func NewMetrics() *Metrics {
 			Help: "Home pages served without a visit count because the session store failed.",
 		}),
 	}
-	m.registry.MustRegister(m.requests, m.countsCache, m.sessionOps, m.sessionErrors, m.visitsUnavail)
+	m.registry.MustRegister(m.requests, m.countsCache, m.pageCache, m.sessionOps, m.sessionErrors, m.visitsUnavail)
 	return m
 }
 

@@ -82,6 +82,12 @@ func (p clientIPs) isTrusted(a netip.Addr) bool {
 	return false
 }
 
+// ClientAddr returns a function giving a request's client address as the
+// site sees it: header is believed only from the trusted proxies.
+func ClientAddr(header string, trusted []netip.Prefix) func(*fiber.Ctx) string {
+	return clientIPs{header: header, trusted: trusted}.of
+}
+
 func (p clientIPs) of(c *fiber.Ctx) string {
 	peer, ok := netip.AddrFromSlice(c.Context().RemoteIP())
 	if !ok {

@@ -1,13 +1,16 @@
 package routes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/bytebufferpool"
 
+	"github.com/locallibrary/locallibrary/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/session"
 )
@@ -65,8 +68,9 @@ type listPage[T any] struct {
 }
 
 // catalogList serves a paginated list: /catalog/books/ or /catalog/authors/.
-// total picks the list's size out of the cached counts.
-func catalogList[T any](r *renderer, page string, counts *countsCache,
+// total picks the list's size out of the cached counts. A page is cached
+// by list, page size and number: the size is the browser's preference.
+func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pagecache.Cache,
 	total func(repository.Counts) int64, fetch func(ctx context.Context, limit, offset int) ([]T, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		size, err := perPage(c)
@@ -81,11 +85,14 @@ func catalogList[T any](r *renderer, page string, counts *countsCache,
 		if err != nil {
 			return err
 		}
-		items, err := fetch(requestContext(c), p.Size, p.offset())
-		if err != nil {
-			return catalogError(err)
-		}
-		return r.render(c, fiber.StatusOK, page, listPage[T]{Items: items, Pager: p, PerPageChoices: perPageChoices})
+		key := page + "/" + strconv.Itoa(p.Size) + "/" + strconv.Itoa(p.Number)
+		return sendPage(c, pages, key, func(ctx context.Context) ([]byte, error) {
+			items, err := fetch(ctx, p.Size, p.offset())
+			if err != nil {
+				return nil, err
+			}
+			return r.bytes(page, listPage[T]{Items: items, Pager: p, PerPageChoices: perPageChoices})
+		})
 	}
 }
 
@@ -94,38 +101,84 @@ func authorCount(n repository.Counts) int64 { return n.Authors }
 
 type bookDetailPage struct{ Book repository.Book }
 
-// bookDetail serves GET /catalog/book/:id.
-func bookDetail(r *renderer, catalog Catalog) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, err := parseID(c.Params("id"))
-		if err != nil {
-			return err
-		}
-		book, err := catalog.Book(requestContext(c), id)
-		if err != nil {
-			return catalogError(err)
-		}
-		return r.render(c, fiber.StatusOK, "book_detail", bookDetailPage{Book: book})
-	}
-}
-
 type authorDetailPage struct {
 	repository.AuthorDetail
 }
 
+// bookDetail serves GET /catalog/book/:id.
+func bookDetail(r *renderer, pages *pagecache.Cache, catalog Catalog) fiber.Handler {
+	return detail(pages, "book/", func(ctx context.Context, id int64) ([]byte, error) {
+		book, err := catalog.Book(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return r.bytes("book_detail", bookDetailPage{Book: book})
+	})
+}
+
 // authorDetail serves GET /catalog/author/:id.
-func authorDetail(r *renderer, catalog Catalog) fiber.Handler {
+func authorDetail(r *renderer, pages *pagecache.Cache, catalog Catalog) fiber.Handler {
+	return detail(pages, "author/", func(ctx context.Context, id int64) ([]byte, error) {
+		author, err := catalog.Author(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return r.bytes("author_detail", authorDetailPage{AuthorDetail: author})
+	})
+}
+
+// detail serves a record's page by its :id, through the page cache.
+func detail(pages *pagecache.Cache, prefix string, render func(ctx context.Context, id int64) ([]byte, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		id, err := parseID(c.Params("id"))
 		if err != nil {
 			return err
 		}
-		author, err := catalog.Author(requestContext(c), id)
-		if err != nil {
-			return catalogError(err)
-		}
-		return r.render(c, fiber.StatusOK, "author_detail", authorDetailPage{AuthorDetail: author})
+		return sendPage(c, pages, prefix+strconv.FormatInt(id, 10), func(ctx context.Context) ([]byte, error) {
+			return render(ctx, id)
+		})
 	}
+}
+
+// staleNotice marks a cached page served while the catalog is down, in
+// the words the home page uses for its counts.
+const staleNotice = `<p class="notice">This page may be out of date: the catalog is not answering right now.</p>`
+
+// sendPage answers with the page under key from the page cache, rendered
+// by render when the cache does not have it.
+func sendPage(c *fiber.Ctx, pages *pagecache.Cache, key string, render func(context.Context) ([]byte, error)) error {
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	body, stale, err := pages.Get(c.UserContext(), key, buf.B[:0], render)
+	buf.B = body
+	if err != nil {
+		return catalogError(err)
+	}
+	if stale {
+		body = withNotice(body)
+	}
+	c.Status(fiber.StatusOK)
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	c.Response().SetBody(body) // a copy: buf goes back to the pool
+	return nil
+}
+
+// withNotice returns a copy of page with staleNotice at the start of its
+// main content (or of its body, should the layout lose its <main>).
+func withNotice(page []byte) []byte {
+	at := 0
+	for _, tag := range []string{"<main", "<body"} {
+		if i := bytes.Index(page, []byte(tag)); i >= 0 {
+			if end := bytes.IndexByte(page[i:], '>'); end >= 0 {
+				at = i + end + 1
+				break
+			}
+		}
+	}
+	out := make([]byte, 0, len(page)+len(staleNotice))
+	out = append(out, page[:at]...)
+	out = append(out, staleNotice...)
+	return append(out, page[at:]...)
 }
 
 // parseID accepts only a positive decimal id that fits in 64 bits; anything

@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -66,6 +67,16 @@ func (r *renderer) render(c *fiber.Ctx, status int, name string, data any) error
 	// SetBody copies: Send would keep buf.B, which goes back to the pool.
 	c.Response().SetBody(buf.B)
 	return nil
+}
+
+// bytes renders a page into a new slice of its own, for a cache to keep.
+func (r *renderer) bytes(name string, data any) ([]byte, error) {
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	if err := r.execute(buf, name, data); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(buf.B), nil
 }
 
 // execute runs a page's template into w.

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
+	"github.com/locallibrary/locallibrary/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/session"
 )
@@ -39,6 +40,13 @@ type Deps struct {
 	CountsTTL        time.Duration // how long the home-page counts are reused
 	CountsStaleLimit time.Duration // how long old counts stand in while MySQL is down
 	QueryTimeout     time.Duration // deadline for the queries and cache calls of a request
+
+	// PageCacheBytes bounds the cache of rendered catalog pages (lists and
+	// records); 0 or less turns it off. A page is never served older than
+	// PageCacheTTL while MySQL answers, and stands in, marked, for up to
+	// CountsStaleLimit while it does not.
+	PageCacheBytes int64
+	PageCacheTTL   time.Duration
 
 	// Draining is set when shutdown begins, so /readyz can fail first.
 	Draining *atomic.Bool
@@ -93,6 +101,11 @@ func New(d Deps) (*fiber.App, error) {
 	sessions := d.Sessions
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
+	pageCache := pagecache.New(pagecache.Options{
+		MaxBytes: d.PageCacheBytes, TTL: d.PageCacheTTL, StaleLimit: d.CountsStaleLimit,
+		LoadTimeout: d.QueryTimeout, Outage: repository.IsUnavailable,
+		Record: func(result string) { d.Metrics.pageCache.WithLabelValues(result).Inc() },
+	})
 
 	ips := clientIPs{header: d.ProxyHeader, trusted: d.TrustedProxies}
 	table := new(routeTable)
@@ -128,10 +141,10 @@ func New(d Deps) (*fiber.App, error) {
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
 	catalog := app.Group("/catalog", sessions.Middleware)
 	catalog.Get("/", perBrowser, sessions.CookieCheck("/catalog/"), home(renderer, counts, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, authorCount, d.Catalog.Authors))
-	catalog.Get("/book/:id", bookDetail(renderer, d.Catalog))
-	catalog.Get("/author/:id", authorDetail(renderer, d.Catalog))
+	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, pageCache, bookCount, d.Catalog.Books))
+	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, pageCache, authorCount, d.Catalog.Authors))
+	catalog.Get("/book/:id", bookDetail(renderer, pageCache, d.Catalog))
+	catalog.Get("/author/:id", authorDetail(renderer, pageCache, d.Catalog))
 	catalog.Post("/notice/dismiss", perBrowser, sessions.CheckCSRF, dismissNotice)
 	catalog.Get("/forget/", perBrowser, forgetPage(renderer))
 	catalog.Post("/forget/", perBrowser, sessions.CheckCSRF, forgetMe)

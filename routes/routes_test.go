@@ -113,6 +113,9 @@ func mustApp(t testing.TB, d routes.Deps) *fiber.App {
 	if d.CountsStaleLimit == 0 {
 		d.CountsStaleLimit = defaults.CountsStaleLimit
 	}
+	if d.PageCacheBytes == 0 { // as app runs: pages cached (-1: not)
+		d.PageCacheBytes, d.PageCacheTTL = 1<<20, time.Minute
+	}
 	app, err := routes.New(d)
 	if err != nil {
 		t.Fatalf("routes.New: %v", err)
@@ -536,7 +539,7 @@ func TestCookieAttributes(t *testing.T) {
 // pool size and key placement, closed when the test ends.
 func newMemcachedStore(t testing.TB, cfg memcachestore.Config) *memcachestore.Storage {
 	t.Helper()
-	cfg.MaxIdleConns, cfg.Place = testConfig(t).MemcachedMaxIdleConns, session.Placement
+	cfg.MaxConns, cfg.Place = testConfig(t).MemcachedMaxConns, session.Placement
 	store, err := memcachestore.New(cfg)
 	if err != nil {
 		t.Fatal(err)

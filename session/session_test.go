@@ -96,7 +96,7 @@ func memcachedForTest(t testing.TB) *memcachestore.Storage {
 func newMemcached(t testing.TB, addr, prefix string) *memcachestore.Storage {
 	t.Helper()
 	store, err := memcachestore.New(memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second,
-		MaxIdleConns: 8, KeyPrefix: prefix, Place: Placement})
+		MaxConns: 8, KeyPrefix: prefix, Place: Placement})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 type browser struct {
 	jar    testkit.Jar
 	cookie string // the Cookie header it sends
+	addr   string // its address, sent as X-Forwarded-For (the soak is its load balancer)
 
 	home        int64  // soak home pages answered 200 with a count
 	unavailable int64  // home pages saying the count is unavailable
@@ -170,12 +172,15 @@ func newClient(addr string, conns int, timeout time.Duration) *fasthttp.HostClie
 	}
 }
 
-func (l *loader) get(req *fasthttp.Request, resp *fasthttp.Response, path, cookie string) error {
+func (l *loader) get(req *fasthttp.Request, resp *fasthttp.Response, path string, b *browser) error {
 	req.Reset()
 	resp.Reset()
 	req.SetRequestURI(l.base + path)
-	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
+	if b.cookie != "" {
+		req.Header.Set("Cookie", b.cookie)
+	}
+	if b.addr != "" {
+		req.Header.Set("X-Forwarded-For", b.addr)
 	}
 	return l.client.DoTimeout(req, resp, l.timeout)
 }
@@ -193,7 +198,7 @@ func (l *loader) firstVisit(b *browser, req *fasthttp.Request, resp *fasthttp.Re
 		{"/catalog/", "", fasthttp.StatusOK},
 	}
 	for _, s := range steps {
-		if err := l.get(req, resp, s.path, b.cookie); err != nil {
+		if err := l.get(req, resp, s.path, b); err != nil {
 			return "first visit: " + errKind(err), fmt.Errorf("GET %s: %w", s.path, err)
 		}
 		b.keep(resp)
@@ -234,7 +239,7 @@ func (l *loader) createBrowsers(ctx context.Context, n, conns int) []*browser {
 	all := make([]*browser, n)
 	eachIndex(ctx, n, conns, func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
 		for try := 0; try < 3 && ctx.Err() == nil; try++ {
-			b := &browser{}
+			b := &browser{addr: browserAddr(i)}
 			kind, err := l.firstVisit(b, req, resp)
 			switch {
 			case err == errCountUnavailable:
@@ -295,7 +300,7 @@ func (l *loader) visit(b *browser, rng *rand.Rand, req *fasthttp.Request, resp *
 	}
 	name := kindNames[kind]
 	start := time.Now()
-	err := l.get(req, resp, path, b.cookie)
+	err := l.get(req, resp, path, b)
 	h.add(time.Since(start))
 	l.tally.requests.Add(1)
 	if kind == homePage {
@@ -381,7 +386,7 @@ func (l *loader) finalRead(ctx context.Context, b *browser, req *fasthttp.Reques
 			case <-time.After(time.Second):
 			}
 		}
-		if err := l.get(req, resp, "/catalog/", b.cookie); err != nil {
+		if err := l.get(req, resp, "/catalog/", b); err != nil {
 			l.tally.fail("final read: "+errKind(err), err.Error())
 			return
 		}
@@ -403,4 +408,10 @@ func (l *loader) finalRead(ctx context.Context, b *browser, req *fasthttp.Reques
 			return
 		}
 	}
+}
+
+// browserAddr is browser i's own address, so that no two browsers share a
+// limit on new sessions per address.
+func browserAddr(i int) string {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
 }

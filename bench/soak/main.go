@@ -58,6 +58,12 @@ type options struct {
 	memcachedTimeout string
 	serviceEnv       string
 	keep             bool
+	memcachedNodes   int
+	memcachedMB      int
+	faults           bool
+	flood            time.Duration
+	floodConns       int
+	office           int
 }
 
 func parseOptions(args []string, stdout io.Writer) (options, error) {
@@ -76,6 +82,12 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "bench/soak/out", "folder for the binary, logs and result.md")
 	fs.StringVar(&o.memcachedTimeout, "memcached-timeout", "", "LOCALLIBRARY_MEMCACHED_TIMEOUT for the service (empty: the service's default, 100ms)")
 	fs.StringVar(&o.serviceEnv, "service-env", "", "more settings for the service, KEY=VALUE[,KEY=VALUE…] (e.g. LOCALLIBRARY_DB_MAX_OPEN_CONNS=32)")
+	fs.IntVar(&o.memcachedNodes, "memcached-nodes", 1, "memcached processes, all listed in LOCALLIBRARY_MEMCACHED_SERVERS")
+	fs.IntVar(&o.memcachedMB, "memcached-mb", 256, "memcached's item memory (-m), per node")
+	fs.DurationVar(&o.flood, "flood", 0, "before the load, while the browsers are away, flood the service with first visits from one address for this long (0: no flood)")
+	fs.IntVar(&o.floodConns, "flood-conns", 128, "connections of the -flood")
+	fs.IntVar(&o.office, "office", 50, "with -flood: browsers behind one other address that arrive halfway through the flood and must get sessions and counts")
+	fs.BoolVar(&o.faults, "faults", false, "a third into the load kill memcached node 1 and start it again, empty, on its port; two thirds in, with 3 or more nodes, kill the last one for good (use LOCALLIBRARY_SESSION_REPLICAS=2 in -service-env to lose no session)")
 	fs.BoolVar(&o.keep, "keep-running-services", false, "leave memcached and the service running at the end (their pids are printed)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -86,6 +98,12 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.conns < 1 || o.browsers < o.conns || o.setupConns < 1 {
 		problems = append(problems, errors.New("-conns and -setup-conns must be at least 1, -browsers at least -conns (a browser has one request in flight at a time)"))
+	}
+	if o.flood < 0 || o.floodConns < 1 || o.office < 0 {
+		problems = append(problems, errors.New("-flood must not be negative, -flood-conns at least 1, -office not negative"))
+	}
+	if o.memcachedNodes < 1 {
+		problems = append(problems, errors.New("-memcached-nodes must be at least 1"))
 	}
 	if o.warmup == 0 {
 		o.warmup = min(time.Minute, o.duration/5)
@@ -161,21 +179,32 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	say("catalog: %d books, %d authors", len(catalog.books), catalog.authors)
 
-	node, err := testkit.StartMemcached(ctx, procs, "memcached", "", 256)
-	if err != nil {
-		return err
+	nodes := make([]*process, opt.memcachedNodes)
+	var servers []string
+	for i := range nodes {
+		if nodes[i], err = startMemcached(ctx, procs, i, "", opt.memcachedMB); err != nil {
+			return err
+		}
+		addrs[nodes[i].Proc] = nodes[i].addr
+		say("memcached node %d on %s (pid %d)", i+1, nodes[i].addr, nodes[i].PID())
+		servers = append(servers, nodes[i].addr)
 	}
-	mc := &process{Proc: node.Proc, addr: node.Addr}
-	addrs[mc.Proc] = mc.addr
-	say("memcached on %s (pid %d)", mc.addr, mc.PID())
-	svc, err := startService(ctx, procs, bin, opt.dsn, mc.addr, extraEnv)
+	// The node that no fault touches is the one whose CPU and stats are read.
+	mc := nodes[min(1, len(nodes)-1)]
+	svc, err := startService(ctx, procs, bin, opt.dsn, strings.Join(servers, ","), extraEnv)
 	if err != nil {
 		return err
 	}
 	addrs[svc.Proc] = svc.addr
 	say("service on %s (pid %d), log %s", svc.addr, svc.PID(), svc.Log)
 
-	res, err := soak(ctx, opt, catalog, svc, mc, say, stdout)
+	var faults func(ctx context.Context, t *tally, res *result)
+	if opt.faults {
+		faults = func(ctx context.Context, t *tally, res *result) {
+			injectFaults(ctx, opt, procs, nodes, t, res, say)
+		}
+	}
+	res, err := soak(ctx, opt, catalog, svc, mc, faults, say, stdout)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ func (r *result) targets() []target {
 		{"out of order", r.outOfOrder == 0},
 		{"RSS growth", r.rssGrowth() < 10},
 		{"goroutines", math.Abs(r.end.goroutines-r.warm.goroutines) <= goroutineBand(r.warm.goroutines)},
+		{"office", r.flood == nil || r.flood.officeCounted == r.opt.office},
+		{"returning browsers keep their sessions", r.newSession == 0},
 	}
 }
 
@@ -98,6 +100,17 @@ func (r *result) markdown() string {
 	row("memcached errors seen by the service: first visits / load / final reads", fmt.Sprintf("%s / %s / %s",
 		storeErrorsBetween(r.beforeSetup, r.start), storeErrorsBetween(r.start, r.afterLoad), storeErrorsBetween(r.afterLoad, r.idleAfter)), "", "")
 	row("memcached evictions", r.evictions, "", "")
+	row("memcached connections (node not faulted)", r.mcConns, "", "")
+	if f := r.flood; f != nil {
+		row("flood of first visits from one address", fmt.Sprintf("%s over %s at %d connections: %s given a session, %s not answered 200",
+			commas(f.requests), r.opt.flood, r.opt.floodConns, commas(f.stored), commas(f.failed)), "", "")
+		row("office: browsers behind one address during the flood", fmt.Sprintf("%d of %d got a session, %d then the count 2 %v",
+			f.officeMade, r.opt.office, f.officeCounted, f.officeProblems), fmt.Sprint(r.opt.office), r.met("office"))
+	}
+	row("returning browsers given a new session", commas(r.newSession), "0", r.met("returning browsers keep their sessions"))
+	for _, f := range r.faultLog {
+		row("fault", f, "", "")
+	}
 	if len(r.examples) > 0 || len(r.wrongExamples) > 0 || len(r.loadNon2xx) > 0 {
 		b.WriteString("\nDetails:\n\n")
 		if len(r.loadNon2xx) > 0 {

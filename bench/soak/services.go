@@ -36,6 +36,16 @@ func describe(w io.Writer, ps *testkit.Procs, addrs map[*testkit.Proc]string) {
 	}
 }
 
+// startMemcached starts node i on addr ("": a free port) with mb MiB of
+// item memory.
+func startMemcached(ctx context.Context, ps *testkit.Procs, i int, addr string, mb int) (*process, error) {
+	node, err := testkit.StartMemcached(ctx, ps, fmt.Sprintf("memcached-%d", i+1), addr, mb)
+	if err != nil {
+		return nil, err
+	}
+	return &process{Proc: node.Proc, addr: node.Addr}, nil
+}
+
 func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached string, extra []string) (*process, error) {
 	env := append([]string{
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
@@ -43,6 +53,10 @@ func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached st
 		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
+		// The soak plays the load balancer: each browser's address comes in
+		// X-Forwarded-For.
+		"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
+		"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
 	}, extra...)
 	s, err := testkit.StartService(ctx, ps, "service", bin, env)
 	if err != nil {

@@ -47,6 +47,10 @@ type result struct {
 	idleBefore, idleAfter      sample  // no connections open, before and after the load
 	peakRSS                    float64 // VmHWM: the whole life of the process
 	evictions                  string
+	mcConns                    string // memcached's own connection figures
+	flood                      *floodResult
+	faultLog                   []string // what -faults did, and when
+	faultsDone                 chan struct{}
 	loadNon2xx                 map[string]float64 // answers not 2xx during the load, by the service's count
 
 	// cores busy during the load: the whole machine, and the service,
@@ -54,7 +58,8 @@ type result struct {
 	cpuMachine, cpuService, cpuMemcached, cpuSoak, cpuOthers float64
 }
 
-func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say func(string, ...any), stdout io.Writer) (*result, error) {
+func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, faults func(context.Context, *tally, *result),
+	say func(string, ...any), stdout io.Writer) (*result, error) {
 	res := &result{opt: opt}
 	metrics := newMetricsReader(svc.metricsAddr)
 	var err error
@@ -83,6 +88,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 		return nil, err
 	}
 
+	if opt.flood > 0 {
+		res.flood = l.flood(ctx, opt, say)
+	}
+
 	// The load: opt.conns workers, each with one request in flight, taking
 	// browsers from a shared queue so a browser is never used by two at once.
 	l.client = newClient(svc.addr, opt.conns, opt.timeout)
@@ -93,7 +102,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	if res.start, err = metrics.read(); err != nil {
 		return nil, err
 	}
-	cpuPids := []int{svc.PID(), mc.PID(), os.Getpid()}
+	cpuPids := []int{svc.PID(), os.Getpid()}
+	if faults == nil || opt.memcachedNodes > 1 { // else the one node is restarted: a new process
+		cpuPids = append(cpuPids, mc.PID())
+	}
 	cpuStart, err := readCPU(cpuPids...)
 	if err != nil {
 		return nil, err
@@ -104,6 +116,13 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	hists := make([]histogram, opt.conns)
 	var workers sync.WaitGroup
 	loadStart := time.Now()
+	if faults != nil {
+		res.faultsDone = make(chan struct{})
+		go func() {
+			defer close(res.faultsDone)
+			faults(loadCtx, t, res)
+		}()
+	}
 	for w := range opt.conns {
 		workers.Add(1)
 		go func() {
@@ -197,6 +216,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	stopLoad()
 	workers.Wait()
 	res.loadTook = time.Since(loadStart)
+	if res.faultsDone != nil {
+		<-res.faultsDone
+	}
+
 	if err != nil {
 		return nil, fmt.Errorf("reading /metrics at the end of the load: %w", err)
 	}
@@ -207,8 +230,10 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	res.cpuOthers = cpuEnd.others(cpuStart) / cpuTook
 	res.cpuMachine = (cpuEnd.machine - cpuStart.machine) / cpuTook
 	res.cpuService = (cpuEnd.procs[0] - cpuStart.procs[0]) / cpuTook
-	res.cpuMemcached = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
-	res.cpuSoak = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
+	res.cpuSoak = (cpuEnd.procs[1] - cpuStart.procs[1]) / cpuTook
+	if len(cpuPids) > 2 {
+		res.cpuMemcached = (cpuEnd.procs[2] - cpuStart.procs[2]) / cpuTook
+	}
 	if !warmTaken {
 		return nil, fmt.Errorf("no /metrics reading after warm-up: the service did not answer /metrics in time")
 	}
@@ -235,6 +260,11 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, say f
 	res.peakRSS = float64(peak)
 	if stats, err := testkit.MemcachedStats(mc.addr); err == nil {
 		res.evictions = stats["evictions"]
+		// connection_structures: memcached's high-water mark of connection
+		// structures, about the most sockets open at once (the listener and
+		// closed connections not yet reaped included).
+		res.mcConns = fmt.Sprintf("refused %s; connection_structures %s (-c %s)",
+			stats["rejected_connections"], stats["connection_structures"], stats["max_connections"])
 	} else {
 		res.evictions = "unknown (" + err.Error() + ")"
 	}

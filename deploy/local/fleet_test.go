@@ -86,6 +86,9 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 		"LOCALLIBRARY_SHUTDOWN_TIMEOUT=" + shutdownTimeout.String(),
 		"LOCALLIBRARY_TRUSTED_PROXIES=127.0.0.1/32",
 		"LOCALLIBRARY_PROXY_HEADER=X-Forwarded-For",
+		// Every test browser comes from 127.0.0.1: an "office" far
+		// larger than the per-address limit on new sessions assumes.
+		"LOCALLIBRARY_NEW_SESSIONS_BURST=100000",
 		"LOCALLIBRARY_MEMCACHED_TIMEOUT=" + memcachedTimeout.String(),
 		fmt.Sprintf("LOCALLIBRARY_DB_MAX_OPEN_CONNS=%d", dbMaxOpenConns),
 		"LOCALLIBRARY_LOG_LEVEL=info",

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +99,40 @@ func (s *Server) Kill() {
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.exited
+}
+
+// Stop freezes the process (SIGSTOP): its sockets stay open and accept
+// connections, but nothing answers, as with a hung memcached. Continue
+// resumes it.
+func (s *Server) Stop(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
+
+// Continue resumes a stopped process (SIGCONT).
+func (s *Server) Continue(t testing.TB) { s.signal(t, syscall.SIGCONT) }
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("memcached on %s: %v: %v", s.Addr, sig, err)
+	}
+}
+
+// Stat returns one of the server's "stats" figures, e.g. curr_connections
+// or total_connections, read over a connection of its own.
+func (s *Server) Stat(t testing.TB, name string) int {
+	t.Helper()
+	st, err := testkit.MemcachedStats(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := st[name]
+	if !ok {
+		t.Fatalf("memcached on %s has no stat %q", s.Addr, name)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("stat %s = %q", name, v)
+	}
+	return n
 }
 
 // Restart kills the server and starts a new, empty one on its address.

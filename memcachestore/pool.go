@@ -1,0 +1,188 @@
+package memcachestore
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// errPoolBusy is returned when every connection to a node stayed in use for
+// a whole timeout. It wraps ErrUnavailable, so callers degrade as for a
+// down node, but it says nothing about the node's health.
+var errPoolBusy = fmt.Errorf("all connections busy: %w", ErrUnavailable)
+
+// pool is a node's one set of connections, shared by gomemcache's
+// operations and the pipelined GetAndIncrement: at most cap(free) of
+// them, ever. Each slot is one connection's worth of the cap: a gomemcache
+// client that keeps at most one idle connection (MaxIdleConns 1), lent to
+// one operation at a time, so the client never holds a second one; the
+// pipeline speaks on that same connection. gomemcache's own free list thus
+// is the pool, cut into slots, and needs no second pool beside it.
+type pool struct {
+	free    chan *slot
+	timeout time.Duration
+
+	// gen is bumped when a connection of the current generation breaks:
+	// the connections dialled before (all of them dead when memcached
+	// restarted) are closed when next taken, instead of each failing one
+	// request in turn.
+	gen atomic.Uint64
+}
+
+// slot is one connection of a pool, used by one operation at a time.
+type slot struct {
+	mc   *memcache.Client
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	addr func() (net.Addr, error)
+	gen  uint64
+
+	nc *slotConn         // the open connection, nil when there is none
+	rw *bufio.ReadWriter // the pipeline's buffers, over nc
+}
+
+// slotConn is a slot's connection; closing it (gomemcache does after an
+// error) leaves the slot empty.
+type slotConn struct {
+	net.Conn
+	s      *slot
+	piped  bool // rw reads and writes this connection
+	closed bool
+}
+
+func (c *slotConn) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.s.nc == c {
+		c.s.nc = nil
+	}
+	return c.Conn.Close()
+}
+
+// newPool returns a pool of size connections to the server addr returns,
+// dialled with dial, each with the given socket timeout.
+func newPool(size int, timeout time.Duration, sel memcache.ServerSelector, addr func() (net.Addr, error),
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)) *pool {
+	p := &pool{free: make(chan *slot, size), timeout: timeout}
+	for range size {
+		s := &slot{mc: memcache.NewFromSelector(sel), dial: dial, addr: addr}
+		s.mc.Timeout = timeout
+		s.mc.MaxIdleConns = 1
+		s.mc.DialContext = s.dialContext
+		p.free <- s
+	}
+	return p
+}
+
+// get takes a slot, waiting at most the timeout for one to be free.
+func (p *pool) get() (*slot, error) {
+	var s *slot
+	select {
+	case s = <-p.free:
+	default:
+		t := time.NewTimer(p.timeout)
+		select {
+		case s = <-p.free:
+			t.Stop()
+		case <-t.C:
+			return nil, errPoolBusy
+		}
+	}
+	if g := p.gen.Load(); s.gen != g {
+		s.close()
+		s.gen = g
+	}
+	return s, nil
+}
+
+// put gives s back. err is the outcome of its operation: put reports
+// true (the node looks down) for a transport failure on a connection of
+// the current generation. A broken connection (refused, reset, closed:
+// memcached restarted) also retires every connection dialled so far; a
+// timeout does not, since the others are sound and redialling them all
+// would only add load to a busy machine.
+func (p *pool) put(s *slot, err error) (failed bool) {
+	if err != nil && isTransport(err) {
+		s.close() // gomemcache closed its connection; the pipeline's may be open
+		if failed = s.gen == p.gen.Load(); failed && !isTimeout(err) {
+			p.gen.CompareAndSwap(s.gen, s.gen+1)
+		}
+	}
+	p.free <- s
+	return failed
+}
+
+// closeIdle closes the connections of the slots not in use; those in use
+// are closed when next taken.
+func (p *pool) closeIdle() {
+	p.gen.Add(1) // the ones in use are closed when next taken
+	for range cap(p.free) {
+		select {
+		case s := <-p.free:
+			s.close()
+			p.free <- s
+		default:
+			return
+		}
+	}
+}
+
+// dialContext is the slot client's DialContext. The pipeline may have
+// dialled the slot's connection already: gomemcache gets that one.
+func (s *slot) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if s.nc != nil {
+		if s.nc.RemoteAddr().String() == addr {
+			return s.nc, nil
+		}
+		s.nc.Close()
+	}
+	nc, err := s.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s.nc = &slotConn{Conn: nc, s: s}
+	return s.nc, nil
+}
+
+// pipe returns the slot's connection with the pipeline's buffers over it,
+// dialling it if there is none.
+func (s *slot) pipe() (*slotConn, *bufio.ReadWriter, error) {
+	if s.nc == nil {
+		addr, err := s.addr()
+		if err != nil {
+			return nil, nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.mc.Timeout)
+		defer cancel()
+		if _, err := s.dialContext(ctx, addr.Network(), addr.String()); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !s.nc.piped {
+		if s.rw == nil {
+			// Small buffers: a slot per connection adds up, and the
+			// exchange's lines fit (keys are at most 250 bytes; values are
+			// read past the buffer).
+			s.rw = bufio.NewReadWriter(bufio.NewReaderSize(s.nc, 1024), bufio.NewWriterSize(s.nc, 1024))
+		} else {
+			s.rw.Reader.Reset(s.nc)
+			s.rw.Writer.Reset(s.nc)
+		}
+		s.nc.piped = true
+	}
+	return s.nc, s.rw, nil
+}
+
+// close closes the slot's connection, and the client's copy of it.
+func (s *slot) close() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	_ = s.mc.Close() // drops the closed connection from its free list
+}

@@ -1,0 +1,214 @@
+// Package pagecache keeps rendered pages in process memory, bounded in
+// bytes, so a page that many browsers read costs MySQL one query per
+// refresh instead of one per request.
+//
+// A page is served as it was rendered for at most TTL. From half the TTL
+// on, a request for it starts one refresh in the background (at most one
+// per page however busy the site, and a few in all) and is served the page
+// it has; a request for a page older than the TTL waits for a refresh. While
+// loads fail because the source is down, the last page is served, marked
+// stale, until it is StaleLimit old; a page not held then is an error.
+//
+// The store is otter (github.com/maypok86/otter/v2): an S3-FIFO cache with
+// a weigher for a byte bound, per-key single-flight loads and refreshes,
+// which is what this needs and what hashicorp/golang-lru (no size cost, no
+// loads) lacks. Pages are kept compressed with S2 (klauspost/compress),
+// which holds about twice as many in the same memory and decodes a page
+// in about a microsecond.
+package pagecache
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/maypok86/otter/v2"
+)
+
+// Options configure a Cache.
+type Options struct {
+	// MaxBytes bounds the pages' bodies and keys, plus a small allowance
+	// per entry. 0 turns the cache off: every Get loads.
+	MaxBytes int64
+	// TTL is the oldest a page is served while its source answers.
+	TTL time.Duration
+	// StaleLimit is how long a page is still served, marked stale, while
+	// its source is down.
+	StaleLimit time.Duration
+	// LoadTimeout bounds one load: refreshes outlive the request that
+	// started them.
+	LoadTimeout time.Duration
+	// Outage tells a failure of the source (it is down or too slow) from
+	// an answer such as "not found"; only an outage makes pages stale.
+	Outage func(error) bool
+	// Record counts each Get's outcome: hit, miss, stale or error.
+	Record func(result string)
+}
+
+// entryOverhead approximates what an entry costs beside its body and key.
+const entryOverhead = 96
+
+// maxRefreshes bounds the background refreshes in flight: under a storm of
+// requests for many pages, refreshes queued on a small database pool would
+// otherwise pile up, each holding a goroutine and its page.
+const maxRefreshes = 8
+
+// never is a refresh interval that never comes: refreshes are started by
+// Get, bounded by maxRefreshes, rather than by otter for every due page.
+const never = 100 * 365 * 24 * time.Hour
+
+// Cache holds rendered pages by key.
+type Cache struct {
+	pages      *otter.Cache[string, *entry] // nil when the cache is off
+	opt        Options
+	failing    atomic.Bool   // the last load failed for an outage
+	refreshing chan struct{} // a slot per background refresh in flight
+}
+
+type entry struct {
+	body      []byte // S2-compressed
+	fetchedAt time.Time
+}
+
+// New returns a Cache; with MaxBytes 0 it holds nothing.
+func New(opt Options) *Cache {
+	if opt.Outage == nil {
+		opt.Outage = func(error) bool { return true }
+	}
+	if opt.Record == nil {
+		opt.Record = func(string) {}
+	}
+	opt.StaleLimit = max(opt.StaleLimit, opt.TTL)
+	c := &Cache{opt: opt, refreshing: make(chan struct{}, maxRefreshes)}
+	if opt.MaxBytes <= 0 || opt.TTL <= 0 {
+		return c
+	}
+	c.pages = otter.Must(&otter.Options[string, *entry]{
+		MaximumWeight: uint64(opt.MaxBytes),
+		Weigher: func(key string, e *entry) uint32 {
+			return uint32(min(len(key)+len(e.body)+entryOverhead, math.MaxUint32))
+		},
+		ExpiryCalculator:  otter.ExpiryWriting[string, *entry](opt.StaleLimit),
+		RefreshCalculator: otter.RefreshWriting[string, *entry](never),
+		Logger:            &otter.NoopLogger{}, // failures are counted by Record
+	})
+	return c
+}
+
+// Get appends the page under key to dst, loading it with load when the
+// cache does not hold it or holds it too old. stale is set when the page is
+// older than the TTL because its source is down. load must render the same
+// page for the same key, and must not keep the request's state: it may run
+// after the request that started it has ended.
+func (c *Cache) Get(ctx context.Context, key string, dst []byte, load func(context.Context) ([]byte, error)) (page []byte, stale bool, err error) {
+	body, stale, err := c.get(ctx, key, load)
+	if err != nil {
+		return dst, false, err
+	}
+	if c.pages == nil {
+		return append(dst, body...), false, nil
+	}
+	n, err := s2.DecodedLen(body)
+	if err != nil {
+		return dst, false, fmt.Errorf("page %s: %w", key, err)
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, n)[:start+n]
+	if _, err := s2.Decode(dst[start:], body); err != nil {
+		return dst[:start], false, fmt.Errorf("page %s: %w", key, err)
+	}
+	return dst, stale, nil
+}
+
+// get returns the page's body as held: compressed when the cache is on.
+func (c *Cache) get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) (body []byte, stale bool, err error) {
+	var loaded atomic.Bool // this Get's loader ran: a miss
+	loader := otter.LoaderFunc[string, *entry](func(ctx context.Context, _ string) (*entry, error) {
+		loaded.Store(true)
+		return c.load(ctx, load)
+	})
+	if c.pages == nil {
+		e, err := c.load(ctx, load)
+		if err != nil {
+			return nil, false, err
+		}
+		return e.body, false, nil
+	}
+	e, err := c.pages.Get(ctx, key, loader)
+	if err != nil {
+		c.opt.Record("error")
+		return nil, false, err
+	}
+	if age := time.Since(e.fetchedAt); age < c.opt.TTL {
+		if loaded.Load() {
+			c.opt.Record("miss")
+			return e.body, false, nil
+		}
+		if age >= c.opt.TTL/2 {
+			c.refreshAhead(key, loader)
+		}
+		c.opt.Record("hit")
+		return e.body, false, nil
+	}
+	refreshed := c.pages.Refresh(ctx, key, loader) // joins one in flight
+	if !c.failing.Load() {
+		select {
+		case res := <-refreshed:
+			if res.Err == nil && res.Value != nil {
+				c.opt.Record("miss")
+				return res.Value.body, false, nil
+			}
+		case <-ctx.Done():
+		}
+	}
+	c.opt.Record("stale")
+	return e.body, true, nil
+}
+
+// refreshAhead starts a background refresh of key, or joins the one in
+// flight, if fewer than maxRefreshes run; otherwise a later request will.
+func (c *Cache) refreshAhead(key string, loader otter.Loader[string, *entry]) {
+	select {
+	case c.refreshing <- struct{}{}:
+		done := c.pages.Refresh(context.Background(), key, loader)
+		go func() {
+			<-done
+			<-c.refreshing
+		}()
+	default:
+	}
+}
+
+// load runs one load on a deadline of its own and notes whether the
+// source is failing.
+func (c *Cache) load(ctx context.Context, load func(context.Context) ([]byte, error)) (*entry, error) {
+	if c.opt.LoadTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.opt.LoadTimeout)
+		defer cancel()
+	}
+	body, err := load(ctx)
+	if err != nil {
+		if c.opt.Outage(err) {
+			c.failing.Store(true)
+		}
+		return nil, err
+	}
+	c.failing.Store(false)
+	if c.pages != nil {
+		body = s2.EncodeBetter(nil, body)
+	}
+	return &entry{body: body, fetchedAt: time.Now()}, nil
+}
+
+// Bytes is the approximate weight of the pages held, as held (compressed).
+func (c *Cache) Bytes() int64 {
+	if c.pages == nil {
+		return 0
+	}
+	return int64(c.pages.WeightedSize())
+}
