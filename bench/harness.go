@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -162,7 +163,11 @@ func (h *harness) setUp(ctx context.Context) error {
 	h.seeds = map[string]seedRecord{}
 	h.services = map[string]*service{}
 	h.sizes = map[string]sessionSize{}
-	h.countsTTL = time.Second
+	defaults, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	h.countsTTL = defaults.CountsTTL
 	for _, e := range h.o.env {
 		if v, ok := strings.CutPrefix(e, "LOCALLIBRARY_COUNTS_TTL="); ok {
 			if d, err := time.ParseDuration(v); err == nil {
@@ -182,7 +187,6 @@ func (h *harness) setUp(ctx context.Context) error {
 			return fmt.Errorf("wrk not found (apt-get install -y wrk): %w", err)
 		}
 	}
-	var err error
 	if h.procs, err = testkit.NewProcs(filepath.Join(h.o.outDir, "logs")); err != nil {
 		return err
 	}

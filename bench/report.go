@@ -158,8 +158,10 @@ func (h *harness) summarize(t *target) summary {
 		other = append(other, r.OtherCPU)
 		s.peakRSS = max(s.peakRSS, r.PeakRSS)
 		s.elapsed += r.Load.Elapsed
-		// The counts may be refreshed once per TTL (and once more at the edge).
-		allowed += math.Ceil(r.Load.Elapsed.Seconds()/h.countsTTL.Seconds()) + 1
+		// A replica reads the shared counts row every half TTL, and at most
+		// one replica claims, counts and stores it per half TTL: four
+		// statements per half TTL (and once more at the edge).
+		allowed += 4 * (math.Ceil(r.Load.Elapsed.Seconds()/(h.countsTTL.Seconds()/2)) + 1)
 	}
 	s.rps, s.ratio, s.p50, s.p99 = median(rps), median(ratio), median(p50), median(p99)
 	s.otherCPU = median(other)
@@ -311,12 +313,12 @@ func (h *harness) report() string {
 		for _, k := range []string{home3k, home1m, home1mHigh} {
 			if s, found := sums[k]; found && s.serverReqs > 0 {
 				have = true
-				parts = append(parts, fmt.Sprintf("%s %d queries in %.0f s (%.2f/s, %.6f/req; beyond one refresh per TTL: %.6f/req)",
+				parts = append(parts, fmt.Sprintf("%s %d queries in %.0f s (%.2f/s, %.6f/req; beyond the counts row per half TTL: %.6f/req)",
 					k, s.queries, s.elapsed.Seconds(), float64(s.queries)/s.elapsed.Seconds(), s.sqlPerReq, s.sqlBeyondRefill))
 				ok = ok && s.sqlBeyondRefill == 0
 			}
 		}
-		row("SQL queries per home page while the counts are fresh", "0 (only the refresh, once per TTL)", strings.Join(parts, "; "), ok, have)
+		row("SQL queries per home page while the counts are fresh", "0 (only the counts row, per half TTL)", strings.Join(parts, "; "), ok, have)
 	}
 	{
 		sz, have := h.sizes["dismissed"]
