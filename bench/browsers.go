@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/testkit"
+	"github.com/locallibrary/locallibrary/session"
 )
 
 // browser is a returning visitor: the cookies a real browser would send
@@ -24,10 +26,14 @@ type browser struct {
 }
 
 // keyPrefix is the service's default LOCALLIBRARY_MEMCACHED_KEY_PREFIX.
-const keyPrefix = "ll:"
+var keyPrefix = func() string {
+	cfg, _ := config.Load(func(string) string { return "" })
+	return cfg.MemcachedKeyPrefix
+}()
 
-func (b browser) sessionKey() string { return keyPrefix + b.sessionID }
-func (b browser) counterKey() string { return keyPrefix + "v:" + b.sessionID }
+// The browser's keys in memcached, as the session package names them.
+func (b browser) sessionKey() string { return keyPrefix + session.EntryKey(b.sessionID) }
+func (b browser) counterKey() string { return keyPrefix + session.VisitKey(b.sessionID) }
 
 var visitsPattern = regexp.MustCompile(`You have visited this page (\d+) times?\.`)
 

@@ -150,9 +150,9 @@ func (s *Session) load(countVisit bool) error {
 	var raw []byte
 	var err error
 	if countVisit {
-		raw, s.count, s.counted, err = s.m.store.GetAndIncrement(entryKey(s.cookieID), visitKey(s.cookieID))
+		raw, s.count, s.counted, err = s.m.store.GetAndIncrement(EntryKey(s.cookieID), VisitKey(s.cookieID))
 	} else {
-		raw, err = s.m.store.Get(entryKey(s.cookieID))
+		raw, err = s.m.store.Get(EntryKey(s.cookieID))
 	}
 	if err != nil {
 		s.counted = false
@@ -198,7 +198,7 @@ func (s *Session) save() error {
 	s.data.savedAt = s.m.now().Unix()
 	s.saved = true // Middleware does not renew after this, even when it failed
 	var buf [maxEntryBytes]byte
-	if err := s.m.store.Set(entryKey(id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
+	if err := s.m.store.Set(EntryKey(id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
 		return unavailable(err)
 	}
 	s.id, s.stored = id, true
@@ -211,7 +211,7 @@ func (s *Session) renew() error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	if err := s.m.store.Touch(visitKey(s.id), s.lifetime()); err != nil {
+	if err := s.m.store.Touch(VisitKey(s.id), s.lifetime()); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -255,7 +255,7 @@ func (s *Session) visit() (uint64, error) {
 	if s.counted {
 		return s.count, nil
 	}
-	n, err := s.m.store.Increment(visitKey(s.id), s.lifetime())
+	n, err := s.m.store.Increment(VisitKey(s.id), s.lifetime())
 	if err != nil {
 		return 0, unavailable(err)
 	}
@@ -313,10 +313,10 @@ func (s *Session) HasSession() bool { return s.cookieID != "" }
 // and its cookie expired; the next page begins a new session.
 func (s *Session) Forget() error {
 	if id := s.cookieID; id != "" {
-		if err := s.m.store.Delete(entryKey(id)); err != nil {
+		if err := s.m.store.Delete(EntryKey(id)); err != nil {
 			return unavailable(err)
 		}
-		if err := s.m.store.Delete(visitKey(id)); err != nil {
+		if err := s.m.store.Delete(VisitKey(id)); err != nil {
 			return unavailable(err)
 		}
 	}

@@ -280,8 +280,8 @@ func TestANewSessionLivesShortlyUntilItsBrowserComesBack(t *testing.T) {
 	cl.home()
 	var renewed, touched bool
 	for _, c := range counted.take() {
-		renewed = renewed || c.op == "set" && c.key == entryKey(cl.id) && c.ttl == opts.Lifetime
-		touched = touched || c.op == "touch" && c.key == visitKey(cl.id) && c.ttl == opts.Lifetime
+		renewed = renewed || c.op == "set" && c.key == EntryKey(cl.id) && c.ttl == opts.Lifetime
+		touched = touched || c.op == "touch" && c.key == VisitKey(cl.id) && c.ttl == opts.Lifetime
 	}
 	if !renewed || !touched {
 		t.Errorf("the browser came back: entry renewed %v, counter extended %v; want both for %v", renewed, touched, opts.Lifetime)
@@ -332,7 +332,7 @@ func TestForgetEndsTheSession(t *testing.T) {
 		if field(body, "visits") != "1" || field(body, "notice") != "false" || field(body, "per_page") != "0" || cl.id == old {
 			t.Errorf("after forgetting: %q with id %q (was %q)", body, cl.id, old)
 		}
-		if raw, _ := store.Get(entryKey(old)); raw != nil {
+		if raw, _ := store.Get(EntryKey(old)); raw != nil {
 			t.Error("the forgotten entry is still stored")
 		}
 		if status, _ := cl.do("POST", "/dismiss", url.Values{CSRFField: {token}}, nil); status != 403 {
@@ -414,7 +414,7 @@ func TestAnUndecodableEntryStartsAfresh(t *testing.T) {
 		cl := &client{t: t, app: testSite(t, store, testOptions())}
 		cl.home()
 		old := cl.id
-		if err := store.Set(entryKey(old), []byte("\x80not an entry"), time.Hour); err != nil {
+		if err := store.Set(EntryKey(old), []byte("\x80not an entry"), time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		if got := field(cl.home(), "visits"); got != "1" || cl.id == old {
@@ -431,7 +431,7 @@ func TestIDs(t *testing.T) {
 			t.Fatalf("newID gave %q: valid %v, repeated %v", id, validID(id), seen[id])
 		}
 		seen[id] = true
-		if Placement(visitKey(id)) != id || Placement(entryKey(id)) != id {
+		if Placement(VisitKey(id)) != id || Placement(EntryKey(id)) != id {
 			t.Fatalf("%q: entry and counter placed apart", id)
 		}
 	}
@@ -476,7 +476,7 @@ func FuzzSessionCookie(f *testing.F) {
 			}
 		}
 		for _, c := range counted.take() {
-			if !validID(Placement(c.key)) || (c.key != entryKey(Placement(c.key)) && c.key != visitKey(Placement(c.key))) {
+			if !validID(Placement(c.key)) || (c.key != EntryKey(Placement(c.key)) && c.key != VisitKey(Placement(c.key))) {
 				t.Fatalf("cookie %q: the store was asked about %q", value, c.key)
 			}
 			if c.op != "set" && c.op != "increment" && !strings.Contains(value, Placement(c.key)) {
@@ -557,10 +557,10 @@ func TestSaveEveryRequestRenewsOnEveryPage(t *testing.T) {
 		cl.do("GET", target, nil, nil)
 		var sets, touches int
 		for _, c := range counted.take() {
-			if c.op == "set" && c.key == entryKey(cl.id) && c.ttl == opts.Lifetime {
+			if c.op == "set" && c.key == EntryKey(cl.id) && c.ttl == opts.Lifetime {
 				sets++
 			}
-			if c.op == "touch" && c.key == visitKey(cl.id) {
+			if c.op == "touch" && c.key == VisitKey(cl.id) {
 				touches++
 			}
 		}

@@ -34,8 +34,11 @@ type Store interface {
 // any key is made from them, so no key falls outside these two forms.
 const visitPrefix = "v:"
 
-func entryKey(id string) string { return id }
-func visitKey(id string) string { return visitPrefix + id }
+// EntryKey is the key of session id's entry.
+func EntryKey(id string) string { return id }
+
+// VisitKey is the key of session id's visit counter.
+func VisitKey(id string) string { return visitPrefix + id }
 
 // Placement is the part of a key that decides where a store keeps it: the
 // session id. A store on several servers that places every key by its
