@@ -13,7 +13,7 @@ import (
 	"github.com/locallibrary/locallibrary/repository"
 )
 
-func mustRenderer(t *testing.T) *renderer {
+func mustRenderer(t testing.TB) *renderer {
 	t.Helper()
 	a, err := loadAssets()
 	if err != nil {
