@@ -24,7 +24,7 @@ func BenchmarkBookDetailRender(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.bytes("book_detail", bookDetailPage{Book: book}); err != nil {
+		if _, err := r.bytes("book_detail", newBookDetailPage(book)); err != nil {
 			b.Fatal(err)
 		}
 	}
