@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +29,12 @@ import (
 // in-flight requests finish, then the clients close.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("starting", cfg.Attrs()...)
+	// A soft limit keeps the heap near what is live rather than twice it
+	// (README, "Catalog pages and the fleet"); GOMEMLIMIT, when set, is the
+	// runtime's own and wins.
+	if cfg.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
+	}
 	sessionOpts, err := sessionOptions(cfg, logger)
 	if err != nil {
 		return err

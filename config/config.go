@@ -32,6 +32,7 @@ type Config struct {
 	CountsStaleLimit time.Duration // how long the last counts (and cached pages) are served while MySQL is down
 	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
 	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
+	MemoryLimitMiB   int           // the Go runtime's soft memory limit unless GOMEMLIMIT is set; 0: none
 
 	MemcachedServers  []string // empty: sessions in process memory
 	MemcachedTimeout  time.Duration
@@ -64,6 +65,11 @@ type Config struct {
 	LogLevel slog.Level
 }
 
+// MemoryBesideCacheMiB is what a replica's live heap holds beside its page
+// cache at 256 connections (measured: about 11 MiB, 4 of them fasthttp's
+// read buffers), with room for the garbage collector to work.
+const MemoryBesideCacheMiB = 32
+
 // Load reads the configuration through getenv (os.Getenv in production) and
 // returns every invalid setting in one joined error.
 func Load(getenv func(string) string) (Config, error) {
@@ -79,6 +85,7 @@ func Load(getenv func(string) string) (Config, error) {
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
 		PageCacheMiB:     l.nonNegativeInt("PAGE_CACHE_MIB", 16),
 		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 10*time.Second),
+		MemoryLimitMiB:   l.nonNegativeInt("MEMORY_LIMIT_MIB", 52),
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
@@ -121,6 +128,10 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if cfg.MetricsAddr == cfg.HTTPAddr {
 		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
+	}
+	if cfg.MemoryLimitMiB > 0 && cfg.MemoryLimitMiB < cfg.PageCacheMiB+MemoryBesideCacheMiB {
+		l.fail("MEMORY_LIMIT_MIB", fmt.Sprintf("must be 0 (none) or at least LOCALLIBRARY_PAGE_CACHE_MIB + %d (%d): below that the garbage collector would run without pause",
+			MemoryBesideCacheMiB, cfg.PageCacheMiB+MemoryBesideCacheMiB))
 	}
 	if cfg.SessionReplicas > 2 {
 		l.fail("SESSION_REPLICAS", "must be 1 or 2")
@@ -174,6 +185,7 @@ func (c Config) Attrs() []any {
 		"counts_ttl", c.CountsTTL.String(),
 		"page_cache_mib", c.PageCacheMiB,
 		"page_cache_ttl", c.PageCacheTTL.String(),
+		"memory_limit_mib", c.MemoryLimitMiB,
 		"cookie_secure", c.CookieSecure,
 	}
 }

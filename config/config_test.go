@@ -112,3 +112,22 @@ func TestPageCacheSettings(t *testing.T) {
 		t.Errorf("invalid settings: err = %v, want both named", err)
 	}
 }
+
+func TestMemoryLimitCoversThePageCache(t *testing.T) {
+	cfg, err := config.Load(env(nil))
+	if err != nil || cfg.MemoryLimitMiB != 52 {
+		t.Errorf("default: %d MiB, err %v; want 52", cfg.MemoryLimitMiB, err)
+	}
+	for _, ok := range []map[string]string{
+		{"LOCALLIBRARY_MEMORY_LIMIT_MIB": "0", "LOCALLIBRARY_PAGE_CACHE_MIB": "512"},
+		{"LOCALLIBRARY_MEMORY_LIMIT_MIB": "96", "LOCALLIBRARY_PAGE_CACHE_MIB": "64"},
+	} {
+		if _, err := config.Load(env(ok)); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	_, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "64"}))
+	if err == nil || !strings.Contains(err.Error(), "MEMORY_LIMIT_MIB") || !strings.Contains(err.Error(), "(96)") {
+		t.Errorf("a 64 MiB cache under the default limit: err = %v, want the limit named with 96", err)
+	}
+}

@@ -118,7 +118,7 @@ func TestStaleLimit(t *testing.T) {
 func TestBoundedInBytes(t *testing.T) {
 	const limit = 64 << 10
 	c := pagecache.New(pagecache.Options{MaxBytes: limit, TTL: time.Minute})
-	// Pages that do not compress: random bytes, as hex.
+	// Pages of 1,000 bytes: random bytes, as hex.
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := range 1000 {
 		page := make([]byte, 500)

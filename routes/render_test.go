@@ -1,11 +1,13 @@
 package routes
 
 import (
+	"database/sql"
 	"io"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/bytebufferpool"
@@ -13,7 +15,7 @@ import (
 	"github.com/locallibrary/locallibrary/repository"
 )
 
-func mustRenderer(t *testing.T) *renderer {
+func mustRenderer(t testing.TB) *renderer {
 	t.Helper()
 	a, err := loadAssets()
 	if err != nil {
@@ -87,6 +89,31 @@ func TestHomeShellMatchesTheTemplate(t *testing.T) {
 		if !strings.Contains(shell, "<strong>Books:</strong> "+strconv.FormatInt(p.Counts.Books, 10)) ||
 			!strings.Contains(shell, p.VisitsSentence()) {
 			t.Fatalf("the page lost its counts or its visits:\n%s", shell)
+		}
+	}
+}
+
+// A copy's due date shows only while it is not available, as Django's
+// template has it.
+func TestBookPageShowsDueDateOnlyForCopiesOut(t *testing.T) {
+	r := mustRenderer(t)
+	due := sql.NullTime{Time: time.Date(2031, 5, 6, 0, 0, 0, 0, time.UTC), Valid: true}
+	book := repository.Book{ID: 1, Title: "T", Copies: []repository.Copy{
+		{ID: "out", Status: "o", DueBack: due},
+		{ID: "back", Status: "a", DueBack: due},
+		{ID: "kept", Status: "m"},
+	}}
+	page, err := r.bytes("book_detail", newBookDetailPage(book))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(page)
+	if n := strings.Count(html, "Due to be returned:</strong> May. 6, 2031"); n != 1 {
+		t.Errorf("due date shown %d times, want once (the copy on loan):\n%s", n, html)
+	}
+	for _, label := range []string{">On loan<", ">Available<", ">Maintenance<"} {
+		if !strings.Contains(html, label) {
+			t.Errorf("page lacks status %s", label)
 		}
 	}
 }
