@@ -84,7 +84,7 @@ func Load(getenv func(string) string) (Config, error) {
 		CountsTTL:        l.duration("COUNTS_TTL", 2*time.Second),
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
 		PageCacheMiB:     l.nonNegativeInt("PAGE_CACHE_MIB", 16),
-		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 10*time.Second),
+		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 30*time.Second),
 		MemoryLimitMiB:   l.nonNegativeInt("MEMORY_LIMIT_MIB", 52),
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
