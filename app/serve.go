@@ -59,15 +59,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	defer closeDB()
 
+	// Counts are read from the shared row at most half the TTL old and kept
+	// here half the TTL: never older than the TTL, plus a count.
+	countsAge := cfg.CountsTTL / 2
 	deps := routes.Deps{
-		// Counts are read from the shared row at most half the TTL old and
-		// kept here half the TTL: never older than the TTL, plus a count.
 		Catalog: repository.NewCatalog(db, repository.CatalogOptions{
-			CountsMaxAge: cfg.CountsTTL / 2, ListMarksTTL: cfg.PageCacheTTL}),
+			CountsMaxAge: countsAge, ListMarksTTL: cfg.PageCacheTTL}),
 		PageCacheBytes:   int64(cfg.PageCacheMiB) << 20,
 		PageCacheTTL:     cfg.PageCacheTTL,
 		Logger:           logger,
-		CountsTTL:        cfg.CountsTTL / 2,
+		CountsTTL:        countsAge,
 		CountsStaleLimit: cfg.CountsStaleLimit,
 		QueryTimeout:     cfg.QueryTimeout,
 		Draining:         new(atomic.Bool),
@@ -140,20 +141,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // with a full allowance.
 const newSessionAddresses = 10_000
 
-type admittedLocal struct{}
-
 // admitNewSessions asks l whether the request's client address may start
-// another session, once per request: a first visit asks twice (its CSRF
-// token's id, then the session it stores) and must cost one token.
+// another session (the session package asks once per request).
 func admitNewSessions(l *addrlimit.Limiter, clientAddr func(*fiber.Ctx) string) func(*fiber.Ctx) bool {
-	return func(c *fiber.Ctx) bool {
-		if ok, asked := c.Locals(admittedLocal{}).(bool); asked {
-			return ok
-		}
-		ok := l.Allow(clientAddr(c))
-		c.Locals(admittedLocal{}, ok)
-		return ok
-	}
+	return func(c *fiber.Ctx) bool { return l.Allow(clientAddr(c)) }
 }
 
 // metricsServer serves /metrics alone, on a listener apart from the site:

@@ -272,12 +272,16 @@ func prepareCatalog(ctx context.Context, m *mariadb, p *testkit.Procs, bin, db s
 	if !dbNamePattern.MatchString(db) {
 		return seedRecord{}, fmt.Errorf("database name %q: letters, digits and _ only", db)
 	}
+	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + m.adminDSN(db)}
+	migrate := func() error {
+		_, err := p.Run(ctx, "migrate-"+db, env, bin, "migrate")
+		return err
+	}
 	if !force {
 		a, b, c, ok := m.catalogCounts(ctx, db)
 		if ok && a == z.Authors && b == z.Books && c == z.copies() {
 			// A reused catalog gets the migrations the service has since gained.
-			env := []string{"LOCALLIBRARY_MYSQL_DSN=" + m.adminDSN(db)}
-			if _, err := p.Run(ctx, "migrate-"+db, env, bin, "migrate"); err != nil {
+			if err := migrate(); err != nil {
 				return seedRecord{}, err
 			}
 			rec, found := m.readSeedRecord(ctx, db)
@@ -295,8 +299,7 @@ func prepareCatalog(ctx context.Context, m *mariadb, p *testkit.Procs, bin, db s
 			return seedRecord{}, fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + m.adminDSN(db)}
-	if _, err := p.Run(ctx, "migrate-"+db, env, bin, "migrate"); err != nil {
+	if err := migrate(); err != nil {
 		return seedRecord{}, err
 	}
 	took, err := p.Run(ctx, "seed-"+db, env, bin, "seed",

@@ -77,26 +77,26 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		HTTPAddr:         l.str("HTTP_ADDR", ":8080"),
 		MetricsAddr:      l.str("METRICS_ADDR", ":9090"),
-		BodyLimit:        l.positiveInt("BODY_LIMIT", 8<<10),
+		BodyLimit:        l.intAtLeast("BODY_LIMIT", 8<<10, 1),
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
-		DBMaxOpenConns:   l.positiveInt("DB_MAX_OPEN_CONNS", 16),
+		DBMaxOpenConns:   l.intAtLeast("DB_MAX_OPEN_CONNS", 16, 1),
 		QueryTimeout:     l.duration("QUERY_TIMEOUT", 2*time.Second),
 		CountsTTL:        l.duration("COUNTS_TTL", 2*time.Second),
 		CountsStaleLimit: l.duration("COUNTS_STALE_LIMIT", 10*time.Minute),
-		PageCacheMiB:     l.nonNegativeInt("PAGE_CACHE_MIB", 16),
+		PageCacheMiB:     l.intAtLeast("PAGE_CACHE_MIB", 16, 0),
 		PageCacheTTL:     l.duration("PAGE_CACHE_TTL", 30*time.Second),
-		MemoryLimitMiB:   l.nonNegativeInt("MEMORY_LIMIT_MIB", 52),
+		MemoryLimitMiB:   l.intAtLeast("MEMORY_LIMIT_MIB", 52, 0),
 
 		MemcachedServers:      l.list("MEMCACHED_SERVERS"),
 		MemcachedTimeout:      l.duration("MEMCACHED_TIMEOUT", 250*time.Millisecond),
-		MemcachedMaxConns:     l.positiveInt("MEMCACHED_MAX_CONNS", 256),
+		MemcachedMaxConns:     l.intAtLeast("MEMCACHED_MAX_CONNS", 256, 1),
 		MemcachedResolveEvery: l.duration("MEMCACHED_RESOLVE_EVERY", 30*time.Second),
 		MemcachedKeyPrefix:    l.str("MEMCACHED_KEY_PREFIX", "ll:"),
-		SessionReplicas:       l.positiveInt("SESSION_REPLICAS", 1),
+		SessionReplicas:       l.intAtLeast("SESSION_REPLICAS", 1, 1),
 		// An office of 50 behind one NAT arriving at once gets sessions; a
 		// flood from one address gets 120 a minute after its first 100.
-		NewSessionsPerMinute: l.positiveInt("NEW_SESSIONS_PER_MINUTE", 120),
-		NewSessionsBurst:     l.positiveInt("NEW_SESSIONS_BURST", 100),
+		NewSessionsPerMinute: l.intAtLeast("NEW_SESSIONS_PER_MINUTE", 120, 1),
+		NewSessionsBurst:     l.intAtLeast("NEW_SESSIONS_BURST", 100, 1),
 
 		SessionLifetime:             l.duration("SESSION_LIFETIME", 14*24*time.Hour), // Django's two weeks
 		SessionFirstVisitLifetime:   l.duration("SESSION_FIRST_VISIT_LIFETIME", time.Hour),
@@ -239,27 +239,15 @@ func (l *loader) list(name string) []string {
 	return out
 }
 
-func (l *loader) positiveInt(name string, def int) int {
+// intAtLeast reads a whole number of at least min.
+func (l *loader) intAtLeast(name string, def, min int) int {
 	raw := l.str(name, "")
 	if raw == "" {
 		return def
 	}
 	n, err := strconv.Atoi(raw)
-	if err != nil || n <= 0 {
-		l.fail(name, fmt.Sprintf("must be a whole number above 0, not %q", raw))
-		return def
-	}
-	return n
-}
-
-func (l *loader) nonNegativeInt(name string, def int) int {
-	raw := l.str(name, "")
-	if raw == "" {
-		return def
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < 0 {
-		l.fail(name, fmt.Sprintf("must be a whole number, 0 or more, not %q", raw))
+	if err != nil || n < min {
+		l.fail(name, fmt.Sprintf("must be a whole number, %d or more, not %q", min, raw))
 		return def
 	}
 	return n

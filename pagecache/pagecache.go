@@ -96,21 +96,21 @@ func New(opt Options) *Cache {
 	return c
 }
 
-// Get appends the page under key to dst, loading it with load when the
-// cache does not hold it or holds it too old. stale is set when the page is
-// older than the TTL because its source is down. load must render the same
-// page for the same key, and must not keep the request's state: it may run
-// after the request that started it has ended.
-func (c *Cache) Get(ctx context.Context, key string, dst []byte, load func(context.Context) ([]byte, error)) (page []byte, stale bool, err error) {
-	body, stale, err := c.get(ctx, key, load)
-	if err != nil {
-		return dst, false, err
+// Get returns the page under key, loading it with load when the cache does
+// not hold it or holds it too old. The page is the one the cache holds:
+// the caller must not modify it (copying it into a response is what it is
+// for). stale is set when the page is older than the TTL because its
+// source is down. load must render the same page for the same key, and
+// must not keep the request's state: it may run after the request that
+// started it has ended.
+func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) (page []byte, stale bool, err error) {
+	// A fresh hit, the common case, needs no loader.
+	if c.pages != nil {
+		if e, ok := c.pages.GetIfPresent(key); ok && time.Since(e.fetchedAt) < c.opt.TTL/2 {
+			c.opt.Record("hit")
+			return e.body, false, nil
+		}
 	}
-	return append(dst, body...), stale, nil
-}
-
-// get returns the page's body as held.
-func (c *Cache) get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) (body []byte, stale bool, err error) {
 	var loaded atomic.Bool // this Get's loader ran: a miss
 	loader := otter.LoaderFunc[string, *entry](func(ctx context.Context, _ string) (*entry, error) {
 		loaded.Store(true)

@@ -36,7 +36,7 @@ func get(t *testing.T, c *pagecache.Cache, s *source, key string) (string, bool,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	body, stale, err := c.Get(ctx, key, nil, s.load(key))
+	body, stale, err := c.Get(ctx, key, s.load(key))
 	return string(body), stale, err
 }
 
@@ -125,7 +125,7 @@ func TestBoundedInBytes(t *testing.T) {
 		for j := range page {
 			page[j] = byte(rnd.IntN(256))
 		}
-		_, _, err := c.Get(context.Background(), fmt.Sprint("k", i), nil, func(context.Context) ([]byte, error) { return []byte(hex.EncodeToString(page)), nil })
+		_, _, err := c.Get(context.Background(), fmt.Sprint("k", i), func(context.Context) ([]byte, error) { return []byte(hex.EncodeToString(page)), nil })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -336,9 +336,6 @@ func (c *Catalog) Book(ctx context.Context, id int64) (Book, error) {
 	b := Book{ID: id, Title: head.T1.String, Summary: head.T2.String, ISBN: head.T3.String,
 		AuthorID: head.N1, AuthorFirstName: head.T4, AuthorLastName: head.T5, Language: head.T6,
 		Genres: []string{}, Copies: []Copy{}}
-	if !b.AuthorID.Valid { // a left join that found no author
-		b.AuthorFirstName, b.AuthorLastName = sql.NullString{}, sql.NullString{}
-	}
 	for _, r := range rows[1:] {
 		switch r.Part {
 		case 1:

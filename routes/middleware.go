@@ -1,49 +1,13 @@
 package routes
 
 import (
-	"context"
 	"crypto/rand"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 )
-
-// requestDeadline gives every request's queries a deadline: Fiber v2's
-// UserContext has none of its own. The context is made on first use by
-// requestContext, so a page served from caches pays nothing for it.
-type requestDeadline struct{ timeout time.Duration }
-
-type (
-	deadlineLocal struct{} // the app's *requestDeadline
-	cancelLocal   struct{} // the request's context.CancelFunc, once made
-)
-
-func (d *requestDeadline) middleware(c *fiber.Ctx) error {
-	c.Locals(deadlineLocal{}, d)
-	err := c.Next()
-	if cancel, ok := c.Locals(cancelLocal{}).(context.CancelFunc); ok {
-		cancel()
-	}
-	return err
-}
-
-// requestContext is the request's context, with its deadline.
-func requestContext(c *fiber.Ctx) context.Context {
-	if _, made := c.Locals(cancelLocal{}).(context.CancelFunc); made {
-		return c.UserContext()
-	}
-	d, ok := c.Locals(deadlineLocal{}).(*requestDeadline)
-	if !ok {
-		return c.UserContext() // not behind requestDeadline.middleware: no deadline to add
-	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), d.timeout)
-	c.SetUserContext(ctx)
-	c.Locals(cancelLocal{}, cancel)
-	return ctx
-}
 
 // assignRequestID gives a request its id for the log lines and the
 // X-Request-Id header: 128 random bits, so an id says nothing about the

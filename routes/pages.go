@@ -8,7 +8,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/bytebufferpool"
 
 	"github.com/locallibrary/locallibrary/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
@@ -172,10 +171,7 @@ const staleNotice = `<p class="notice">This page may be out of date: the catalog
 // sendPage answers with the page under key from the page cache, rendered
 // by render when the cache does not have it.
 func sendPage(c *fiber.Ctx, pages *pagecache.Cache, key string, render func(context.Context) ([]byte, error)) error {
-	buf := bytebufferpool.Get()
-	defer bytebufferpool.Put(buf)
-	body, stale, err := pages.Get(c.UserContext(), key, buf.B[:0], render)
-	buf.B = body
+	body, stale, err := pages.Get(c.UserContext(), key, render)
 	if err != nil {
 		return catalogError(err)
 	}
@@ -184,7 +180,7 @@ func sendPage(c *fiber.Ctx, pages *pagecache.Cache, key string, render func(cont
 	}
 	c.Status(fiber.StatusOK)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
-	c.Response().SetBody(body) // a copy: buf goes back to the pool
+	c.Response().SetBody(body) // a copy: the cache keeps its page
 	return nil
 }
 

@@ -29,7 +29,6 @@ type renderer struct {
 
 func parsePages(a *assets) (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"date":     formatDate,
 		"lifespan": lifespan,
 	}
 	pages := make(map[string]*template.Template, len(pageNames))

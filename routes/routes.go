@@ -118,7 +118,7 @@ func New(d Deps) (*fiber.App, error) {
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(renderer, d.Logger, ips, table),
 		// Fiber believes X-Forwarded-Proto, -Host and the like (which turn
-		// on the csrf middleware's Referer check) only from these peers.
+		// on the CSRF check's Origin rule) only from these peers.
 		EnableTrustedProxyCheck: true,
 		TrustedProxies:          trusted,
 		BodyLimit:               d.BodyLimit,
@@ -131,7 +131,6 @@ func New(d Deps) (*fiber.App, error) {
 	app.Use(observeRequests(d.Metrics, d.Logger, ips))
 	app.Use(recover.New())
 	app.Use(requestIDs)
-	app.Use((&requestDeadline{timeout: d.QueryTimeout}).middleware)
 
 	app.Get("/livez", livez)
 	app.Get("/readyz", readyz(d.Catalog, d.Draining))

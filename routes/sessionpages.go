@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -23,28 +24,19 @@ func perPage(c *fiber.Ctx) (int, error) {
 	sess := session.From(c)
 	raw := c.Query("per_page")
 	if raw == "" {
-		if size := sess.PerPage(); validPerPage(size) {
+		if size := sess.PerPage(); slices.Contains(perPageChoices, size) {
 			return size, nil
 		}
 		return defaultPerPage, nil
 	}
 	size, err := strconv.Atoi(raw)
-	if err != nil || !validPerPage(size) || raw[0] == '+' {
+	if err != nil || !slices.Contains(perPageChoices, size) || raw[0] == '+' {
 		return 0, fiber.ErrNotFound
 	}
 	if sess.HasSession() || size != defaultPerPage {
 		_ = sess.SetPerPage(size) // not remembered while memcached is down; the page still shows
 	}
 	return size, nil
-}
-
-func validPerPage(n int) bool {
-	for _, choice := range perPageChoices {
-		if n == choice {
-			return true
-		}
-	}
-	return false
 }
 
 // dismissNotice serves POST /catalog/notice/dismiss ("Got it").

@@ -33,7 +33,6 @@ func (m *Manager) CookieCheck(path string) fiber.Handler {
 		// it with a reload.
 		c.Cookie(&fiber.Cookie{Name: testCookieName, Value: "1", Path: path, HTTPOnly: true,
 			SameSite: fiber.CookieSameSiteLaxMode, Secure: m.opts.CookieSecure, SessionOnly: true})
-		c.Set(fiber.HeaderCacheControl, "no-store")
 		if checking {
 			From(c).cookiesRefused = true
 			return c.Next()

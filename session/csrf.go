@@ -80,7 +80,7 @@ func (t *tokenMaker) valid(id, token string) bool {
 func (s *Session) CSRFToken() string {
 	id := s.tokenID()
 	if id == "" {
-		if admit := s.m.opts.Admit; admit != nil && !admit(s.c) {
+		if !s.admitted() {
 			return ""
 		}
 		s.cookieID = newID()

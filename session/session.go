@@ -42,8 +42,9 @@ type Options struct {
 	// At least MinSecretLen bytes.
 	Secret []byte
 
-	// Admit, if set, is asked before a new session is stored; when it
-	// says no, the page is served without a session. nil admits all.
+	// Admit, if set, is asked before a new session is begun, at most once
+	// per request; when it says no, the page is served without a session.
+	// nil admits all.
 	Admit func(c *fiber.Ctx) bool
 }
 
@@ -103,6 +104,8 @@ type Session struct {
 	count   uint64 // the count it returned
 
 	cookiesRefused bool
+
+	askedAdmit, admit bool // Options.Admit's answer, asked once per request
 }
 
 type sessionLocal struct{}
@@ -189,7 +192,7 @@ func (s *Session) renewalDue() bool {
 func (s *Session) save() error {
 	id := s.id
 	if !s.stored {
-		if admit := s.m.opts.Admit; admit != nil && !admit(s.c) {
+		if !s.admitted() {
 			return ErrNotAdmitted
 		}
 		id = newID() // the id is the session's only once it is stored
@@ -206,6 +209,17 @@ func (s *Session) save() error {
 	return nil
 }
 
+// admitted asks Options.Admit, once per request, whether a new session may
+// be begun: a first visit needs it twice (its CSRF token's id, then the
+// session it stores) and must count once against a limit.
+func (s *Session) admitted() bool {
+	if !s.askedAdmit {
+		s.askedAdmit = true
+		s.admit = s.m.opts.Admit == nil || s.m.opts.Admit(s.c)
+	}
+	return s.admit
+}
+
 // renew writes a returning browser's entry again and extends its counter.
 func (s *Session) renew() error {
 	if err := s.save(); err != nil {
@@ -217,9 +231,14 @@ func (s *Session) renew() error {
 	return nil
 }
 
-func (s *Session) setCookie() {
-	cookie := &fiber.Cookie{Name: CookieName, Value: s.id, Path: "/", HTTPOnly: true,
+// cookie is the session cookie with value, in the attributes it always has.
+func (s *Session) cookie(value string) *fiber.Cookie {
+	return &fiber.Cookie{Name: CookieName, Value: value, Path: "/", HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteLaxMode, Secure: s.m.opts.CookieSecure}
+}
+
+func (s *Session) setCookie() {
+	cookie := s.cookie(s.id)
 	if s.m.opts.ExpireAtBrowserClose {
 		cookie.SessionOnly = true
 	} else {
@@ -321,8 +340,8 @@ func (s *Session) Forget() error {
 		}
 	}
 	s.cookieID, s.id, s.data, s.stored, s.found, s.read = "", "", entry{}, false, false, true
-	s.c.Cookie(&fiber.Cookie{Name: CookieName, Value: "", Path: "/", HTTPOnly: true,
-		SameSite: fiber.CookieSameSiteLaxMode, Secure: s.m.opts.CookieSecure,
-		Expires: fasthttp.CookieExpireDelete})
+	expired := s.cookie("")
+	expired.Expires = fasthttp.CookieExpireDelete
+	s.c.Cookie(expired)
 	return nil
 }

@@ -569,3 +569,35 @@ func TestSaveEveryRequestRenewsOnEveryPage(t *testing.T) {
 		}
 	}
 }
+
+// TestAdmitIsAskedOncePerRequest: a first visit that shows a form and
+// stores its session needs a new session twice (the token's id, then the
+// stored entry) and must count once against a per-address limit.
+func TestAdmitIsAskedOncePerRequest(t *testing.T) {
+	asked := 0
+	opts := testOptions()
+	opts.Admit = func(*fiber.Ctx) bool { asked++; return true }
+	m, err := New(NewMemoryStore(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fiber.New()
+	app.Use(m.Middleware)
+	app.Get("/", func(c *fiber.Ctx) error {
+		s := From(c)
+		token := s.CSRFToken()
+		n, err := s.Visit()
+		if err != nil || token == "" {
+			return fmt.Errorf("token %q, visit %d: %v", token, n, err)
+		}
+		return c.SendString(strconv.FormatUint(n, 10))
+	})
+	resp, err := app.Test(httptest.NewRequest("GET", "/", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || asked != 1 {
+		t.Errorf("first visit: status %d, Admit asked %d times, want 200 and once", resp.StatusCode, asked)
+	}
+}
