@@ -4,10 +4,15 @@
 package repository
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -308,69 +313,90 @@ ORDER BY a.last_name, a.first_name, a.id`
 }
 
 // Book returns the book with the given id, its genres and copies, or
-// ErrNotFound, in one statement and one round trip: the book's row, then
-// a row per genre, then a row per copy, in one UNION ordered by part and
-// by each part's own order. (Genres and copies as JSON arrays built in
-// subqueries read as well, but GROUP_CONCAT with ORDER BY made MariaDB
-// several times slower than the three plain queries it replaced.)
+// ErrNotFound: one row read by primary key from book, its book_detail
+// (genres and copies kept there by triggers, migration 00004), its author
+// and its language.
 func (c *Catalog) Book(ctx context.Context, id int64) (Book, error) {
-	var rows []struct {
-		Part     int            `db:"part"`
-		SortKey1 string         `db:"k1"` // genres by name; copies by due date, YYYY-MM-DD ("" for none, first)
-		SortKey2 string         `db:"k2"` // then copies by id
-		T1       sql.NullString `db:"t1"` // title | genre | copy id
-		T2       sql.NullString `db:"t2"` // summary | – | imprint
-		T3       sql.NullString `db:"t3"` // ISBN | – | status
-		T4       sql.NullString `db:"t4"` // author's first name
-		T5       sql.NullString `db:"t5"` // author's last name
-		T6       sql.NullString `db:"t6"` // language
-		N1       sql.NullInt64  `db:"n1"` // author id
-	}
-	if err := c.prepared.selectContext(ctx, &rows, bookQuery, id, id, id); err != nil {
+	const q = `SELECT b.title, b.summary, b.isbn, b.author_id, a.first_name, a.last_name, l.name, d.genres, d.copies
+FROM book b
+LEFT JOIN book_detail d ON d.book_id = b.id
+LEFT JOIN author a ON a.id = b.author_id
+LEFT JOIN language l ON l.id = b.language_id
+WHERE b.id = ?`
+	stmt, err := c.prepared.get(ctx, q)
+	if err != nil {
 		return Book{}, fmt.Errorf("get book %d: %w", id, err)
 	}
-	if len(rows) == 0 || rows[0].Part != 0 {
+	b := Book{ID: id}
+	var genres, copies []byte
+	err = stmt.QueryRowContext(ctx, id).Scan(&b.Title, &b.Summary, &b.ISBN, &b.AuthorID,
+		&b.AuthorFirstName, &b.AuthorLastName, &b.Language, &genres, &copies)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return Book{}, fmt.Errorf("book %d: %w", id, ErrNotFound)
+	case err != nil:
+		return Book{}, fmt.Errorf("get book %d: %w", id, err)
+	case genres == nil || copies == nil:
+		return Book{}, fmt.Errorf("book %d has no book_detail row (its triggers are missing?)", id)
 	}
-	head := rows[0]
-	b := Book{ID: id, Title: head.T1.String, Summary: head.T2.String, ISBN: head.T3.String,
-		AuthorID: head.N1, AuthorFirstName: head.T4, AuthorLastName: head.T5, Language: head.T6,
-		Genres: []string{}, Copies: []Copy{}}
-	for _, r := range rows[1:] {
-		switch r.Part {
-		case 1:
-			b.Genres = append(b.Genres, r.T1.String)
-		case 2:
-			cp := Copy{ID: r.T1.String, Imprint: r.T2.String, Status: r.T3.String}
-			if r.SortKey1 != "" {
-				due, err := time.Parse(time.DateOnly, r.SortKey1)
-				if err != nil {
-					return Book{}, fmt.Errorf("due date of copy %s: %w", cp.ID, err)
-				}
-				cp.DueBack = sql.NullTime{Time: due, Valid: true}
-			}
-			b.Copies = append(b.Copies, cp)
-		}
+	if b.Genres, err = decodeGenres(genres); err != nil {
+		return Book{}, fmt.Errorf("genres of book %d: %w", id, err)
+	}
+	if b.Copies, err = decodeCopies(copies); err != nil {
+		return Book{}, fmt.Errorf("copies of book %d: %w", id, err)
 	}
 	return b, nil
 }
 
-const bookQuery = `SELECT 0 AS part, CAST('' AS CHAR(200)) AS k1, CAST('' AS CHAR(36)) AS k2,
-	b.title AS t1, b.summary AS t2, b.isbn AS t3, a.first_name AS t4, a.last_name AS t5, l.name AS t6,
-	b.author_id AS n1
-FROM book b
-LEFT JOIN author a ON a.id = b.author_id
-LEFT JOIN language l ON l.id = b.language_id
-WHERE b.id = ?
-UNION ALL
-SELECT 1, g.name, '', g.name, NULL, NULL, NULL, NULL, NULL, NULL
-FROM book_genre bg JOIN genre g ON g.id = bg.genre_id
-WHERE bg.book_id = ?
-UNION ALL
-SELECT 2, COALESCE(DATE_FORMAT(i.due_back, '%Y-%m-%d'), ''), i.id, i.id, i.imprint, i.status, NULL, NULL, NULL, NULL
-FROM book_instance i
-WHERE i.book_id = ?
-ORDER BY part, k1, k2`
+// decodeGenres reads book_detail.genres, a JSON array of names, in the
+// order the page lists them: by name, ignoring case.
+func decodeGenres(data []byte) ([]string, error) {
+	genres := []string{}
+	if err := json.Unmarshal(data, &genres); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(genres, func(a, b string) int {
+		return cmp.Or(cmp.Compare(strings.ToLower(a), strings.ToLower(b)), cmp.Compare(a, b))
+	})
+	return genres, nil
+}
+
+// decodeCopies reads book_detail.copies, a JSON array of [id, imprint,
+// status, due back or null], in the order the page lists them: by due
+// date, the copies with none first, then by id.
+func decodeCopies(data []byte) ([]Copy, error) {
+	var rows [][4]*string
+	if err := json.Unmarshal(data, &rows); err != nil {
+		return nil, err
+	}
+	copies := make([]Copy, 0, len(rows))
+	for _, r := range rows {
+		if r[0] == nil || r[1] == nil || r[2] == nil {
+			return nil, fmt.Errorf("copy %v: a null id, imprint or status", r)
+		}
+		cp := Copy{ID: *r[0], Imprint: *r[1], Status: *r[2]}
+		if r[3] != nil {
+			due, err := time.Parse(time.DateOnly, *r[3])
+			if err != nil {
+				return nil, fmt.Errorf("due date of copy %s: %w", cp.ID, err)
+			}
+			cp.DueBack = sql.NullTime{Time: due, Valid: true}
+		}
+		copies = append(copies, cp)
+	}
+	slices.SortFunc(copies, func(a, b Copy) int {
+		return cmp.Or(cmp.Compare(dueKey(a.DueBack), dueKey(b.DueBack)), cmp.Compare(a.ID, b.ID))
+	})
+	return copies, nil
+}
+
+// dueKey orders due dates with "none" first.
+func dueKey(t sql.NullTime) int64 {
+	if !t.Valid {
+		return math.MinInt64
+	}
+	return t.Time.Unix()
+}
 
 // statements holds the catalog's page queries prepared, by their text:
 // MariaDB then skips parsing them for every page, which was a fifth to a

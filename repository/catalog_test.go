@@ -50,6 +50,10 @@ func openFixture(t *testing.T, b repotest.Backend) (*repository.Catalog, *sqlx.D
 			t.Fatalf("load fixture: %v\n%s", err, q)
 		}
 	}
+	// The embedded engine keeps book_detail by no triggers (Seed rebuilds it).
+	if err := repository.RebuildBookDetail(testContext(t), db.DB); err != nil {
+		t.Fatal(err)
+	}
 	return repository.NewCatalog(db, repository.CatalogOptions{}), db
 }
 

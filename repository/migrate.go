@@ -33,6 +33,7 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 	}
 	p, err := goose.NewProvider(goose.DialectMySQL, db, fsys,
 		goose.WithSessionLocker(namedLock{name: migrateLockName, timeout: migrateLockTimeout}),
+		goose.WithGoMigrations(bookDetailMigration()),
 	)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
