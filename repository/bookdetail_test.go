@@ -113,3 +113,24 @@ func everyBook(t *testing.T, catalog *repository.Catalog) []repository.Book {
 	}
 	return books
 }
+
+// TestSeedLeavesTheTriggersOn: Seed turns the triggers off on its own
+// connections only, and back on before they return to the pool.
+func TestSeedLeavesTheTriggersOn(t *testing.T) {
+	db := repotest.MustMariaDB(t)
+	db.SetMaxOpenConns(1) // every statement after the seed reuses its connection
+	repotest.MustSeed(t, db, repository.SeedOptions{Authors: 2, Books: 3, CopiesPerBook: 2, Seed: 1})
+	ctx := testContext(t)
+	if _, err := db.ExecContext(ctx, `UPDATE book_instance SET status = 'r', due_back = '2031-05-06' WHERE book_id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	b, err := repository.NewCatalog(db, repository.CatalogOptions{}).Book(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.Copies {
+		if c.Status != "r" {
+			t.Errorf("copy %s shows status %q after the update, want r", c.ID, c.Status)
+		}
+	}
+}

@@ -155,10 +155,16 @@ func NewCatalog(db *sqlx.DB, opt CatalogOptions) *Catalog {
 	}
 }
 
-// Ping checks that the database answers and has the catalog's tables: a
-// replica started before the migrations ran is not ready for traffic.
+// Ping checks that the database answers and is migrated to the schema this
+// build reads: a replica started before the migrations ran, or while they
+// failed, is not ready for traffic.
 func (c *Catalog) Ping(ctx context.Context) error {
-	if _, err := c.db.ExecContext(ctx, "SELECT 1 FROM book WHERE 1 = 0"); err != nil {
+	const q = `SELECT is_applied FROM goose_db_version WHERE version_id = ? ORDER BY id DESC LIMIT 1`
+	var applied bool
+	switch err := c.db.QueryRowContext(ctx, q, schemaVersion).Scan(&applied); {
+	case errors.Is(err, sql.ErrNoRows) || err == nil && !applied:
+		return fmt.Errorf("ping database: schema version %d is not applied (locallibrary migrate)", schemaVersion)
+	case err != nil:
 		return fmt.Errorf("ping database: %w", err)
 	}
 	return nil

@@ -24,6 +24,9 @@ const migrateLockName = "ll_migrate."
 // migrateLockTimeout is how long Migrate waits for another replica's run.
 const migrateLockTimeout = 60 * time.Second
 
+// schemaVersion is the newest migration, the schema this build reads.
+const schemaVersion = bookDetailVersion
+
 // Migrate applies the embedded schema migrations that db has not seen yet.
 // It is idempotent, and safe to run from several processes at once.
 func Migrate(ctx context.Context, db *sql.DB) error {

@@ -49,3 +49,19 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		})
 	}
 }
+
+// TestPingWantsTheNewestSchema: a replica is not ready on a database the
+// newest migration has not reached (the migrate Job failed or has not run).
+func TestPingWantsTheNewestSchema(t *testing.T) {
+	db := repotest.MustMariaDB(t)
+	catalog := repository.NewCatalog(db, repository.CatalogOptions{})
+	if err := catalog.Ping(testContext(t)); err != nil {
+		t.Fatalf("Ping on a migrated database: %v", err)
+	}
+	if _, err := db.Exec(`DELETE FROM goose_db_version WHERE version_id = (SELECT MAX(version_id) FROM (SELECT version_id FROM goose_db_version) v)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.Ping(testContext(t)); err == nil {
+		t.Error("Ping on a database one migration behind: no error")
+	}
+}

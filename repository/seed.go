@@ -87,7 +87,7 @@ func Seed(ctx context.Context, db *sqlx.DB, opt SeedOptions) (SeedResult, error)
 		err = insertCopies(ctx, db, copies)
 	}
 	if err == nil {
-		err = RebuildBookDetail(ctx, db.DB) // the embedded engine has no triggers
+		err = RebuildBookDetail(ctx, db.DB) // the triggers were off
 	}
 	if err != nil {
 		return SeedResult{}, fmt.Errorf("seed: %w", err)
@@ -445,9 +445,9 @@ func insertRowsSplit(ctx context.Context, db *sqlx.DB, table string, cols []stri
 // does (mysqldump too): the seed makes parents before children by
 // construction, and go-mysql-server re-sorts the whole parent table for every
 // child row it checks, which makes a seed of a few thousand books take
-// minutes there.
+// minutes there. The book_detail triggers are off too: Seed rebuilds it.
 func bulkConn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
-	const q = `SET SESSION foreign_key_checks = 0`
+	const q = `SET SESSION foreign_key_checks = 0, @` + bulkLoadVariable + ` = 1`
 	conn, err := db.Connx(ctx)
 	if err != nil {
 		return nil, err
@@ -462,7 +462,7 @@ func bulkConn(ctx context.Context, db *sqlx.DB) (*sqlx.Conn, error) {
 // releaseBulkConn turns the checks back on and returns conn to the pool, or
 // throws it away if they cannot be turned on again.
 func releaseBulkConn(conn *sqlx.Conn) {
-	const q = `SET SESSION foreign_key_checks = 1`
+	const q = `SET SESSION foreign_key_checks = 1, @` + bulkLoadVariable + ` = NULL`
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := conn.ExecContext(ctx, q); err != nil {
