@@ -371,24 +371,20 @@ func decodeGenres(data []byte) ([]string, error) {
 // status, due back or null], in the order the page lists them: by due
 // date, the copies with none first, then by id.
 func decodeCopies(data []byte) ([]Copy, error) {
-	var rows [][4]*string
+	var rows [][4]string // a JSON null leaves "": no due date
 	if err := json.Unmarshal(data, &rows); err != nil {
 		return nil, err
 	}
-	copies := make([]Copy, 0, len(rows))
-	for _, r := range rows {
-		if r[0] == nil || r[1] == nil || r[2] == nil {
-			return nil, fmt.Errorf("copy %v: a null id, imprint or status", r)
-		}
-		cp := Copy{ID: *r[0], Imprint: *r[1], Status: *r[2]}
-		if r[3] != nil {
-			due, err := time.Parse(time.DateOnly, *r[3])
+	copies := make([]Copy, len(rows))
+	for i, r := range rows {
+		copies[i] = Copy{ID: r[0], Imprint: r[1], Status: r[2]}
+		if r[3] != "" {
+			due, err := time.Parse(time.DateOnly, r[3])
 			if err != nil {
-				return nil, fmt.Errorf("due date of copy %s: %w", cp.ID, err)
+				return nil, fmt.Errorf("due date of copy %s: %w", r[0], err)
 			}
-			cp.DueBack = sql.NullTime{Time: due, Valid: true}
+			copies[i].DueBack = sql.NullTime{Time: due, Valid: true}
 		}
-		copies = append(copies, cp)
 	}
 	slices.SortFunc(copies, func(a, b Copy) int {
 		return cmp.Or(cmp.Compare(dueKey(a.DueBack), dueKey(b.DueBack)), cmp.Compare(a.ID, b.ID))
