@@ -302,6 +302,9 @@ func (s *state) field(b *body, recv reflect.Value, f *fieldSite) (reflect.Value,
 		}
 		return s.results(b, f.name, m.Method(info.method).Call(nil))
 	}
+	if len(info.index) == 1 { // not promoted from an embedded struct
+		return recv.Field(info.index[0]), nil
+	}
 	v, err := recv.FieldByIndexErr(info.index)
 	if err != nil {
 		return reflect.Value{}, s.errorf(b, "%v", err)

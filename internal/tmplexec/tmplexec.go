@@ -319,8 +319,20 @@ func (c *compiler) funcCall(id *parse.IdentifierNode, args []parse.Node) (*expr,
 }
 
 func (c *compiler) refuse(n parse.Node, what string) error {
-	loc, _ := c.tree.ErrorContext(n)
-	return errors.New("tmplexec: " + loc + ": " + what + " is not supported")
+	return errors.New("tmplexec: template " + c.tree.Name + " (" + location(c.tree, n) + "): " + what + " is not supported")
+}
+
+// location is n's place in its template's source, if it can be told:
+// ErrorContext panics on some nodes of the trees html/template derives,
+// which have no source text.
+func location(t *parse.Tree, n parse.Node) (loc string) {
+	defer func() {
+		if recover() != nil {
+			loc = "?"
+		}
+	}()
+	loc, _ = t.ErrorContext(n)
+	return loc
 }
 
 func sites(names []string) []*fieldSite {

@@ -114,6 +114,8 @@ func TestNewRefusesWhatItDoesNotKnow(t *testing.T) {
 		`<input {{.}}>`,
 		`{{if .}}<a href="{{else}}<b>{{end}}">`, // html/template cannot escape it
 		`<!-- {{.}} -->`,
+		`{{define "t"}}{{.}}{{end}}<script>{{template "t" .}}</script>`, // a derived template
+		`{{define "t"}}{{len .}}{{end}}<title>{{template "t" .}}</title>`,
 	} {
 		ht, err := template.New("page").Funcs(funcs).Parse(src)
 		if err != nil {
