@@ -82,18 +82,23 @@ func (s *state) print(b *body, dot reflect.Value, n *node) error {
 	// formatted here without fmt, on the stack.
 	var num [24]byte
 	var text string
-	switch v = indirectInterface(v); {
-	case !v.IsValid():
+	v = indirectInterface(v)
+	var typ reflect.Type
+	if v.IsValid() {
+		typ = v.Type()
+	}
+	switch {
+	case typ == nil:
 		// A nil argument: stringify prints nothing.
-	case v.Type() == stringType:
+	case typ == stringType:
 		text = v.String()
-	case v.Type().NumMethod() == 0 && v.Kind() == reflect.String && !contentTypes[v.Type()]:
+	case typ.NumMethod() == 0 && v.Kind() == reflect.String && !contentTypes[typ]:
 		text = v.String()
-	case v.Type().NumMethod() == 0 && v.Kind() == reflect.Bool:
+	case typ.NumMethod() == 0 && v.Kind() == reflect.Bool:
 		text = strconv.FormatBool(v.Bool())
-	case v.Type().NumMethod() == 0 && v.CanInt():
+	case typ.NumMethod() == 0 && v.CanInt():
 		text = string(strconv.AppendInt(num[:0], v.Int(), 10))
-	case v.Type().NumMethod() == 0 && v.CanUint():
+	case typ.NumMethod() == 0 && v.CanUint():
 		text = string(strconv.AppendUint(num[:0], v.Uint(), 10))
 	default:
 		if text, err = sprint(v); err != nil {

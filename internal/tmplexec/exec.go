@@ -113,7 +113,12 @@ func (s *state) ifOrWith(b *body, dot reflect.Value, n *node) error {
 
 func (s *state) rangeOver(b *body, dot reflect.Value, n *node) error {
 	mark := len(s.vars)
-	defer s.pop(mark)
+	err := s.rangeVars(b, dot, n)
+	s.pop(mark) // the declared variables end with the range
+	return err
+}
+
+func (s *state) rangeVars(b *body, dot reflect.Value, n *node) error {
 	val, err := s.eval(b, dot, n.expr)
 	if err != nil {
 		return err

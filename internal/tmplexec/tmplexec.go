@@ -93,17 +93,21 @@ func (t *Template) Execute(dst []byte, data any) ([]byte, error) {
 	if !ok {
 		dot = reflect.ValueOf(data)
 	}
-	s := states.Get().(*state)
-	s.out, s.vars = dst, append(s.vars[:0], variable{"$", dot})
+	vars := varStacks.Get().(*[]variable)
+	s := state{out: dst, vars: append((*vars)[:0], variable{"$", dot})}
 	err := s.walk(t.root, dot, t.root.list)
-	dst = s.out
-	*s = state{vars: s.vars[:0]} // keep no page or data alive in the pool
-	states.Put(s)
-	return dst, err
+	clear(s.vars[:cap(s.vars)]) // keep no data alive in the pool
+	*vars = s.vars[:0]
+	varStacks.Put(vars)
+	return s.out, err
 }
 
-// states are kept for reuse: a state on the stack would escape to the heap.
-var states = sync.Pool{New: func() any { return &state{vars: make([]variable, 0, 8)} }}
+// varStacks are kept for reuse: escape analysis sends a stack of
+// variables to the heap, where state itself is not.
+var varStacks = sync.Pool{New: func() any {
+	vars := make([]variable, 0, 16)
+	return &vars
+}}
 
 // Name is the name of the template t was made from.
 func (t *Template) Name() string { return t.name }
