@@ -14,6 +14,9 @@ import (
 	"github.com/locallibrary/locallibrary/session"
 )
 
+// homePage is the home page's data. What the page derives from it is
+// worked out in Go by complete, not by methods the template calls: a call
+// from a template is a reflective call and its allocations.
 type homePage struct {
 	Counts      repository.Counts
 	CountsStale bool
@@ -25,15 +28,26 @@ type homePage struct {
 	ShowNotice     bool
 	CSRFToken      string
 
-	visitsSentence string // set only to render a cached shell
+	ShowNoticeForm bool   // the notice is shown with its "Got it" form (which needs a token)
+	VisitsSentence string // the tutorial's "You have visited this page N times."
 }
 
-// ShowNoticeForm tells whether the notice is shown with its "Got it" form.
-func (page homePage) ShowNoticeForm() bool { return page.ShowNotice && page.CSRFToken != "" }
+// complete returns page with the fields derived from the others set.
+func (page homePage) complete() homePage {
+	page.ShowNoticeForm = page.ShowNotice && page.CSRFToken != ""
+	switch {
+	case !page.VisitsKnown:
+		page.VisitsSentence = ""
+	case page.Visits == 1:
+		page.VisitsSentence = "You have visited this page 1 time."
+	default:
+		page.VisitsSentence = "You have visited this page " + strconv.FormatUint(page.Visits, 10) + " times."
+	}
+	return page
+}
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
 func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter) fiber.Handler {
-	shells := &homeShells{renderer: r}
 	return func(c *fiber.Ctx) error {
 		totals, stale, err := counts.Get()
 		if err != nil {
@@ -53,10 +67,7 @@ func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter
 				page.CSRFToken = sess.CSRFToken()
 			}
 		}
-		if page.cacheable() {
-			return shells.render(c, page)
-		}
-		return r.render(c, fiber.StatusOK, "home", page)
+		return r.render(c, fiber.StatusOK, "home", page.complete())
 	}
 }
 

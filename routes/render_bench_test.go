@@ -29,3 +29,52 @@ func BenchmarkBookDetailRender(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHomePageRender is the home page's template alone, with the
+// notice and its form shown.
+func BenchmarkHomePageRender(b *testing.B) {
+	r := mustRenderer(b)
+	page := homePage{Counts: repository.Counts{Books: 100000, Copies: 1000000, CopiesAvailable: 345678, Authors: 25000, Genres: 12},
+		Visits: 42, VisitsKnown: true, ShowNotice: true, CSRFToken: "k3J9xQ2mV8pL5nR7tY1wZ4aB6cD0eF2gH"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.bytes("home", page.complete()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBookListRender is an uncached page of the book list: ten
+// books, with the pager on a middle page.
+func BenchmarkBookListRender(b *testing.B) {
+	r := mustRenderer(b)
+	page := listPage[repository.BookSummary]{Pager: pager{Number: 7, Pages: 100, Size: 10, path: "/catalog/books/"}, PerPageChoices: perPageChoices}
+	for i := range 10 {
+		page.Items = append(page.Items, repository.BookSummary{ID: int64(4200 + i), Title: "The Quiet Harbour of Evening",
+			AuthorID: sql.NullInt64{Int64: 7, Valid: true}, AuthorFirstName: sql.NullString{String: "Ada", Valid: true},
+			AuthorLastName: sql.NullString{String: "Lovelace", Valid: true}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.bytes("book_list", page); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuthorListRender is an uncached page of the author list: each
+// row calls the Name method and the lifespan function.
+func BenchmarkAuthorListRender(b *testing.B) {
+	r := mustRenderer(b)
+	page := listPage[repository.Author]{Pager: pager{Number: 1, Pages: 100, Size: 10, path: "/catalog/authors/"}, PerPageChoices: perPageChoices}
+	born := sql.NullTime{Time: time.Date(1815, 12, 10, 0, 0, 0, 0, time.UTC), Valid: true}
+	for i := range 10 {
+		page.Items = append(page.Items, repository.Author{ID: int64(700 + i), FirstName: "Ada", LastName: "Lovelace", DateOfBirth: born})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.bytes("author_list", page); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

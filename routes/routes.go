@@ -75,7 +75,7 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load static files: %w", err)
 	}
-	pages, err := parsePages(assets)
+	renderer, err := newRenderer(assets)
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
 	}
@@ -97,7 +97,6 @@ func New(d Deps) (*fiber.App, error) {
 	if d.Sessions == nil {
 		return nil, errors.New("routes: no session manager")
 	}
-	renderer := &renderer{pages: pages}
 	sessions := d.Sessions
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
