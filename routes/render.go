@@ -56,17 +56,10 @@ func parsePages(a *assets) (map[string]parsedPage, error) {
 		links := navFor(pageSections[name])
 		funcs := template.FuncMap{
 			"lifespan": lifespan,
-			"nav":      func() []navLink { return links },
+			"nav":      func() any { return links },
+			"asset":    a.url,
 		}
 		t := template.New("layout.html").Funcs(funcs)
-		// Each static file's URL is a template of its own holding just the
-		// text ({{template "style.css"}}): fixed at start, it costs no
-		// function call or escaping when a page is rendered.
-		for file, entry := range a.byName {
-			if _, err := t.New(file).Parse(entry.url); err != nil {
-				return nil, fmt.Errorf("asset %s: %w", file, err)
-			}
-		}
 		if _, err := t.ParseFS(templates.FS, "layout.html", "pager.html", name+".html"); err != nil {
 			return nil, fmt.Errorf("page %s: %w", name, err)
 		}

@@ -28,7 +28,6 @@ import (
 	"sync"
 	"text/template"
 	"text/template/parse"
-	"unsafe"
 )
 
 // Template is one page ready to execute: its escaped trees compiled.
@@ -57,34 +56,12 @@ func New(t *htmltemplate.Template, funcs htmltemplate.FuncMap) (*Template, error
 			return nil, err
 		}
 	}
-	set, err := textSet(t)
-	if err != nil {
-		return nil, err
-	}
-	c := &compiler{set: set, funcs: funcs, bodies: map[string]*body{}}
+	c := &compiler{set: t, funcs: funcs, bodies: map[string]*body{}}
 	root, err := c.body(t.Name(), t.Tree)
 	if err != nil {
 		return nil, err
 	}
 	return &Template{name: t.Name(), root: root}, nil
-}
-
-// textSet returns the text/template set under t. The escaper adds the
-// templates it derives for calls made in other contexts ("title" called
-// inside <title> becomes "title$htmltemplate_stateRCDATA_elementTitle")
-// to that set only, and html/template has no method that returns it, so
-// it is read from t's unexported field. Should html/template change
-// shape, this fails here, at start.
-func textSet(t *htmltemplate.Template) (*template.Template, error) {
-	v := reflect.ValueOf(t).Elem().FieldByName("text")
-	if !v.IsValid() || v.Type() != reflect.TypeFor[*template.Template]() {
-		return nil, errors.New("tmplexec: html/template.Template has no text/template set where expected")
-	}
-	set := reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem().Interface().(*template.Template)
-	if set == nil || set.Tree != t.Tree {
-		return nil, errors.New("tmplexec: html/template.Template's text/template set is not the one executed")
-	}
-	return set, nil
 }
 
 // Execute appends the page for data to dst.
@@ -115,7 +92,7 @@ func (t *Template) Name() string { return t.name }
 // compiler turns escaped parse trees into nodes, refusing what it does
 // not know.
 type compiler struct {
-	set    *template.Template
+	set    *htmltemplate.Template
 	funcs  htmltemplate.FuncMap
 	bodies map[string]*body
 	tree   *parse.Tree // the tree being compiled, for error positions
@@ -229,9 +206,12 @@ func (c *compiler) branch(kind nodeKind, n *parse.BranchNode) (node, error) {
 }
 
 func (c *compiler) call(n *parse.TemplateNode) (node, error) {
+	// A template called outside text (inside <title>, an attribute, a
+	// script) is escaped as a copy html/template keeps to itself, under a
+	// derived name: calls are made where the page's text flows.
 	t := c.set.Lookup(n.Name)
-	if t == nil {
-		return node{}, c.refuse(n, "a call of undefined template "+n.Name)
+	if t == nil || t.Tree == nil {
+		return node{}, c.refuse(n, "a call of template "+n.Name+" (undefined, or called outside the page's text)")
 	}
 	callee, err := c.body(n.Name, t.Tree)
 	if err != nil {
@@ -278,10 +258,8 @@ func (c *compiler) operand(n parse.Node, constants bool) (*expr, error) {
 		return &expr{kind: fieldExpr, fields: sites(n.Ident)}, nil
 	case *parse.VariableNode:
 		return &expr{kind: varExpr, name: n.Ident[0], fields: sites(n.Ident[1:])}, nil
-	case *parse.StringNode:
-		if constants {
-			return &expr{kind: constExpr, value: reflect.ValueOf(n.Text)}, nil
-		}
+	case *parse.StringNode: // a string is a string to any function, unlike numbers
+		return &expr{kind: constExpr, value: reflect.ValueOf(n.Text)}, nil
 	case *parse.BoolNode:
 		if constants {
 			return &expr{kind: constExpr, value: reflect.ValueOf(n.True)}, nil
@@ -304,6 +282,12 @@ func (c *compiler) funcCall(id *parse.IdentifierNode, args []parse.Node) (*expr,
 			return nil, c.refuse(id, "function "+id.Ident+" with this signature or these arguments")
 		}
 		x.kind, x.fn = funcExpr, fn
+		switch f := f.(type) {
+		case func() any:
+			x.fnNoArgs = f
+		case func(string) string:
+			x.fnString = f
+		}
 	} else if (id.Ident == "eq" || id.Ident == "gt") && len(args) == 2 {
 		x.kind = eqExpr
 		if id.Ident == "gt" {

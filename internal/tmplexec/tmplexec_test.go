@@ -46,8 +46,10 @@ func must(t *testing.T, src string, funcs template.FuncMap) (*template.Template,
 // or fails where it fails.
 func TestExecuteMatchesHTMLTemplate(t *testing.T) {
 	funcs := template.FuncMap{
-		"join": func(a, b string) string { return a + "|" + b },
-		"nums": func() []int { return []int{0, 1, 2} },
+		"join":  func(a, b string) string { return a + "|" + b },
+		"nums":  func() []int { return []int{0, 1, 2} },
+		"fixed": func() any { return []string{"x", "<y>"} },
+		"url":   func(s string) string { return "/static/" + s },
 	}
 	srcs := []string{
 		`<p title="{{.Name}}">{{.Name}}</p><a href="{{.Name}}">x</a><a href="/q?x={{.Name}}">y</a>`,
@@ -56,7 +58,8 @@ func TestExecuteMatchesHTMLTemplate(t *testing.T) {
 		`{{range $i, $t := .Tags}}{{if $i}}, {{end}}{{$i}}={{$t}}{{else}}empty{{end}}`,
 		`{{range .Items}}[{{.Name}} {{$.Name}} {{.Upper}} {{if .Check}}ok{{end}}]{{end}}`,
 		`{{range $x := nums}}{{if eq $x $.N}}={{else if gt $x $.N}}>{{else}}<{{end}}{{end}} {{eq .U 3}} {{gt .N .U}} {{eq .Name "a"}}`,
-		`{{define "t"}}<b>{{$.Name}}</b>{{.N}}{{end}}{{template "t" .}}<i>{{template "t" .Ptr}}</i><title>{{template "t" .}}</title>`,
+		`{{define "t"}}<b>{{$.Name}}</b>{{.N}}{{end}}{{template "t" .}}<i>{{template "t" .Ptr}}</i>`,
+		`{{range fixed}}{{.}}{{end}} <a href="{{url "a.css"}}">{{url .Name}}</a>`,
 		`{{join .Name .Upper}} {{.N}} {{.U}} {{.Any}} {{.Ptr}} {{.Tags}} {{.Ptr.PtrName}}`,
 		`{{.Ptr.Name}}`, // nil pointer: both fail
 		`{{.Fails}}`,
@@ -96,7 +99,7 @@ func TestNewRefusesWhatItDoesNotKnow(t *testing.T) {
 		`{{index . 0}}`,
 		`{{and . .}}`,
 		`{{lt 1 2}}`,
-		`{{f "constant"}}`,
+		`{{f 1}}`, // a number constant is converted to the parameter's type: not done here
 		`{{v .}}`,
 		`{{.Method 1}}`,
 		`{{(.).Field}}`,
