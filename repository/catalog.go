@@ -268,24 +268,23 @@ UNION ALL SELECT CONCAT('copies:', status), COUNT(*) FROM book_instance GROUP BY
 // Books returns a page of the book list, ordered by title then id.
 func (c *Catalog) Books(ctx context.Context, limit, offset int) ([]BookSummary, error) {
 	// The page's books come from the (title, id, author_id) index alone,
-	// and only their authors are joined. The index is entered at the mark
-	// nearest the page (see listMarks), so a deep page walks as few entries
-	// as the first.
-	const columns = `SELECT page.id, page.title, page.author_id,
+	// in its order, and only their authors are joined (no temporary table,
+	// no sort). The index is entered at the mark nearest the page (see
+	// listMarks), so a deep page walks as few entries as the first.
+	const columns = `SELECT b.id, b.title, b.author_id,
 	a.first_name AS author_first_name, a.last_name AS author_last_name
-FROM (SELECT id, title, author_id FROM book `
-	const joins = ` ORDER BY title, id LIMIT ? OFFSET ?) AS page
-LEFT JOIN author a ON a.id = page.author_id
-ORDER BY page.title, page.id`
+FROM book b FORCE INDEX (book_title_author_idx)
+LEFT JOIN author a ON a.id = b.author_id `
+	const order = ` ORDER BY b.title, b.id LIMIT ? OFFSET ?`
 	// The OR form, not (title, id) >= (?, ?): MariaDB turns only the OR
 	// into a range of the index; the row comparison scans it from the start.
-	const seek = `WHERE title > ? OR (title = ? AND id >= ?)`
+	const seek = `WHERE b.title > ? OR (b.title = ? AND b.id >= ?)`
 	if err := checkPage(limit, offset); err != nil {
 		return nil, fmt.Errorf("list books: %w", err)
 	}
-	q, args := columns+joins, []any{limit, offset}
+	q, args := columns+order, []any{limit, offset}
 	if from, skip, ok := c.bookMarks.seek(ctx, offset); ok {
-		q, args = columns+seek+joins, []any{from.First, from.First, from.ID, limit, skip}
+		q, args = columns+seek+order, []any{from.First, from.First, from.ID, limit, skip}
 	}
 	books := []BookSummary{}
 	if err := c.prepared.selectContext(ctx, &books, q, args...); err != nil {
@@ -296,20 +295,18 @@ ORDER BY page.title, page.id`
 
 // Authors returns a page of the author list, ordered by name then id.
 func (c *Catalog) Authors(ctx context.Context, limit, offset int) ([]Author, error) {
-	// As for books: the page's ids from the name index, entered at a mark,
-	// then their rows.
+	// As for books: the name index, entered at a mark, in its order; each
+	// author's row by its id.
 	const columns = `SELECT a.id, a.first_name, a.last_name, a.date_of_birth, a.date_of_death
-FROM (SELECT id FROM author `
-	const joins = ` ORDER BY last_name, first_name, id LIMIT ? OFFSET ?) AS page
-JOIN author a ON a.id = page.id
-ORDER BY a.last_name, a.first_name, a.id`
-	const seek = `WHERE last_name > ? OR (last_name = ? AND (first_name > ? OR (first_name = ? AND id >= ?)))`
+FROM author a FORCE INDEX (author_name_idx) `
+	const order = ` ORDER BY a.last_name, a.first_name, a.id LIMIT ? OFFSET ?`
+	const seek = `WHERE a.last_name > ? OR (a.last_name = ? AND (a.first_name > ? OR (a.first_name = ? AND a.id >= ?)))`
 	if err := checkPage(limit, offset); err != nil {
 		return nil, fmt.Errorf("list authors: %w", err)
 	}
-	q, args := columns+joins, []any{limit, offset}
+	q, args := columns+order, []any{limit, offset}
 	if from, skip, ok := c.authorMarks.seek(ctx, offset); ok {
-		q, args = columns+seek+joins, []any{from.First, from.First, from.Second, from.Second, from.ID, limit, skip}
+		q, args = columns+seek+order, []any{from.First, from.First, from.Second, from.Second, from.ID, limit, skip}
 	}
 	authors := []Author{}
 	if err := c.prepared.selectContext(ctx, &authors, q, args...); err != nil {

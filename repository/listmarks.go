@@ -10,10 +10,11 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// markEvery is how many rows of a list lie between two marks. 50 is a
-// multiple of every page size the site offers (10, 25, 50), so a page
-// starts on a mark or at most 49 rows after one.
-const markEvery = 50
+// markEvery is how many rows of a list lie between two marks. Pages of
+// 10 and 50 rows then start on a mark, pages of 25 on one or 5 rows after
+// one (MariaDB reads a row it skips for about 2 µs); 100,000 books keep
+// 10,000 marks, under a megabyte.
+const markEvery = 10
 
 // marksRefreshTimeout bounds one read of a list's marks in the background.
 const marksRefreshTimeout = 30 * time.Second
