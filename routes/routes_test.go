@@ -702,6 +702,17 @@ func TestPageSizeIsRemembered(t *testing.T) {
 	})
 }
 
+// A page-size cookie that is not a size the site offers reads as none.
+func TestMalformedPageSizeCookieIsIgnored(t *testing.T) {
+	app := mustApp(t, routes.Deps{Catalog: &fakeCatalog{books: 120, authors: 1}})
+	for _, value := range []string{"abc", "7", "0", "-25", "+25", "99999999999999999999999", "25x", ""} {
+		r := get(t, app, "GET", "/catalog/books/", &http.Cookie{Name: session.PerPageCookie, Value: value})
+		if r.status != 200 || !strings.Contains(r.body, `<option value="10" selected>`) {
+			t.Errorf("per_page cookie %q: %d, not the default page size", value, r.status)
+		}
+	}
+}
+
 func TestPagerKeepsThePageSize(t *testing.T) {
 	app := mustApp(t, routes.Deps{Catalog: &fakeCatalog{books: 120, authors: 1}})
 	r := newBrowser(t, app).visit("/catalog/books/?per_page=50&page=2")

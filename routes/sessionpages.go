@@ -19,7 +19,8 @@ const defaultPerPage = 10 // the tutorial's paginate_by
 var perPageChoices = []int{10, 25, 50}
 
 // perPage is the list's page size: ?per_page= when given (and then
-// remembered in the session), else the session's choice, else 10.
+// remembered), else the browser's choice, else 10. The choice is a cookie
+// (session.PerPageCookie), so a list page reads no session from the store.
 func perPage(c *fiber.Ctx) (int, error) {
 	sess := session.From(c)
 	raw := c.Query("per_page")
@@ -33,8 +34,8 @@ func perPage(c *fiber.Ctx) (int, error) {
 	if err != nil || !slices.Contains(perPageChoices, size) || raw[0] == '+' {
 		return 0, fiber.ErrNotFound
 	}
-	if sess.HasSession() || size != defaultPerPage {
-		_ = sess.SetPerPage(size) // not remembered while memcached is down; the page still shows
+	if size != defaultPerPage || sess.PerPage() != 0 {
+		_ = sess.SetPerPage(size) // a size from perPageChoices is always in range
 	}
 	return size, nil
 }

@@ -8,14 +8,15 @@ import (
 // entry is what a session stores: a few bytes, the same for every browser
 // give or take the width of a number.
 //
-// Encoding (version 1): the version byte, a flags byte, the chosen page
-// size (0: none), then the time of the last write as a uvarint of Unix
-// seconds. Anything else decodes as no entry: a new session begins.
+// Encoding (version 1): the version byte, a flags byte, a byte that held
+// the chosen page size and is now always 0 (the size moved to a cookie,
+// PerPageCookie; the byte stays so that replicas of either release read
+// each other's entries), then the time of the last write as a uvarint of
+// Unix seconds. Anything else decodes as no entry: a new session begins.
 type entry struct {
 	savedAt  int64 // Unix seconds of the last write
 	returned bool  // the browser came back after the session was created
 	notice   bool  // the demo notice was dismissed ("Got it")
-	perPage  uint8 // the list page size chosen, 0 for none
 }
 
 const (
@@ -34,7 +35,7 @@ func (e entry) encode(b []byte) []byte {
 	if e.notice {
 		flags |= flagNotice
 	}
-	b = append(b, entryVersion, flags, e.perPage)
+	b = append(b, entryVersion, flags, 0)
 	return binary.AppendUvarint(b, uint64(max(e.savedAt, 0)))
 }
 
@@ -52,7 +53,6 @@ func decodeEntry(raw []byte) (entry, bool) {
 		savedAt:  int64(savedAt),
 		returned: raw[1]&flagReturned != 0,
 		notice:   raw[1]&flagNotice != 0,
-		perPage:  raw[2],
 	}, true
 }
 

@@ -137,7 +137,7 @@ func testSite(t testing.TB, store Store, opts Options) *fiber.App {
 				return err
 			}
 		}
-		return c.SendString(fmt.Sprintf("per_page=%d", s.PerPage()))
+		return c.SendString(fmt.Sprintf("per_page=%d notice=%v", s.PerPage(), s.NoticeDismissed()))
 	})
 	app.Get("/token", func(c *fiber.Ctx) error { return c.SendString(From(c).CSRFToken()) })
 	app.Post("/dismiss", m.CheckCSRF, func(c *fiber.Ctx) error { return From(c).DismissNotice() })
@@ -147,9 +147,10 @@ func testSite(t testing.TB, store Store, opts Options) *fiber.App {
 
 // client is a browser's cookie jar, enough for one cookie.
 type client struct {
-	t   testing.TB
-	app *fiber.App
-	id  string // the session cookie, "" for none
+	t       testing.TB
+	app     *fiber.App
+	id      string // the session cookie, "" for none
+	perPage string // the page-size cookie, "" for none
 }
 
 func (cl *client) do(method, target string, form url.Values, header map[string]string) (int, string) {
@@ -165,8 +166,15 @@ func (cl *client) do(method, target string, form url.Values, header map[string]s
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	var cookies []string
 	if cl.id != "" {
-		req.Header.Set("Cookie", CookieName+"="+cl.id)
+		cookies = append(cookies, CookieName+"="+cl.id)
+	}
+	if cl.perPage != "" {
+		cookies = append(cookies, PerPageCookie+"="+cl.perPage)
+	}
+	if len(cookies) > 0 {
+		req.Header.Set("Cookie", strings.Join(cookies, "; "))
 	}
 	resp, err := cl.app.Test(req, 10_000)
 	if err != nil {
@@ -175,13 +183,15 @@ func (cl *client) do(method, target string, form url.Values, header map[string]s
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	for _, c := range resp.Cookies() {
-		if c.Name != CookieName {
-			continue
-		}
+		value := c.Value
 		if c.Expires.Before(time.Now()) && !c.Expires.IsZero() {
-			cl.id = ""
-		} else {
-			cl.id = c.Value
+			value = ""
+		}
+		switch c.Name {
+		case CookieName:
+			cl.id = value
+		case PerPageCookie:
+			cl.perPage = value
 		}
 	}
 	return resp.StatusCode, string(raw)
@@ -239,9 +249,12 @@ func TestARequestReadsItsSessionOnce(t *testing.T) {
 		cl := &client{t: t, app: app}
 		cl.home()
 		cl.home()
-		cl.do("GET", "/list?per_page=25", nil, nil)
 		counted.take()
-		if _, body := cl.do("GET", "/list", nil, nil); body != "per_page=25" {
+		cl.do("GET", "/list?per_page=25", nil, nil)
+		if calls := counted.take(); len(calls) != 1 || calls[0].op != "get" {
+			t.Errorf("choosing a page size and reading the notice made %v, want one get (the size is a cookie)", calls)
+		}
+		if _, body := cl.do("GET", "/list", nil, nil); body != "per_page=25 notice=false" {
 			t.Fatalf("list: %q", body)
 		}
 		if calls := counted.take(); len(calls) != 1 || calls[0].op != "get" {
@@ -393,7 +406,7 @@ func TestATokenCanBeHadWithoutASession(t *testing.T) {
 }
 
 func TestEveryBrowserStoresTheSameSmallEntry(t *testing.T) {
-	e := entry{savedAt: time.Now().Unix(), returned: true, notice: true, perPage: 50}
+	e := entry{savedAt: time.Now().Unix(), returned: true, notice: true}
 	raw := e.encode(nil)
 	if got, ok := decodeEntry(raw); !ok || got != e {
 		t.Fatalf("decode(encode(%+v)) = %+v, %v", e, got, ok)
