@@ -77,10 +77,12 @@ const bulkLoadVariable = "locallibrary_bulk_load"
 // bookDetailMigration creates book_detail, fills it, and adds the triggers
 // where the engine runs them. It is a Go migration because that last part
 // depends on the engine. DDL commits by itself in MySQL, so it runs
-// without a transaction.
+// without a transaction, and can run again after failing halfway (say,
+// for want of the privilege to create triggers): goose records it only
+// once it has succeeded.
 func bookDetailMigration() *goose.Migration {
 	up := func(ctx context.Context, db *sql.DB) error {
-		const create = `CREATE TABLE book_detail (
+		const create = `CREATE TABLE IF NOT EXISTS book_detail (
     book_id BIGINT     NOT NULL,
     genres  TEXT       NOT NULL,
     copies  MEDIUMTEXT NOT NULL,
@@ -96,6 +98,9 @@ func bookDetailMigration() *goose.Migration {
 		}
 		if !embedded {
 			for _, t := range bookDetailTriggers {
+				if _, err := db.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+t.name); err != nil {
+					return fmt.Errorf("drop trigger %s: %w", t.name, err)
+				}
 				q := "CREATE TRIGGER " + t.name + " " + t.on + " BEGIN IF @" + bulkLoadVariable + " IS NULL THEN " + t.do + "; END IF; END"
 				if _, err := db.ExecContext(ctx, q); err != nil {
 					return fmt.Errorf("create trigger %s (with binary logging on, MySQL wants SUPER or log_bin_trust_function_creators=ON): %w", t.name, err)

@@ -65,3 +65,24 @@ func TestPingWantsTheNewestSchema(t *testing.T) {
 		t.Error("Ping on a database one migration behind: no error")
 	}
 }
+
+// TestBookDetailMigrationRunsAgainAfterFailingHalfway: should creating
+// the triggers fail (MySQL refuses them to a user without the privilege),
+// the Job can be run again once it is fixed.
+func TestBookDetailMigrationRunsAgainAfterFailingHalfway(t *testing.T) {
+	db := repotest.MustMariaDB(t)
+	for _, q := range []string{
+		`DROP TRIGGER book_detail_on_copy_update`,
+		`DELETE FROM goose_db_version WHERE version_id = 4`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := repository.Migrate(testContext(t), db.DB); err != nil {
+		t.Fatalf("Migrate after a half-done migration 4: %v", err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME = 'book_detail_on_copy_update'`); n != 1 {
+		t.Errorf("the missing trigger was not created again (%d)", n)
+	}
+}
