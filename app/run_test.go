@@ -456,3 +456,30 @@ func TestServingSharedServicesNeedsASecretKey(t *testing.T) {
 		t.Fatalf("serve with a MySQL DSN and no secret key: %v", err)
 	}
 }
+
+// TestRebuildCommand: `locallibrary rebuild` gives every book its
+// book_detail row again, as after rows loaded with the triggers off.
+func TestRebuildCommand(t *testing.T) {
+	dsn := seededEmbeddedDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := repository.Open(ctx, dsn, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `DELETE FROM book_detail`); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"LOCALLIBRARY_MYSQL_DSN": dsn, "LOCALLIBRARY_LOG_LEVEL": "error"}
+	if err := app.Run(ctx, []string{"rebuild"}, func(k string) string { return env[k] }, io.Discard); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	var books, details int
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM book), (SELECT COUNT(*) FROM book_detail)`).Scan(&books, &details); err != nil {
+		t.Fatal(err)
+	}
+	if books == 0 || details != books {
+		t.Errorf("after rebuild: %d book_detail rows for %d books", details, books)
+	}
+}

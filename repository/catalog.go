@@ -340,7 +340,7 @@ WHERE b.id = ?`
 	case err != nil:
 		return Book{}, fmt.Errorf("get book %d: %w", id, err)
 	case genres == nil || copies == nil:
-		return Book{}, fmt.Errorf("book %d has no book_detail row (its triggers are missing?)", id)
+		return Book{}, fmt.Errorf("book %d has no book_detail row: rows loaded with the triggers off want `locallibrary rebuild`", id)
 	}
 	if b.Genres, err = decodeGenres(genres); err != nil {
 		return Book{}, fmt.Errorf("genres of book %d: %w", id, err)

@@ -39,6 +39,8 @@ const (
 	// seedBatchRows is the rows per INSERT statement; with at most six
 	// columns that stays under MySQL's 65,535 placeholders per statement.
 	seedBatchRows = 5000
+	// seedTxRows is the rows per transaction: few commits, small undo logs.
+	seedTxRows = 50_000
 )
 
 // seedToday is the fixed "today" that due dates are drawn around, so that a
@@ -70,8 +72,7 @@ func Seed(ctx context.Context, db *sqlx.DB, opt SeedOptions) (SeedResult, error)
 	// Parents first, children after, so the rows are consistent at every
 	// commit. Tables are filled in parallel, but each by one connection:
 	// go-mysql-server's in-memory tables lose rows when two transactions
-	// write one table. Genre links and copies go one after the other: the
-	// triggers of both rewrite the same book_detail rows.
+	// write one table.
 	err := runAll(ctx,
 		func(ctx context.Context) error { return insertNames(ctx, db, "genre", seedGenres) },
 		func(ctx context.Context) error { return insertNames(ctx, db, "language", seedLanguages) },
@@ -81,13 +82,16 @@ func Seed(ctx context.Context, db *sqlx.DB, opt SeedOptions) (SeedResult, error)
 		err = insertBooks(ctx, db, books)
 	}
 	if err == nil {
-		err = insertBookGenres(ctx, db, bookGenres)
+		err = runAll(ctx,
+			func(ctx context.Context) error { return insertBookGenres(ctx, db, bookGenres) },
+			func(ctx context.Context) error { return insertCopies(ctx, db, copies) },
+		)
 	}
-	if err == nil {
-		err = insertCopies(ctx, db, copies)
-	}
-	if err == nil {
-		err = RebuildBookDetail(ctx, db.DB) // the triggers were off
+	// The triggers were off on the seed's connections: book_detail is built
+	// now, for what was loaded even if the seed stopped halfway, so that
+	// every book there is has its page.
+	if rebuildErr := RebuildBookDetail(ctx, db.DB); err == nil {
+		err = rebuildErr
 	}
 	if err != nil {
 		return SeedResult{}, fmt.Errorf("seed: %w", err)
@@ -399,8 +403,7 @@ func nullIfZero(n int64) any {
 }
 
 // insertRows inserts n rows into table with multi-row INSERTs of
-// seedBatchRows rows, each its own transaction: go-mysql-server runs the
-// book_detail triggers only outside explicit transactions. row appends the
+// seedBatchRows rows, seedTxRows rows to a transaction. row appends the
 // values of row i to args.
 func insertRows(ctx context.Context, db *sqlx.DB, table string, cols []string, n int,
 	row func(i int, args []any) []any,
@@ -424,18 +427,29 @@ func insertRowsSplit(ctx context.Context, db *sqlx.DB, table string, cols []stri
 
 	full := insertStmt(table, cols, seedBatchRows)
 	args := make([]any, 0, seedBatchRows*len(cols))
-	for lo, hi := 0, 0; lo < n; lo = hi {
-		hi = batchEnd(lo, min(lo+seedBatchRows, n), splitKey)
-		q := full
-		if hi-lo != seedBatchRows {
-			q = insertStmt(table, cols, hi-lo)
+	for txStart := 0; txStart < n; txStart += seedTxRows {
+		txEnd := min(txStart+seedTxRows, n)
+		tx, err := conn.BeginTxx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("insert into %s: %w", table, err)
 		}
-		args = args[:0]
-		for i := lo; i < hi; i++ {
-			args = row(i, args)
+		for lo, hi := txStart, 0; lo < txEnd; lo = hi {
+			hi = batchEnd(lo, min(lo+seedBatchRows, txEnd), splitKey)
+			q := full
+			if hi-lo != seedBatchRows {
+				q = insertStmt(table, cols, hi-lo)
+			}
+			args = args[:0]
+			for i := lo; i < hi; i++ {
+				args = row(i, args)
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				_ = tx.Rollback()
+				return fmt.Errorf("insert rows %d-%d into %s: %w", lo+1, hi, table, err)
+			}
 		}
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("insert rows %d-%d into %s: %w", lo+1, hi, table, err)
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("insert into %s: commit: %w", table, err)
 		}
 	}
 	return nil

@@ -259,7 +259,23 @@ func (s *state) callFunc(b *body, dot reflect.Value, x *expr) (reflect.Value, er
 		}
 		args = append(args, v)
 	}
-	return s.results(b, x.name, x.fn.Call(args))
+	return s.results(b, x.name, safeCall(x.fn, args))
+}
+
+// safeCall calls fn, turning a panic into an error result as text/template
+// does, so that a failing function is a template error, not a crashed
+// request.
+func safeCall(fn reflect.Value, args []reflect.Value) (out []reflect.Value) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, ok := r.(error)
+			if !ok {
+				err = fmt.Errorf("%v", r)
+			}
+			out = []reflect.Value{reflect.Zero(fn.Type().Out(0)), reflect.ValueOf(&err).Elem()}
+		}
+	}()
+	return fn.Call(args)
 }
 
 // results is a function's or method's value, or its error.
@@ -292,7 +308,6 @@ type fieldInfo struct {
 	typ       reflect.Type
 	method    int  // the method's index, or -1 for a field
 	ptrMethod bool // a method of *typ: needs an addressable value
-	hasErr    bool // the method also returns an error
 	index     []int
 	err       error // the name resolves to nothing usable
 }
@@ -322,7 +337,7 @@ func (s *state) field(b *body, recv reflect.Value, f *fieldSite) (reflect.Value,
 			}
 			m = recv.Addr()
 		}
-		return s.results(b, f.name, m.Method(info.method).Call(nil))
+		return s.results(b, f.name, safeCall(m.Method(info.method), nil))
 	}
 	if len(info.index) == 1 { // not promoted from an embedded struct
 		return recv.Field(info.index[0]), nil
@@ -350,7 +365,6 @@ func resolve(typ reflect.Type, name string) *fieldInfo {
 		if mt.NumIn() != 1 || !goodResults(mt) || mt.Out(0) == reflect.TypeFor[reflect.Value]() {
 			info.err = fmt.Errorf("method %s.%s: only methods of no arguments returning a value (and an error) are supported", typ, name)
 		}
-		info.hasErr = mt.NumOut() == 2
 		return info
 	}
 	if typ.Kind() != reflect.Struct {

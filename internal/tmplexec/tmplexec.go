@@ -11,10 +11,11 @@
 // directly. html/template stays the only source of markup and of
 // escaping decisions; only the execution is ours.
 //
-// It runs exactly the constructs the site's templates use, and New
-// refuses any other node, function or escaper, so a template that
-// outgrows it fails at start (and in tests) rather than rendering
-// differently from html/template. Values of html/template's content types
+// It runs exactly the constructs the site's templates use. New refuses
+// any other node, function or escaper, so a template that outgrows it
+// fails at start; what depends on the data's types (ranging over a map,
+// say) is refused when executed, as an error. routes/render_diff_test.go
+// compares every page with html/template's own output. Values of html/template's content types
 // (template.HTML and the like) are refused when printed: the site never
 // trusts text as markup.
 package tmplexec

@@ -50,6 +50,7 @@ func TestExecuteMatchesHTMLTemplate(t *testing.T) {
 		"nums":  func() []int { return []int{0, 1, 2} },
 		"fixed": func() any { return []string{"x", "<y>"} },
 		"url":   func(s string) string { return "/static/" + s },
+		"boom":  func(s string, n int) string { panic("boom") },
 	}
 	srcs := []string{
 		`<p title="{{.Name}}">{{.Name}}</p><a href="{{.Name}}">x</a><a href="/q?x={{.Name}}">y</a>`,
@@ -63,6 +64,7 @@ func TestExecuteMatchesHTMLTemplate(t *testing.T) {
 		`{{join .Name .Upper}} {{.N}} {{.U}} {{.Any}} {{.Ptr}} {{.Tags}} {{.Ptr.PtrName}}`,
 		`{{.Ptr.Name}}`, // nil pointer: both fail
 		`{{.Fails}}`,
+		`{{boom .Name .N}}`, // a panic: both report an error
 		`{{- /* comment */ -}} {{.Name -}} , {{- .N}}`,
 	}
 	data := []item{
