@@ -54,7 +54,10 @@ type expr struct {
 	fn     reflect.Value
 	// The function again, when it has one of the shapes called without
 	// reflection: func() any (a value fixed per page, like the nav links)
-	// and func(string) string (like a static file's URL).
+	// and func(string) string (like a static file's URL). These, and
+	// print's own formatting of strings, numbers and booleans, sit beside
+	// the general reflective path; the differential tests hold them to
+	// html/template's output.
 	fnNoArgs func() any
 	fnString func(string) string
 	args     []*expr
