@@ -37,7 +37,7 @@ func newRenderer(a *assets) (*renderer, error) {
 	}
 	r := &renderer{pages: make(map[string]*tmplexec.Template, len(parsed))}
 	for name, p := range parsed {
-		if r.pages[name], err = tmplexec.New(p.tmpl, p.funcs); err != nil {
+		if r.pages[name], err = tmplexec.New(p.tmpl, p.funcs, "nav", "asset"); err != nil {
 			return nil, fmt.Errorf("page %s: %w", name, err)
 		}
 	}
@@ -56,7 +56,7 @@ func parsePages(a *assets) (map[string]parsedPage, error) {
 		links := navFor(pageSections[name])
 		funcs := template.FuncMap{
 			"lifespan": lifespan,
-			"nav":      func() any { return links },
+			"nav":      func() []navLink { return links },
 			"asset":    a.url,
 		}
 		t := template.New("layout.html").Funcs(funcs)

@@ -52,16 +52,8 @@ type expr struct {
 	name   string // variable or function
 	fields []*fieldSite
 	fn     reflect.Value
-	// The function again, when it has one of the shapes called without
-	// reflection: func() any (a value fixed per page, like the nav links)
-	// and func(string) string (like a static file's URL). These, and
-	// print's own formatting of strings, numbers and booleans, sit beside
-	// the general reflective path; the differential tests hold them to
-	// html/template's output.
-	fnNoArgs func() any
-	fnString func(string) string
-	args     []*expr
-	value    reflect.Value
+	args   []*expr
+	value  reflect.Value
 }
 
 type variable struct {
@@ -237,18 +229,6 @@ func (s *state) eval(b *body, dot reflect.Value, x *expr) (reflect.Value, error)
 }
 
 func (s *state) callFunc(b *body, dot reflect.Value, x *expr) (reflect.Value, error) {
-	if x.fnNoArgs != nil {
-		return reflect.ValueOf(x.fnNoArgs()), nil
-	}
-	if x.fnString != nil {
-		v, err := s.eval(b, dot, x.args[0])
-		if err != nil {
-			return reflect.Value{}, err
-		}
-		if v.Kind() == reflect.String && v.Type() == reflect.TypeFor[string]() {
-			return reflect.ValueOf(x.fnString(v.String())), nil
-		}
-	}
 	typ := x.fn.Type()
 	var argBuf [4]reflect.Value
 	args := argBuf[:0]

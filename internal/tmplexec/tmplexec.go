@@ -45,8 +45,12 @@ type body struct {
 
 // New escapes t (html/template does so lazily, on first execution) and
 // compiles its escaped trees. funcs must be the functions t was parsed
-// with. t must not be changed afterwards; it may still be executed.
-func New(t *htmltemplate.Template, funcs htmltemplate.FuncMap) (*Template, error) {
+// with. constant names those of them whose result depends on their
+// arguments alone and never changes (a page's nav links, a static file's
+// URL): New calls them once and renders to text, once, every part of the
+// page that depends on nothing else. t must not be changed afterwards; it
+// may still be executed.
+func New(t *htmltemplate.Template, funcs htmltemplate.FuncMap, constant ...string) (*Template, error) {
 	// Executing is the only public way to make html/template escape a
 	// set. Escaping does not depend on the data, so nil will do; an
 	// error while executing with nil data (a function refusing a zero
@@ -57,7 +61,13 @@ func New(t *htmltemplate.Template, funcs htmltemplate.FuncMap) (*Template, error
 			return nil, err
 		}
 	}
-	c := &compiler{set: t, funcs: funcs, bodies: map[string]*body{}}
+	c := &compiler{set: t, funcs: funcs, bodies: map[string]*body{}, constant: map[string]bool{}}
+	for _, name := range constant {
+		if _, ok := funcs[name]; !ok {
+			return nil, errors.New("tmplexec: constant function " + name + " is not among the functions")
+		}
+		c.constant[name] = true
+	}
 	root, err := c.body(t.Name(), t.Tree)
 	if err != nil {
 		return nil, err
@@ -93,10 +103,11 @@ func (t *Template) Name() string { return t.name }
 // compiler turns escaped parse trees into nodes, refusing what it does
 // not know.
 type compiler struct {
-	set    *htmltemplate.Template
-	funcs  htmltemplate.FuncMap
-	bodies map[string]*body
-	tree   *parse.Tree // the tree being compiled, for error positions
+	constant map[string]bool // functions New may call once
+	set      *htmltemplate.Template
+	funcs    htmltemplate.FuncMap
+	bodies   map[string]*body
+	tree     *parse.Tree // the tree being compiled, for error positions
 }
 
 func (c *compiler) body(name string, tree *parse.Tree) (*body, error) {
@@ -126,11 +137,80 @@ func (c *compiler) list(l *parse.ListNode) ([]node, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !skip {
-			nodes = append(nodes, cn)
+		if skip {
+			continue
 		}
+		cn = c.fold(cn)
+		if last := len(nodes) - 1; cn.kind == textNode && last >= 0 && nodes[last].kind == textNode {
+			nodes[last].text = append(nodes[last].text[:len(nodes[last].text):len(nodes[last].text)], cn.text...)
+			continue
+		}
+		nodes = append(nodes, cn)
 	}
 	return nodes, nil
+}
+
+// fold renders n to text now if it depends on nothing but constant
+// functions and literals, as the nav links and the stylesheet's URL do.
+// A node whose rendering fails is left to fail, or not, at execution.
+func (c *compiler) fold(n node) node {
+	if n.kind == textNode || !c.constantNode(&n, false) {
+		return n
+	}
+	s := state{vars: []variable{{name: "$"}}}
+	if err := s.walk(&body{name: c.tree.Name}, reflect.Value{}, []node{n}); err != nil {
+		return n
+	}
+	return node{kind: textNode, text: s.out}
+}
+
+// constantNode tells whether n renders the same every time: dotConstant
+// says whether dot is itself derived from constants (inside a range or
+// with over one).
+func (c *compiler) constantNode(n *node, dotConstant bool) bool {
+	switch n.kind {
+	case textNode:
+		return true
+	case printNode:
+		return c.constantExpr(n.expr, dotConstant)
+	case ifNode:
+		return c.constantExpr(n.expr, dotConstant) && c.constantList(n.list, dotConstant) && c.constantList(n.elseList, dotConstant)
+	case withNode, rangeNode:
+		return len(n.decls) == 0 && c.constantExpr(n.expr, dotConstant) &&
+			c.constantList(n.list, true) && c.constantList(n.elseList, dotConstant)
+	}
+	return false // a template call, or a kind added later
+}
+
+func (c *compiler) constantList(l []node, dotConstant bool) bool {
+	for i := range l {
+		if !c.constantNode(&l[i], dotConstant) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *compiler) constantExpr(x *expr, dotConstant bool) bool {
+	switch x.kind {
+	case constExpr:
+		return true
+	case dotExpr, fieldExpr:
+		return dotConstant
+	case funcExpr:
+		if !c.constant[x.name] {
+			return false
+		}
+		fallthrough
+	case eqExpr, gtExpr:
+		for _, a := range x.args {
+			if !c.constantExpr(a, dotConstant) {
+				return false
+			}
+		}
+		return true
+	}
+	return false // variables, even $: the data
 }
 
 func (c *compiler) node(n parse.Node) (cn node, skip bool, err error) {
@@ -283,12 +363,6 @@ func (c *compiler) funcCall(id *parse.IdentifierNode, args []parse.Node) (*expr,
 			return nil, c.refuse(id, "function "+id.Ident+" with this signature or these arguments")
 		}
 		x.kind, x.fn = funcExpr, fn
-		switch f := f.(type) {
-		case func() any:
-			x.fnNoArgs = f
-		case func(string) string:
-			x.fnString = f
-		}
 	} else if (id.Ident == "eq" || id.Ident == "gt") && len(args) == 2 {
 		x.kind = eqExpr
 		if id.Ident == "gt" {

@@ -144,3 +144,38 @@ func TestTrustedContentIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Constant functions are called once, by New, and what depends on them
+// alone is text from then on; what also reads the data still executes.
+func TestConstantPartsAreRenderedOnce(t *testing.T) {
+	calls := 0
+	funcs := template.FuncMap{
+		"links": func() any { calls++; return []item{{Name: "a<b", N: 1}, {Name: "c"}} },
+		"url":   func(s string) string { calls++; return "/static/" + s },
+	}
+	src := `<link href="{{url "s.css"}}">{{range links}}<a href="/{{.Name}}">{{.Name}}{{if .N}}!{{end}}</a>{{end}}` +
+		`{{range links}}{{$.Name}}{{end}}|{{.Name}}`
+	ht := template.Must(template.New("page").Funcs(funcs).Parse(src))
+	x, err := tmplexec.New(ht, funcs, "links", "url")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []item{{Name: "x"}, {Name: "<y>"}} {
+		var want bytes.Buffer
+		if err := ht.Execute(&want, d); err != nil {
+			t.Fatal(err)
+		}
+		before := calls
+		got, err := x.Execute(nil, d)
+		if err != nil || string(got) != want.String() {
+			t.Errorf("got %q, %v; want %q", got, err, want.String())
+		}
+		// Only the range that reads $ still calls links.
+		if n := calls - before; n != 1 {
+			t.Errorf("an execution called the constant functions %d times, want 1", n)
+		}
+	}
+	if _, err := tmplexec.New(ht, funcs, "nosuch"); err == nil {
+		t.Error("an unknown constant function was accepted")
+	}
+}
