@@ -130,11 +130,18 @@ func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 	return openEmbeddedCatalog(ctx, cfg, logger)
 }
 
-func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+// openForCommand opens the MySQL of LOCALLIBRARY_MYSQL_DSN for a command
+// that works on it (the embedded engine, without a DSN, is migrated,
+// seeded and rebuilt when the server starts).
+func openForCommand(ctx context.Context, cfg config.Config, command string, maxConns int) (*sqlx.DB, error) {
 	if cfg.MySQLDSN == "" {
-		return errors.New("migrate needs LOCALLIBRARY_MYSQL_DSN (the embedded engine migrates itself at start)")
+		return nil, fmt.Errorf("%s needs LOCALLIBRARY_MYSQL_DSN (the embedded engine is migrated and seeded at start)", command)
 	}
-	db, err := repository.Open(ctx, cfg.MySQLDSN, 2)
+	return repository.Open(ctx, cfg.MySQLDSN, maxConns)
+}
+
+func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	db, err := openForCommand(ctx, cfg, "migrate", 2)
 	if err != nil {
 		return err
 	}
@@ -149,10 +156,7 @@ func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error 
 // rebuild recomputes book_detail, which the triggers keep as rows change
 // but a bulk load with them off, or a TRUNCATE, does not.
 func rebuild(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	if cfg.MySQLDSN == "" {
-		return errors.New("rebuild needs LOCALLIBRARY_MYSQL_DSN (the embedded engine's seed rebuilds itself)")
-	}
-	db, err := repository.Open(ctx, cfg.MySQLDSN, 2)
+	db, err := openForCommand(ctx, cfg, "rebuild", 2)
 	if err != nil {
 		return err
 	}
@@ -181,10 +185,7 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, opt repos
 	if opt.Authors < 1 || opt.Books < 0 || opt.CopiesPerBook < 0 {
 		return errors.New("seed: --authors must be at least 1, --books and --copies-per-book at least 0")
 	}
-	if cfg.MySQLDSN == "" {
-		return errors.New("seed needs LOCALLIBRARY_MYSQL_DSN (the embedded engine seeds itself at start)")
-	}
-	db, err := repository.Open(ctx, cfg.MySQLDSN, 4)
+	db, err := openForCommand(ctx, cfg, "seed", 4)
 	if err != nil {
 		return err
 	}

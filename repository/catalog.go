@@ -64,12 +64,13 @@ type BookSummary struct {
 	AuthorLastName  sql.NullString `db:"author_last_name"`
 }
 
-// Copy is a row of the book_instance table: one physical copy of a book.
+// Copy is a row of the book_instance table: one physical copy of a book
+// (read from book_detail.copies, see decodeCopies).
 type Copy struct {
-	ID      string       `db:"id"`
-	Imprint string       `db:"imprint"`
-	DueBack sql.NullTime `db:"due_back"`
-	Status  string       `db:"status"`
+	ID      string
+	Imprint string
+	DueBack sql.NullTime
+	Status  string
 }
 
 // Copy statuses, as stored in book_instance.status.
@@ -95,18 +96,19 @@ func (c Copy) StatusLabel() string {
 	return "Unknown"
 }
 
-// Book is a book with everything its detail page shows.
+// Book is a book with everything its detail page shows (scanned column
+// by column in Catalog.Book).
 type Book struct {
-	ID              int64          `db:"id"`
-	Title           string         `db:"title"`
-	Summary         string         `db:"summary"`
-	ISBN            string         `db:"isbn"`
-	AuthorID        sql.NullInt64  `db:"author_id"`
-	AuthorFirstName sql.NullString `db:"author_first_name"`
-	AuthorLastName  sql.NullString `db:"author_last_name"`
-	Language        sql.NullString `db:"language"`
-	Genres          []string       `db:"-"` // sorted by name
-	Copies          []Copy         `db:"-"` // by due date, then id
+	ID              int64
+	Title           string
+	Summary         string
+	ISBN            string
+	AuthorID        sql.NullInt64
+	AuthorFirstName sql.NullString
+	AuthorLastName  sql.NullString
+	Language        sql.NullString
+	Genres          []string // by name, ignoring case
+	Copies          []Copy   // by due date, then id
 }
 
 // AuthorDetail is an author with their books, ordered by title.
