@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // Prefix starts the name of every variable this package reads.

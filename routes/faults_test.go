@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/locallibrary/locallibrary/memcachestore"
-	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/memcachestore"
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/routes"
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 func waitUntil(t *testing.T, what string, limit time.Duration, check func() bool) {

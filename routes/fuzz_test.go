@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/locallibrary/locallibrary/routes"
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 func TestOversizedHeadersGet431(t *testing.T) {

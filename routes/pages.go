@@ -9,9 +9,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/locallibrary/locallibrary/pagecache"
+	"github.com/locallibrary/locallibrary/internal/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // homePage is the home page's data. What the page derives from it is

@@ -14,9 +14,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
-	"github.com/locallibrary/locallibrary/pagecache"
+	"github.com/locallibrary/locallibrary/internal/pagecache"
 	"github.com/locallibrary/locallibrary/repository"
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // Catalog is what the pages read from the library's database.

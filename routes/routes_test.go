@@ -21,11 +21,11 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/locallibrary/locallibrary/config"
-	"github.com/locallibrary/locallibrary/memcachestore"
-	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/memcachestore"
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // fakeCatalog is a catalog of n books by one author, in memory.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/testkit"
-	"github.com/locallibrary/locallibrary/session"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // browser is a returning visitor: the cookies a real browser would send

@@ -16,8 +16,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/locallibrary/locallibrary/memcachestore"
-	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/memcachestore"
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 )
 
 var testSecret = []byte("session test secret: thirty-two bytes or more")

@@ -79,7 +79,7 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 	fs.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "how often /metrics is read and a progress line printed")
 	fs.StringVar(&o.dsn, "dsn", "root@tcp(127.0.0.1:3306)/soak_library", "MySQL DSN of the catalog; the database is created, migrated and seeded (100 authors, 1,000 books, 3 copies each) when it has no books")
 	fs.StringVar(&o.bin, "bin", "", "use this locallibrary binary instead of building one")
-	fs.StringVar(&o.out, "out", "bench/soak/out", "folder for the binary, logs and result.md")
+	fs.StringVar(&o.out, "out", "internal/bench/soak/out", "folder for the binary, logs and result.md")
 	fs.StringVar(&o.memcachedTimeout, "memcached-timeout", "", "LOCALLIBRARY_MEMCACHED_TIMEOUT for the service (empty: the service's default, 100ms)")
 	fs.StringVar(&o.serviceEnv, "service-env", "", "more settings for the service, KEY=VALUE[,KEY=VALUE…] (e.g. LOCALLIBRARY_DB_MAX_OPEN_CONNS=32)")
 	fs.IntVar(&o.memcachedNodes, "memcached-nodes", 1, "memcached processes, all listed in LOCALLIBRARY_MEMCACHED_SERVERS")

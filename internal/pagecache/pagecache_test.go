@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/locallibrary/locallibrary/pagecache"
+	"github.com/locallibrary/locallibrary/internal/pagecache"
 )
 
 // source is a page source whose content and health the test changes.

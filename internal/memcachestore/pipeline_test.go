@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 )
 
 func TestGetAndIncrement(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 
-	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 )
 
 // startMemcached starts memcached on host:port; see memcachedtest.Start.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/locallibrary/locallibrary/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 )
 
 // probes counts the probes of down nodes, for tests to wait on.

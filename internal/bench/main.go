@@ -77,7 +77,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.undismissed, "undismissed", 200, "extra browsers that keep the demo notice, for the session-size figures")
 	targets := fs.String("targets", defaultTargets(), "targets to run, in this order (see README)")
 	fs.BoolVar(&o.reseed, "reseed", false, "drop and seed the catalogs again even if their counts match")
-	fs.StringVar(&o.outDir, "out", "bench/out", "folder for binaries, logs and results")
+	fs.StringVar(&o.outDir, "out", "internal/bench/out", "folder for binaries, logs and results")
 	fs.StringVar(&o.rev, "rev", "", "build the service from this git revision (e.g. HEAD) instead of the working tree")
 	fs.StringVar(&o.mysqlDSN, "mysql", "root@tcp(127.0.0.1:3306)/", "administrator DSN of the MariaDB server")
 	fs.StringVar(&o.smallDB, "small-db", "bench_small", "database of the small catalog")
