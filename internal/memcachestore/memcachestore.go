@@ -1,6 +1,7 @@
 // Package memcachestore keeps the service's sessions in Memcached: it is a
-// session.Store (get, set, delete, touch, an atomic counter and a pipelined
-// read-and-count) and also a fiber.Storage, plus a readiness ping.
+// session.Store (get, set, delete, touch, an atomic counter and a
+// read-and-count, the reads of concurrent pages pipelined) and a complete
+// fiber.Storage (Reset included), plus a readiness ping.
 //
 // It exists because github.com/gofiber/storage/memcache cannot be fetched
 // here; it is built on github.com/bradfitz/gomemcache, with what a
@@ -11,8 +12,9 @@
 // node from costing every request a timeout (see node).
 //
 // Keys: memcached holds keys of at most 250 bytes with no spaces or control
-// characters; KeyPrefix counts against that. The session package's keys
-// (at most 24 bytes) fit with any prefix under 226 bytes. Where a key goes
+// characters; KeyPrefix and the generation tag Reset moves ("0:", "1:",
+// …) count against that. The session package's keys (at most 24 bytes)
+// fit with any prefix under 200 bytes. Where a key goes
 // is decided by Config.Place: the caller, who makes the keys, says which
 // ones belong together.
 package memcachestore
@@ -27,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -59,6 +62,9 @@ var (
 	// or control characters. Get never returns it: such a key simply is
 	// not there.
 	ErrInvalidKey = errors.New("invalid memcached key")
+
+	// ErrTooLarge is returned by Set for a value over MaxItemSize.
+	ErrTooLarge = errors.New("value too large for memcached")
 )
 
 // Config configures a Storage.
@@ -149,8 +155,14 @@ type Storage struct {
 	place     func(key string) string
 	observe   func(op string, err error, d time.Duration)
 
-	stop      context.CancelFunc // ends re-resolution and the probers
+	// ns is prefix and the generation tag, the start of every data key;
+	// Reset moves it (see generation.go).
+	ns  atomic.Pointer[string]
+	gen atomic.Uint64
+
+	stop      context.CancelFunc // ends re-resolution, generation reads and the probers
 	done      chan struct{}      // closed when re-resolution has ended
+	followed  chan struct{}      // closed when generation reads have ended
 	probers   sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -160,7 +172,8 @@ type hooks struct {
 	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
 	probed       func() // called after each probe of a down node
 	lookup       func(ctx context.Context, host string) ([]string, error)
-	afterResolve func() // called after each background resolution pass
+	afterResolve func()        // called after each background resolution pass
+	followEvery  time.Duration // how often the generation is read; 0: followEvery
 }
 
 // ParseServers splits a comma-separated "host:port, host:port" list.
@@ -208,8 +221,9 @@ func checkServer(entry string) error {
 	return nil
 }
 
-// New validates cfg, resolves the servers and returns a Storage. It does
-// not connect: use Ping for that.
+// New validates cfg, resolves the servers, reads the generation of the
+// keys (see Reset) and returns a Storage. It does not fail when memcached
+// cannot be reached: use Ping for that.
 //
 // A malformed server list is an error, and so is a list none of whose
 // names resolves. A name that does not resolve yet while others do (a
@@ -252,6 +266,7 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 		s.nodes = append(s.nodes, &node{name: name, pool: p, prober: prober, ctx: loopCtx, wg: &s.probers, probed: h.probed})
 	}
 	s.resolver = resolver{ring: ring, nodes: s.nodes, lookup: h.lookup}
+	s.setGeneration(0)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*lookupTimeout)
 	defer cancel()
@@ -265,6 +280,9 @@ func newStorage(cfg Config, h hooks) (*Storage, error) {
 	} else {
 		close(s.done)
 	}
+	_ = s.readGeneration() // best effort: followGeneration tries again
+	s.followed = make(chan struct{})
+	go s.followGeneration(loopCtx, h.followEvery)
 	return s, nil
 }
 
@@ -336,23 +354,17 @@ func legalKey(key string) bool {
 
 // key returns the namespaced key and whether memcached can hold it.
 func (s *Storage) key(k string) (string, bool) {
-	full := s.prefix + k
+	full := *s.ns.Load() + k
 	return full, k != "" && legalKey(full)
 }
 
-// placement is the part of full key k that picks its nodes (Config.Place).
-func (s *Storage) placement(k string) string {
-	k = k[len(s.prefix):]
-	if s.place != nil {
-		return s.place(k)
-	}
-	return k
-}
-
-// owners returns the nodes holding full key k, best first.
+// owners returns the nodes holding key k (not namespaced), best first.
 func (s *Storage) owners(k string) []*node {
+	if s.place != nil {
+		k = s.place(k)
+	}
 	var idx [maxReplicas]int
-	rank(s.placement(k), s.ring.seeds, idx[:s.replicas])
+	rank(k, s.ring.seeds, idx[:s.replicas])
 	nodes := make([]*node, s.replicas)
 	for i := range nodes {
 		nodes[i] = s.nodes[idx[i]]
@@ -445,33 +457,66 @@ func (s *Storage) Get(key string) (val []byte, err error) {
 	if !ok {
 		return nil, nil
 	}
+	return s.get(k, key)
+}
+
+// get is Get of the full key k, placed as key.
+func (s *Storage) get(k, key string) ([]byte, error) {
 	var errs []error
 	var missedOn *node // a copy that answered "not here"
-	for _, n := range s.owners(k) {
-		var item *memcache.Item
-		err := s.on(n, func(c *memcache.Client) (err error) {
-			item, err = c.Get(k)
-			return err
-		})
+	for _, n := range s.owners(key) {
+		val, _, _, err := n.getAndIncr(k, "")
 		switch {
-		case err == nil:
+		case err != nil:
+			errs = append(errs, nodeError(n, err)) // this copy is unreachable: try the next
+		case val != nil:
 			if missedOn != nil && s.repairTTL > 0 {
 				// The first copy was lost (its node restarted empty): put it
 				// back, so a restart of the other node later loses nothing.
-				repaired := &memcache.Item{Key: k, Value: item.Value, Expiration: expiry(s.repairTTL, time.Now())}
+				repaired := &memcache.Item{Key: k, Value: val, Expiration: expiry(s.repairTTL, time.Now())}
 				_ = s.on(missedOn, func(c *memcache.Client) error { return c.Add(repaired) })
 			}
-			return item.Value, nil
-		case errors.Is(err, memcache.ErrCacheMiss):
-			missedOn = n // look at the other copy too
+			return val, nil
 		default:
-			errs = append(errs, err) // this copy is unreachable: try the next
+			missedOn = n // look at the other copy too
 		}
 	}
 	if missedOn != nil {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("memcachestore: get: %w", errors.Join(errs...))
+}
+
+// GetAndIncrement reads getKey and adds one to the counter incrKey in one
+// round trip: a returning visitor's home page needs exactly these two, and
+// on a loaded machine the system calls of a second round trip cost more
+// than the rest of the page. Both go in the node's next exchange (see
+// pipeline.go), shared with the other pages in flight.
+//
+// It returns the value (nil when missing), the counter's new value and
+// whether the counter existed: a missing counter is not created, since the
+// caller decides from the value whether it belongs to a real session.
+//
+// The two keys must share their nodes (see Config.Place) and the Storage
+// must keep one copy of each key; otherwise the two operations are made
+// one after the other, as Get and a plain increment.
+func (s *Storage) GetAndIncrement(getKey, incrKey string) (val []byte, count uint64, counted bool, err error) {
+	defer s.record("get_and_increment", time.Now(), &err)
+	gk, ok := s.key(getKey)
+	if !ok {
+		return nil, 0, false, nil // nothing can be stored under it
+	}
+	ik, ok := s.key(incrKey)
+	if !ok {
+		return nil, 0, false, fmt.Errorf("memcachestore: increment a %d-byte key: %w", len(incrKey), ErrInvalidKey)
+	}
+	owners := s.owners(getKey)
+	if s.replicas != 1 || owners[0] != s.owners(incrKey)[0] {
+		return s.getThenIncrement(getKey, incrKey)
+	}
+	n := owners[0]
+	val, count, counted, err = n.getAndIncr(gk, ik)
+	return val, count, counted, nodeError(n, err)
 }
 
 // Set stores val under key for exp (0: no expiry). As fiber.Storage asks,
@@ -485,8 +530,11 @@ func (s *Storage) Set(key string, val []byte, exp time.Duration) (err error) {
 	if !ok {
 		return fmt.Errorf("memcachestore: set a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
+	if len(val) > MaxItemSize {
+		return fmt.Errorf("memcachestore: set a %d-byte value: %w", len(val), ErrTooLarge)
+	}
 	item := &memcache.Item{Key: k, Value: val, Expiration: expiry(exp, time.Now())}
-	errs := s.onEach(s.owners(k), func(_ int, c *memcache.Client) error { return c.Set(item) })
+	errs := s.onEach(s.owners(key), func(_ int, c *memcache.Client) error { return c.Set(item) })
 	return anySucceeded("set", errs)
 }
 
@@ -499,7 +547,7 @@ func (s *Storage) Delete(key string) (err error) {
 	if !ok {
 		return nil
 	}
-	errs := s.onEach(s.owners(k), func(_ int, c *memcache.Client) error {
+	errs := s.onEach(s.owners(key), func(_ int, c *memcache.Client) error {
 		if err := c.Delete(k); !errors.Is(err, memcache.ErrCacheMiss) {
 			return err
 		}
@@ -516,24 +564,13 @@ func (s *Storage) Touch(key string, exp time.Duration) (err error) {
 		return nil
 	}
 	e := expiry(exp, time.Now())
-	errs := s.onEach(s.owners(k), func(_ int, c *memcache.Client) error {
+	errs := s.onEach(s.owners(key), func(_ int, c *memcache.Client) error {
 		if err := c.Touch(k, e); !errors.Is(err, memcache.ErrCacheMiss) {
 			return err
 		}
 		return nil
 	})
 	return anySucceeded("touch", errs)
-}
-
-// Reset is part of fiber.Storage ("delete all keys") but memcached can
-// neither list keys nor delete by prefix: the only way to delete
-// everything is flush_all, which wipes every app's data on a memcached
-// shared with other services. Reset therefore deletes nothing and returns
-// an error wrapping errors.ErrUnsupported. To drop all sessions at once,
-// change KeyPrefix (e.g. "ll:v2:") and let the old keys expire.
-func (s *Storage) Reset() (err error) {
-	defer s.record("reset", time.Now(), &err)
-	return fmt.Errorf("memcachestore: reset would flush every app's data in memcached: %w", errors.ErrUnsupported)
 }
 
 // Close stops re-resolution and the probers and closes idle connections.
@@ -543,6 +580,7 @@ func (s *Storage) Close() error {
 	s.closeOnce.Do(func() {
 		s.stop()
 		<-s.done
+		<-s.followed
 		s.probers.Wait()
 		for _, n := range s.nodes {
 			n.pool.closeIdle()
@@ -559,19 +597,24 @@ func (s *Storage) Close() error {
 // With Replicas: 2, see Storage for how the two copies are kept in step.
 func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error) {
 	defer s.record("increment", time.Now(), &err)
-	k, ok := s.key(key)
-	if !ok {
+	if _, ok := s.key(key); !ok {
 		return 0, fmt.Errorf("memcachestore: increment a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
-	n, _, err = s.increment(k, exp)
+	n, _, err = s.increment(key, exp)
 	return n, err
 }
 
-// increment is Increment of the full key k. It also returns the nodes on
-// which the counter had to be created although another copy existed: they
-// lost their data (restarted empty) or evicted it.
-func (s *Storage) increment(k string, exp time.Duration) (best uint64, lost []*node, err error) {
-	owners := s.owners(k)
+// increment is Increment of a key memcached can hold. It also returns the
+// nodes on which the counter had to be created although another copy
+// existed: they lost their data (restarted empty) or evicted it.
+func (s *Storage) increment(key string, exp time.Duration) (best uint64, lost []*node, err error) {
+	k, _ := s.key(key)
+	return s.incrementFull(k, key, exp)
+}
+
+// incrementFull is increment of the full key k, placed as key.
+func (s *Storage) incrementFull(k, key string, exp time.Duration) (best uint64, lost []*node, err error) {
+	owners := s.owners(key)
 	vals := make([]uint64, len(owners))
 	created := make([]bool, len(owners))
 	deltas := make([]uint64, len(owners))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/session"
 )
@@ -185,7 +186,7 @@ func TestGetMissingAndInvalidKeys(t *testing.T) {
 		{"missing", "no-such-session"},
 		{"empty", ""},
 		{"251 bytes", strings.Repeat("k", 251)},
-		{"too long with prefix", strings.Repeat("k", 250-len(s.prefix)+1)},
+		{"too long with prefix", strings.Repeat("k", 250-len(*s.ns.Load())+1)},
 		{"space", "a b"},
 		{"newline", "a\nb"},
 		{"nul", "a\x00b"},
@@ -204,7 +205,7 @@ func TestGetMissingAndInvalidKeys(t *testing.T) {
 
 func TestSetGetDelete(t *testing.T) {
 	s := newTestStorage(t)
-	longest := strings.Repeat("k", 250-len(s.prefix))
+	longest := strings.Repeat("k", 250-len(*s.ns.Load()))
 	tests := []struct {
 		name string
 		key  string
@@ -373,16 +374,46 @@ func TestIncrementNonNumericIsNotUnavailable(t *testing.T) {
 	}
 }
 
-func TestResetRefuses(t *testing.T) {
-	s := newTestStorage(t)
+func TestReset(t *testing.T) {
+	prefix := uniquePrefix(t)
+	s := MustNew(t, Config{Servers: []string{memcachedAddr(t)}, KeyPrefix: prefix})
+	other := MustNew(t, Config{Servers: []string{memcachedAddr(t)}, KeyPrefix: "lltest:other:" + prefix})
 	if err := s.Set("keep", []byte("v"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Reset(); !errors.Is(err, errors.ErrUnsupported) {
-		t.Fatalf("Reset = %v, want errors.ErrUnsupported", err)
+	if err := other.Set("keep", []byte("other app"), time.Minute); err != nil {
+		t.Fatal(err)
 	}
-	if got, _ := s.Get("keep"); string(got) != "v" {
-		t.Fatalf("Reset deleted data: Get = %q", got)
+	if err := s.Reset(); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	if got, err := s.Get("keep"); got != nil || err != nil {
+		t.Fatalf("after Reset, Get = %q, %v; want nil, nil", got, err)
+	}
+	if got, _ := other.Get("keep"); string(got) != "other app" {
+		t.Fatalf("Reset reached another prefix: Get = %q", got)
+	}
+	if err := s.Set("keep", []byte("new"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// A Storage made later, as another replica would be, reads the
+	// generation and sees the new data only.
+	late := MustNew(t, Config{Servers: []string{memcachedAddr(t)}, KeyPrefix: prefix})
+	if got, _ := late.Get("keep"); string(got) != "new" {
+		t.Fatalf("a later Storage reads %q, want the data stored after Reset", got)
+	}
+	// The generation evicted (deleted here): it is put back, not reset
+	// to the start, where old data would come back.
+	c := memcache.New(memcachedAddr(t))
+	defer c.Close()
+	if err := c.Delete(prefix + genKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.readGeneration(); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := c.Get(prefix + genKey); err != nil || string(it.Value) != "1" {
+		t.Fatalf("generation after eviction = %v, %v; want 1 put back", it, err)
 	}
 }
 

@@ -45,6 +45,7 @@ type node struct {
 	pool   *pool
 	prober *memcache.Client // the probe's client, one connection at a time
 	owed   owed             // increments it missed while down (Replicas: 2)
+	batch  batcher          // the pipelined reads (see pipeline.go)
 
 	// down is the lock-free fast path: false means healthy, go ahead.
 	down atomic.Bool
@@ -65,8 +66,9 @@ func (n *node) admit() error {
 }
 
 // do runs fn on one of n's connections, unless n is down, and records the
-// outcome. Errors are fn's, unwrapped.
-func (n *node) do(fn func(s *slot) error) error {
+// outcome. Errors are fn's, unwrapped. The slot goes back even if fn
+// panics.
+func (n *node) do(fn func(s *slot) error) (err error) {
 	if err := n.admit(); err != nil {
 		return err
 	}
@@ -74,10 +76,17 @@ func (n *node) do(fn func(s *slot) error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.name, err)
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			s.close() // fn panicked: what is left unread on it is unknown
+		}
+		if n.pool.put(s, err) {
+			n.fail()
+		}
+	}()
 	err = fn(s)
-	if n.pool.put(s, err) {
-		n.fail()
-	}
+	returned = true
 	return err
 }
 
@@ -217,7 +226,7 @@ func nodeError(n *node, err error) error {
 	switch {
 	case err == nil, errors.Is(err, ErrUnavailable), errors.Is(err, memcache.ErrCacheMiss):
 		return err // misses are common and need no context
-	case isTransport(err):
+	case isTransport(err), errors.Is(err, errProtocol):
 		return fmt.Errorf("%s: %w: %w", n.name, ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", n.name, err)

@@ -1,7 +1,6 @@
 package memcachestore
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -17,10 +16,10 @@ import (
 var errPoolBusy = fmt.Errorf("all connections busy: %w", ErrUnavailable)
 
 // pool is a node's one set of connections, shared by gomemcache's
-// operations and the pipelined GetAndIncrement: at most cap(free) of
-// them, ever. Each slot is one connection's worth of the cap: a gomemcache
-// client that keeps at most one idle connection (MaxIdleConns 1), lent to
-// one operation at a time, so the client never holds a second one; the
+// operations and the pipelined reads: at most cap(free) of them, ever.
+// Each slot is one connection's worth of the cap: a gomemcache client that
+// keeps at most one idle connection (MaxIdleConns 1), lent to one
+// operation at a time, so the client never holds a second one; the
 // pipeline speaks on that same connection. gomemcache's own free list thus
 // is the pool, cut into slots, and needs no second pool beside it.
 type pool struct {
@@ -41,8 +40,7 @@ type slot struct {
 	addr func() (net.Addr, error)
 	gen  uint64
 
-	nc *slotConn         // the open connection, nil when there is none
-	rw *bufio.ReadWriter // the pipeline's buffers, over nc
+	nc *slotConn // the open connection, nil when there is none
 }
 
 // slotConn is a slot's connection; closing it (gomemcache does after an
@@ -50,7 +48,6 @@ type slot struct {
 type slotConn struct {
 	net.Conn
 	s      *slot
-	piped  bool // rw reads and writes this connection
 	closed bool
 }
 
@@ -109,7 +106,7 @@ func (p *pool) get() (*slot, error) {
 // would only add load to a busy machine.
 func (p *pool) put(s *slot, err error) (failed bool) {
 	if err != nil && isTransport(err) {
-		s.close() // gomemcache closed its connection; the pipeline's may be open
+		s.close() // gomemcache closed its connection; the pipeline's may be open (it closes it on error)
 		if failed = s.gen == p.gen.Load(); failed && !isTimeout(err) {
 			p.gen.CompareAndSwap(s.gen, s.gen+1)
 		}
@@ -150,33 +147,20 @@ func (s *slot) dialContext(ctx context.Context, network, addr string) (net.Conn,
 	return s.nc, nil
 }
 
-// pipe returns the slot's connection with the pipeline's buffers over it,
-// dialling it if there is none.
-func (s *slot) pipe() (*slotConn, *bufio.ReadWriter, error) {
+// conn returns the slot's connection, dialling it if there is none.
+func (s *slot) conn() (*slotConn, error) {
 	if s.nc == nil {
 		addr, err := s.addr()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.mc.Timeout)
 		defer cancel()
 		if _, err := s.dialContext(ctx, addr.Network(), addr.String()); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	if !s.nc.piped {
-		if s.rw == nil {
-			// Small buffers: a slot per connection adds up, and the
-			// exchange's lines fit (keys are at most 250 bytes; values are
-			// read past the buffer).
-			s.rw = bufio.NewReadWriter(bufio.NewReaderSize(s.nc, 1024), bufio.NewWriterSize(s.nc, 1024))
-		} else {
-			s.rw.Reader.Reset(s.nc)
-			s.rw.Writer.Reset(s.nc)
-		}
-		s.nc.piped = true
-	}
-	return s.nc, s.rw, nil
+	return s.nc, nil
 }
 
 // close closes the slot's connection, and the client's copy of it.

@@ -14,7 +14,7 @@ func TestSessionAndCounterShareTheirNodes(t *testing.T) {
 	})
 	for i := range 1000 {
 		id := fmt.Sprintf("sess%04dXYZ", i)
-		session, counter := s.owners("ll:"+id), s.owners("ll:v:"+id)
+		session, counter := s.owners(id), s.owners("v:"+id)
 		if session[0] != counter[0] || session[1] != counter[1] {
 			t.Fatalf("session %s and its counter live on different nodes", id)
 		}
