@@ -37,6 +37,10 @@ import (
 // at most 250 bytes); more wait for the next one.
 const maxBatch = 128
 
+// maxGetLine bounds a multi-key get line, well inside memcached's 2048-byte
+// command limit for lines it has to buffer whole.
+const maxGetLine = 1900
+
 // MaxItemSize is the largest value Storage stores or accepts in an answer:
 // memcached's default item size limit (-I 1m). An answer declaring more is
 // refused before anything is allocated for it.
@@ -49,11 +53,12 @@ type read struct {
 	queued          time.Time
 	turn            chan bool // true: lead the next exchange; false: answered
 
-	done    bool // answered, or given its error
-	val     []byte
-	count   uint64
-	counted bool
-	err     error
+	done     bool // answered, or given its error
+	endsLine bool // the last key of its get line (see speak)
+	val      []byte
+	count    uint64
+	counted  bool
+	err      error
 }
 
 var reads = sync.Pool{New: func() any { return &read{turn: make(chan bool, 1)} }}
@@ -170,8 +175,11 @@ func failAll(batch []*read, err error) {
 }
 
 // speak writes batch's live reads on s's connection in one write and reads
-// their answers in order. It returns the error that ended the exchange
-// early, after giving it to every read left unanswered.
+// their answers in order. The gets go as multi-key get lines, then the
+// incrs: memcached (1.6) answers every get command with a send of its own
+// but a line of keys with one, so a batch costs it a few system calls in
+// all. It returns the error that ended the exchange early, after giving it
+// to every read left unanswered.
 func (n *node) speak(s *slot, batch []*read) (err error) {
 	b := &n.batch
 	defer func() {
@@ -188,12 +196,28 @@ func (n *node) speak(s *slot, batch []*read) (err error) {
 		return err
 	}
 	b.out = b.out[:0]
+	lineStart := -1 // where the open get line starts in out
+	var last *read  // the last read of the open get line
 	for _, r := range batch {
 		if r.done {
 			continue
 		}
-		b.out = append(append(append(b.out, "get "...), r.getKey...), "\r\n"...)
-		if r.incrKey != "" {
+		if lineStart >= 0 && len(b.out)-lineStart+1+len(r.getKey) > maxGetLine {
+			b.out, lineStart, last.endsLine = append(b.out, "\r\n"...), -1, true
+		}
+		if lineStart < 0 {
+			lineStart = len(b.out)
+			b.out = append(b.out, "get"...)
+		}
+		b.out = append(append(b.out, ' '), r.getKey...)
+		last = r
+	}
+	if last == nil {
+		return nil
+	}
+	b.out, last.endsLine = append(b.out, "\r\n"...), true
+	for _, r := range batch {
+		if !r.done && r.incrKey != "" {
 			b.out = append(append(append(b.out, "incr "...), r.incrKey...), " 1\r\n"...)
 		}
 	}
@@ -207,12 +231,23 @@ func (n *node) speak(s *slot, batch []*read) (err error) {
 	} else {
 		b.in.Reset(nc)
 	}
+	line := 0 // the first read of the get line being read
+	for i, r := range batch {
+		if !r.done && r.endsLine {
+			if err := readGets(b.in, batch[line:i+1]); err != nil {
+				return err
+			}
+			line = i + 1
+		}
+	}
 	for _, r := range batch {
 		if r.done {
 			continue
 		}
-		if err := readAnswer(b.in, r); err != nil {
-			return err
+		if r.incrKey != "" {
+			if err := readIncr(b.in, r); err != nil {
+				return err
+			}
 		}
 		r.done = true
 	}
@@ -267,16 +302,8 @@ var (
 // is not a number); the stream stays in step.
 var errAnswer = errors.New("memcached refused")
 
-// readAnswer reads r's answers: the get's, then the incr's if asked.
-func readAnswer(in *bufio.Reader, r *read) error {
-	val, err := readGet(in, r.getKey)
-	if err != nil {
-		return err
-	}
-	r.val = val
-	if r.incrKey == "" {
-		return nil
-	}
+// readIncr reads the answer to r's incr.
+func readIncr(in *bufio.Reader, r *read) error {
 	line, err := in.ReadSlice('\n')
 	switch {
 	case err != nil:
@@ -289,41 +316,51 @@ func readAnswer(in *bufio.Reader, r *read) error {
 	}
 	count, rest, ok := parseUint(line, 1<<64-1)
 	if !ok || !bytes.Equal(rest, crlf) {
-		return fmt.Errorf("%w: incr answered %q", errProtocol, line)
+		return fmt.Errorf("%w: incr answered %.300q", errProtocol, line)
 	}
 	r.count, r.counted = count, true
 	return nil
 }
 
-// readGet reads the answer to "get key": END, or exactly one
-// "VALUE <key> <flags> <bytes>\r\n", the data, "\r\n" and END. The
-// declared size is checked against MaxItemSize before the value is
-// allocated.
-func readGet(in *bufio.Reader, key string) ([]byte, error) {
+// readGets reads the answer to one get line of rs's keys: for each key in
+// order, its "VALUE <key> <flags> <bytes>\r\n", the data and "\r\n", or
+// nothing when it is missing; then END. A declared size is checked against
+// MaxItemSize before the value is allocated; a line that is neither the
+// next key's value nor END where it is due ends the exchange.
+func readGets(in *bufio.Reader, rs []*read) error {
 	line, err := in.ReadSlice('\n')
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if bytes.Equal(line, end) {
-		return nil, nil
+	for _, r := range rs {
+		if r.done {
+			continue
+		}
+		size, ok := valueSize(line, r.getKey)
+		if !ok {
+			continue // a miss, or garbage: END is checked below
+		}
+		val := make([]byte, size)
+		if _, err := io.ReadFull(in, val); err != nil {
+			return err
+		}
+		tail, err := in.Peek(len(crlf))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(tail, crlf) {
+			return fmt.Errorf("%w: %q after a %d-byte value", errProtocol, tail, size)
+		}
+		_, _ = in.Discard(len(crlf))
+		r.val = val
+		if line, err = in.ReadSlice('\n'); err != nil {
+			return err
+		}
 	}
-	size, ok := valueSize(line, key)
-	if !ok {
-		return nil, fmt.Errorf("%w: get answered %.300q", errProtocol, line)
+	if !bytes.Equal(line, end) {
+		return fmt.Errorf("%w: get answered %.300q", errProtocol, line)
 	}
-	val := make([]byte, size)
-	if _, err := io.ReadFull(in, val); err != nil {
-		return nil, err
-	}
-	tail, err := in.Peek(len(crlf) + len(end))
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(tail[:len(crlf)], crlf) || !bytes.Equal(tail[len(crlf):], end) {
-		return nil, fmt.Errorf("%w: get answered %q after a %d-byte value", errProtocol, tail, size)
-	}
-	_, _ = in.Discard(len(tail))
-	return val, nil
+	return nil
 }
 
 // valueSize checks that line is exactly "VALUE <key> <flags> <bytes>\r\n"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/locallibrary/locallibrary/internal/testkit"
+	"github.com/prometheus/procfs"
 )
 
 // Server is one memcached process, killed when the test ends.
@@ -140,4 +141,24 @@ func (s *Server) Restart(t testing.TB) *Server {
 	t.Helper()
 	s.Kill()
 	return Start(t, s.Addr)
+}
+
+// Usage is what the process has spent so far: read and write system calls
+// (/proc/PID/io syscr + syscw: read(2) and write(2) and their kin; not
+// sendmsg, which memcached answers with) and CPU time.
+func (s *Server) Usage(t testing.TB) (syscalls uint64, cpu time.Duration) {
+	t.Helper()
+	p, err := procfs.NewProc(s.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io, err := p.IO()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu, err = testkit.CPUTime(s.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return io.SyscR + io.SyscW, cpu
 }

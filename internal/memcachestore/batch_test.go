@@ -1,0 +1,147 @@
+package memcachestore
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
+)
+
+// writeCounter dials real connections and counts the writes made on them.
+type writeCounter struct{ writes atomic.Int64 }
+
+func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{nc, w}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	w *writeCounter
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.w.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// queued is how many reads wait on n for an exchange.
+func queued(n *node) int {
+	n.batch.mu.Lock()
+	defer n.batch.mu.Unlock()
+	return len(n.batch.queue)
+}
+
+// TestConcurrentPagesShareWrites: one page alone costs exactly one write;
+// 64 pages in flight at once, while memcached holds the first exchange
+// (stopped), cost two: the first page's and one for the other 63, and
+// every page gets its own answer, in order, counted once.
+func TestConcurrentPagesShareWrites(t *testing.T) {
+	proc := memcachedtest.Start(t, "")
+	var wc writeCounter
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}}, hooks{dial: wc.dial})
+	const pages = 64
+	for i := range pages {
+		id := fmt.Sprintf("page%02d", i)
+		if err := s.Set(id, []byte(id), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Increment("v:"+id, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	before := wc.writes.Load()
+	if val, count, counted, err := s.GetAndIncrement("page00", "v:page00"); err != nil || string(val) != "page00" || count != 2 || !counted {
+		t.Fatalf("alone: %q, %d, %v, %v", val, count, counted, err)
+	}
+	if got := wc.writes.Load() - before; got != 1 {
+		t.Fatalf("one page alone cost %d writes, want 1", got)
+	}
+
+	getsBefore := proc.Stat(t, "cmd_get")
+	proc.Stop(t)
+	before = wc.writes.Load()
+	var wg sync.WaitGroup
+	for i := range pages {
+		wg.Go(func() {
+			id := fmt.Sprintf("page%02d", i)
+			want := uint64(2)
+			if i == 0 {
+				want = 3
+			}
+			val, count, counted, err := s.GetAndIncrement(id, "v:"+id)
+			if err != nil || string(val) != id || count != want || !counted {
+				t.Errorf("%s: %q, %d, %v, %v; want its own value and %d", id, val, count, counted, err, want)
+			}
+		})
+	}
+	n := s.nodes[0]
+	for deadline := time.Now().Add(5 * time.Second); queued(n) < pages-1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d pages queued behind the first", queued(n))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	proc.Continue(t)
+	wg.Wait()
+	if got := wc.writes.Load() - before; got != 2 {
+		t.Errorf("%d concurrent pages cost %d writes, want 2 (the first, then the other %d together)", pages, got, pages-1)
+	}
+	if got := proc.Stat(t, "cmd_get") - getsBefore; got != pages {
+		t.Errorf("memcached served %d gets, want %d", got, pages)
+	}
+	if free := len(n.pool.free); free != cap(n.pool.free) {
+		t.Errorf("%d of %d connections back in the pool", free, cap(n.pool.free))
+	}
+}
+
+// BenchmarkGetAndIncrementParallel is 64 pages at a time on their own
+// memcached, reporting memcached's read/write system calls and CPU per
+// page beside the client's writes.
+func BenchmarkGetAndIncrementParallel(b *testing.B) {
+	proc := memcachedtest.Start(b, "")
+	var wc writeCounter
+	s, err := newStorage(Config{Servers: []string{proc.Addr}, Timeout: testTimeout, MaxConns: 256}, hooks{dial: wc.dial})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const ids = 1000
+	for i := range ids {
+		id := fmt.Sprintf("sess%04d", i)
+		if err := s.Set(id, make([]byte, 60), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Increment("v:"+id, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(32) // 64 goroutines on 2 cores
+	sys0, cpu0 := proc.Usage(b)
+	w0 := wc.writes.Load()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("sess%04d", next.Add(1)%ids)
+			if _, _, counted, err := s.GetAndIncrement(id, "v:"+id); err != nil || !counted {
+				b.Errorf("%s: %v, %v", id, counted, err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	sys1, cpu1 := proc.Usage(b)
+	b.ReportMetric(float64(sys1-sys0)/float64(b.N), "mc-syscalls/op")
+	b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "mc-cpu-ns/op")
+	b.ReportMetric(float64(wc.writes.Load()-w0)/float64(b.N), "writes/op")
+}
