@@ -15,6 +15,8 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/session"
+
+	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 )
 
 // memcachedAddr returns the memcached named by LOCALLIBRARY_TEST_MEMCACHED,
@@ -438,51 +440,69 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	}
 }
 
-// TestFiberSession wires the Storage into Fiber's session middleware the
-// way the service does and checks that forged ids get a fresh session.
-func TestFiberSession(t *testing.T) {
-	s := newTestStorage(t)
-	store := session.New(session.Config{Storage: s, Expiration: time.Hour})
+// fiberApp serves "/" through Fiber's own session middleware on store:
+// each request counts a visit in the session and answers the count as
+// that many x; "/destroy" destroys the session. A failing store is a 503.
+func fiberApp(store *session.Store) *fiber.App {
 	app := fiber.New()
 	app.Get("/", func(c *fiber.Ctx) error {
 		sess, err := store.Get(c)
 		if err != nil {
-			return err
+			return c.SendStatus(fiber.StatusServiceUnavailable)
 		}
 		visits, _ := sess.Get("visits").(int)
 		visits++
 		sess.Set("visits", visits)
 		if err := sess.Save(); err != nil {
-			return err
+			return c.SendStatus(fiber.StatusServiceUnavailable)
 		}
 		return c.SendString(strings.Repeat("x", visits))
 	})
-
-	do := func(t *testing.T, cookie string) (status int, id, body string) {
-		t.Helper()
-		req := httptest.NewRequest("GET", "/", nil)
-		if cookie != "" {
-			req.Header.Set("Cookie", "session_id="+cookie)
-		}
-		resp, err := app.Test(req, -1)
+	app.Get("/destroy", func(c *fiber.Ctx) error {
+		sess, err := store.Get(c)
 		if err != nil {
-			t.Fatalf("app.Test: %v", err)
+			return c.SendStatus(fiber.StatusServiceUnavailable)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, c := range resp.Cookies() {
-			if c.Name == "session_id" {
-				id = c.Value
-			}
-		}
-		return resp.StatusCode, id, string(b)
-	}
+		return sess.Destroy()
+	})
+	return app
+}
 
-	status, id, body := do(t, "")
+// fiberGet requests path with the session cookie id ("" for none) and
+// returns the status, the session id the answer sets, and the body.
+func fiberGet(t *testing.T, app *fiber.App, path, id string) (status int, newID, body string) {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	if id != "" {
+		req.Header.Set("Cookie", "session_id="+id)
+	}
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatalf("app.Test: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, c := range resp.Cookies() {
+		if c.Name == "session_id" {
+			newID = c.Value
+		}
+	}
+	return resp.StatusCode, newID, string(b)
+}
+
+// TestFiberSession is Fiber's session middleware on the Storage, as the
+// project card describes it (the site itself has its own session layer,
+// see internal/session): sessions are created, read back, expire, are
+// destroyed and reset, and forged ids get a fresh session.
+func TestFiberSession(t *testing.T) {
+	s := newTestStorage(t)
+	app := fiberApp(session.New(session.Config{Storage: s, Expiration: time.Hour}))
+
+	status, id, body := fiberGet(t, app, "/", "")
 	if status != 200 || id == "" || body != "x" {
 		t.Fatalf("first request: status %d, id %q, body %q", status, id, body)
 	}
-	status, id2, body := do(t, id)
+	status, id2, body := fiberGet(t, app, "/", id)
 	if status != 200 || id2 != id || body != "xx" {
 		t.Fatalf("second request: status %d, id %q (want %q), body %q", status, id2, id, body)
 	}
@@ -495,16 +515,61 @@ func TestFiberSession(t *testing.T) {
 	}
 	for _, tt := range forged {
 		t.Run(tt.name, func(t *testing.T) {
-			status, got, body := do(t, tt.id)
-			if status != 200 {
-				t.Fatalf("status %d, body %q; want 200", status, body)
-			}
-			if got == "" || got == tt.id || got == id {
-				t.Fatalf("session id %q; want a fresh one", got)
-			}
-			if body != "x" {
-				t.Fatalf("body %q; want a fresh session's %q", body, "x")
+			status, got, body := fiberGet(t, app, "/", tt.id)
+			if status != 200 || got == "" || got == tt.id || got == id || body != "x" {
+				t.Fatalf("status %d, id %q, body %q; want a fresh session", status, got, body)
 			}
 		})
+	}
+
+	t.Run("destroy", func(t *testing.T) {
+		_, id, _ := fiberGet(t, app, "/", "")
+		if status, _, _ := fiberGet(t, app, "/destroy", id); status != 200 {
+			t.Fatalf("destroy: status %d", status)
+		}
+		if _, got, body := fiberGet(t, app, "/", id); got == id || body != "x" {
+			t.Fatalf("after Destroy: id %q, body %q; want a fresh session", got, body)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		_, id, _ := fiberGet(t, app, "/", "")
+		if err := s.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, body := fiberGet(t, app, "/", id); got == id || body != "x" {
+			t.Fatalf("after Reset: id %q, body %q; want a fresh session", got, body)
+		}
+	})
+	t.Run("expire", func(t *testing.T) {
+		short := fiberApp(session.New(session.Config{Storage: s, Expiration: time.Second}))
+		_, id, _ := fiberGet(t, short, "/", "")
+		time.Sleep(2100 * time.Millisecond) // memcached counts whole seconds
+		if _, got, body := fiberGet(t, short, "/", id); got == id || body != "x" {
+			t.Fatalf("after expiry: id %q, body %q; want a fresh session", got, body)
+		}
+	})
+}
+
+// TestFiberSessionNodeLost: with its memcached killed, Fiber's middleware
+// gets an error (the page answers 503, nothing panics); restarted empty,
+// the old cookie starts a fresh session and the site works again.
+func TestFiberSessionNodeLost(t *testing.T) {
+	node := memcachedtest.Start(t, "")
+	probed := make(probes, 1)
+	s := mustNewStorage(t, Config{Servers: []string{node.Addr}, Timeout: 500 * time.Millisecond}, hooks{probed: probed.done})
+	app := fiberApp(session.New(session.Config{Storage: s, Expiration: time.Hour}))
+	_, id, _ := fiberGet(t, app, "/", "")
+	node.Kill()
+	if status, _, _ := fiberGet(t, app, "/", id); status != fiber.StatusServiceUnavailable {
+		t.Fatalf("with memcached dead: status %d, want 503", status)
+	}
+	node = node.Restart(t)
+	probed.waitUp(t, s.nodes[0])
+	status, got, body := fiberGet(t, app, "/", id)
+	if status != 200 || got == "" || got == id || body != "x" {
+		t.Fatalf("after the restart: status %d, id %q, body %q; want a fresh session", status, got, body)
+	}
+	if status, _, body := fiberGet(t, app, "/", got); status != 200 || body != "xx" {
+		t.Fatalf("the fresh session: status %d, body %q", status, body)
 	}
 }
