@@ -136,9 +136,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-// newSessionAddresses is how many client addresses the new-session limiter
-// remembers (a few hundred bytes each); an address forgotten starts again
-// with a full allowance.
+// newSessionAddresses is how many busy prefixes per level the new-session
+// limiter's fixed tables hold (16 bytes each, 0.8 MB in all) before shared
+// slots start to make its limits stricter; it never forgets a prefix.
 const newSessionAddresses = 10_000
 
 // admitNewSessions asks l whether the request's client address may start
