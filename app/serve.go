@@ -16,12 +16,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/locallibrary/locallibrary/internal/addrlimit"
 	"github.com/locallibrary/locallibrary/config"
+	"github.com/locallibrary/locallibrary/internal/addrlimit"
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
+	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
-	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // serve runs the website until ctx is cancelled, then drains and shuts
