@@ -158,11 +158,16 @@ func TestDockerfile(t *testing.T) {
 		}
 		var user, entrypoint string
 		var exposed []string
+		env := map[string]string{}
 		var copied bool
 		for _, c := range final.Commands {
 			switch c := c.(type) {
 			case *instructions.UserCommand:
 				user = c.User
+			case *instructions.EnvCommand:
+				for _, kv := range c.Env {
+					env[kv.Key] = kv.Value
+				}
 			case *instructions.ExposeCommand:
 				exposed = append(exposed, c.Ports...)
 			case *instructions.EntrypointCommand:
@@ -181,6 +186,13 @@ func TestDockerfile(t *testing.T) {
 		}
 		if !slices.Contains(exposed, "8080") {
 			t.Errorf("EXPOSE %v, want 8080", exposed)
+		}
+		// The binary's defaults are loopback: in a container that is
+		// unreachable, so the image names every interface itself.
+		for name, port := range map[string]string{"LOCALLIBRARY_HTTP_ADDR": "8080", "LOCALLIBRARY_METRICS_ADDR": "9090"} {
+			if got := env[name]; got != ":"+port && got != "0.0.0.0:"+port && got != "[::]:"+port {
+				t.Errorf("ENV %s=%q, want every interface on port %s (the binary's default is loopback)", name, got, port)
+			}
 		}
 		if entrypoint != "/locallibrary" {
 			t.Errorf("ENTRYPOINT %q, want [\"/locallibrary\"]", entrypoint)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,6 +214,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("selectors", func(t *testing.T) { checkSelectors(t, m) })
 			t.Run("network policies", func(t *testing.T) { checkNetworkPolicies(t, m) })
 			t.Run("metrics kept inside", func(t *testing.T) { checkMetricsPrivate(t, m) })
+			t.Run("listens on every interface", func(t *testing.T) { checkListenAddrs(t, m) })
 			t.Run("memcached", func(t *testing.T) { checkMemcached(t, m) })
 			t.Run("secret key", func(t *testing.T) { checkSecretKey(t, m) })
 			t.Run("migration job", func(t *testing.T) { checkMigrationJob(t, m) })
@@ -814,6 +816,20 @@ func checkMetricsPrivate(t *testing.T, m manifests) {
 					t.Errorf("NetworkPolicy %s opens the metrics port to %+v, not only to Prometheus", p.Name, peer)
 				}
 			}
+		}
+	}
+}
+
+// checkListenAddrs requires the site and /metrics addresses set, on every
+// interface: the binary's own defaults are loopback, which in a pod only
+// the pod itself reaches (the kubelet's probes would fail).
+func checkListenAddrs(t *testing.T, m manifests) {
+	_, c := m.web(t)
+	for _, name := range []string{"LOCALLIBRARY_HTTP_ADDR", "LOCALLIBRARY_METRICS_ADDR"} {
+		addr, _ := env(c, name)
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err != nil || (host != "" && (ip == nil || !ip.IsUnspecified())) {
+			t.Errorf("%s=%q, want every interface (\":8080\"): the app's default is loopback", name, addr)
 		}
 	}
 }
