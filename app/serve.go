@@ -106,6 +106,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		_ = ln.Close()
 		return startFailed(fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err))
 	}
+	ln = capConnections(server, ln, cfg.HTTPMaxConns)
 	metrics := metricsServer(deps.Metrics)
 	defer metrics.Close()
 	served := make(chan error, 2)
