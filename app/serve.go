@@ -16,12 +16,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/locallibrary/locallibrary/internal/addrlimit"
 	"github.com/locallibrary/locallibrary/config"
+	"github.com/locallibrary/locallibrary/internal/addrlimit"
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
+	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
-	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // serve runs the website until ctx is cancelled, then drains and shuts
@@ -106,6 +106,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		_ = ln.Close()
 		return startFailed(fmt.Errorf("listen on %s: %w", cfg.MetricsAddr, err))
 	}
+	ln = capConnections(server, ln, cfg.HTTPMaxConns)
 	metrics := metricsServer(deps.Metrics)
 	defer metrics.Close()
 	served := make(chan error, 2)
@@ -136,9 +137,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-// newSessionAddresses is how many client addresses the new-session limiter
-// remembers (a few hundred bytes each); an address forgotten starts again
-// with a full allowance.
+// newSessionAddresses is how many busy prefixes per level the new-session
+// limiter's fixed tables hold (16 bytes each, 0.8 MB in all) before shared
+// slots start to make its limits stricter; it never forgets a prefix.
 const newSessionAddresses = 10_000
 
 // admitNewSessions asks l whether the request's client address may start

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -21,9 +22,13 @@ const Prefix = "LOCALLIBRARY_"
 
 // Config is everything the service can be told from outside.
 type Config struct {
-	HTTPAddr    string // address to listen on
+	HTTPAddr    string // address to listen on; loopback unless set (the image and manifests set ":8080")
 	MetricsAddr string // address of the /metrics listener, kept off the public one
-	BodyLimit   int    // bytes a request body may have; larger ones get 413 unread
+	// HTTPMaxConns caps the site listener's open connections: the next few
+	// get the site's 503 page, any beyond those are refused at once, so a
+	// flood of idle connections cannot take the replica's memory.
+	HTTPMaxConns int
+	BodyLimit    int // bytes a request body may have; larger ones get 413 unread
 
 	MySQLDSN         string // empty: the embedded engine, where the build has it
 	DBMaxOpenConns   int
@@ -65,6 +70,11 @@ type Config struct {
 	LogLevel slog.Level
 }
 
+// DefaultHTTPMaxConns is the connection cap unless set: at about 20 KiB
+// each (fasthttp's buffers and a goroutine) 1,024 open connections hold
+// some 20 MiB, which a 128 MiB replica has room for beside its heap.
+const DefaultHTTPMaxConns = 1024
+
 // MemoryBesideCacheMiB is what a replica's live heap holds beside its page
 // cache at 256 connections (measured: about 11 MiB, 4 of them fasthttp's
 // read buffers), with room for the garbage collector to work.
@@ -75,8 +85,11 @@ const MemoryBesideCacheMiB = 32
 func Load(getenv func(string) string) (Config, error) {
 	l := loader{getenv: getenv}
 	cfg := Config{
-		HTTPAddr:         l.str("HTTP_ADDR", ":8080"),
-		MetricsAddr:      l.str("METRICS_ADDR", ":9090"),
+		// Loopback, as Django's runserver: `go run .` is not on the network
+		// until told to be.
+		HTTPAddr:         l.str("HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr:      l.str("METRICS_ADDR", "127.0.0.1:9090"),
+		HTTPMaxConns:     l.intAtLeast("HTTP_MAX_CONNS", DefaultHTTPMaxConns, 1),
 		BodyLimit:        l.intAtLeast("BODY_LIMIT", 8<<10, 1),
 		MySQLDSN:         l.str("MYSQL_DSN", ""),
 		DBMaxOpenConns:   l.intAtLeast("DB_MAX_OPEN_CONNS", 16, 1),
@@ -126,7 +139,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if getenv(Prefix+"MEMCACHED_MAX_IDLE_CONNS") != "" {
 		l.fail("MEMCACHED_MAX_IDLE_CONNS", "was replaced by LOCALLIBRARY_MEMCACHED_MAX_CONNS, a cap on all connections")
 	}
-	if cfg.MetricsAddr == cfg.HTTPAddr {
+	if overlap(cfg.MetricsAddr, cfg.HTTPAddr) {
 		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
 	}
 	if cfg.MemoryLimitMiB > 0 && cfg.MemoryLimitMiB < cfg.PageCacheMiB+MemoryBesideCacheMiB {
@@ -160,6 +173,19 @@ func Load(getenv func(string) string) (Config, error) {
 	return cfg, errors.Join(l.errs...)
 }
 
+// overlap reports whether two listen addresses would take the same port on
+// some interface: the same port, and the same host or either one all
+// interfaces (":8080", "0.0.0.0:8080", "[::]:8080").
+func overlap(a, b string) bool {
+	hostA, portA, errA := net.SplitHostPort(a)
+	hostB, portB, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	allInterfaces := func(h string) bool { ip := net.ParseIP(h); return h == "" || ip != nil && ip.IsUnspecified() }
+	return portA == portB && (hostA == hostB || allInterfaces(hostA) || allInterfaces(hostB))
+}
+
 // ErrNoSecretKey is what serve answers when LOCALLIBRARY_SECRET_KEY is
 // missing where it is required (Production).
 var ErrNoSecretKey = fmt.Errorf("%sSECRET_KEY is required with a MySQL DSN or memcached servers: "+
@@ -178,6 +204,7 @@ func (c Config) Attrs() []any {
 		"http_addr", c.HTTPAddr,
 		"metrics_addr", c.MetricsAddr,
 		"body_limit", c.BodyLimit,
+		"http_max_conns", c.HTTPMaxConns,
 		"mysql_dsn", MaskDSN(c.MySQLDSN),
 		"memcached_servers", c.MemcachedServers,
 		"session_replicas", c.SessionReplicas,

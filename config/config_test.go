@@ -17,9 +17,16 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HTTPAddr != ":8080" || cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
+	// Loopback unless told otherwise: `go run .` is not on the network.
+	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.MetricsAddr != "127.0.0.1:9090" {
+		t.Errorf("listen addresses %q and %q by default, want loopback 127.0.0.1:8080 and 127.0.0.1:9090", cfg.HTTPAddr, cfg.MetricsAddr)
+	}
+	if cfg.HTTPMaxConns != config.DefaultHTTPMaxConns {
+		t.Errorf("connection cap %d by default, want %d", cfg.HTTPMaxConns, config.DefaultHTTPMaxConns)
+	}
+	if cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
 		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != 2*time.Second || cfg.SessionReplicas != 1 ||
-		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure || cfg.MetricsAddr != ":9090" || cfg.BodyLimit != 8192 {
+		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure || cfg.BodyLimit != 8192 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -129,5 +136,26 @@ func TestMemoryLimitCoversThePageCache(t *testing.T) {
 	_, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "64"}))
 	if err == nil || !strings.Contains(err.Error(), "MEMORY_LIMIT_MIB") || !strings.Contains(err.Error(), "(96)") {
 		t.Errorf("a 64 MiB cache under the default limit: err = %v, want the limit named with 96", err)
+	}
+}
+
+func TestMetricsListenerMustBeApart(t *testing.T) {
+	tests := []struct {
+		http, metrics string
+		ok            bool
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:9090", true},
+		{":8080", ":9090", true},
+		{"127.0.0.1:8080", "127.0.0.2:8080", true}, // two loopback addresses, one port each
+		{"127.0.0.1:8080", "127.0.0.1:8080", false},
+		{"127.0.0.1:8080", ":8080", false}, // all interfaces include loopback
+		{"[::]:8080", "127.0.0.1:8080", false},
+		{"0.0.0.0:9090", "127.0.0.1:9090", false},
+	}
+	for _, tt := range tests {
+		_, err := config.Load(env(map[string]string{"LOCALLIBRARY_HTTP_ADDR": tt.http, "LOCALLIBRARY_METRICS_ADDR": tt.metrics}))
+		if got := err == nil; got != tt.ok {
+			t.Errorf("site %s, metrics %s: accepted = %v, want %v (%v)", tt.http, tt.metrics, got, tt.ok, err)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stages, metaArgs, err := parseDockerfile(src)
+	stages, _, err := parseDockerfile(src)
 	if err != nil {
 		t.Fatalf("Dockerfile: %v", err)
 	}
@@ -98,18 +98,21 @@ func TestDockerfile(t *testing.T) {
 		if m == nil {
 			t.Fatal("root go.mod has no go line")
 		}
-		var version string
-		for _, a := range metaArgs {
-			for _, kv := range a.Args {
-				if kv.Key == "GO_VERSION" && kv.Value != nil {
-					version = *kv.Value
-				}
-			}
-		}
+		// The tag beside the build stage's digest: golang:<version>@sha256:…
+		ref, _, _ := strings.Cut(stages[0].BaseName, "@")
+		version := strings.TrimPrefix(ref, "golang:")
 		// The golang images set GOTOOLCHAIN=local: an older toolchain than
 		// go.mod asks for fails the build.
 		if version != string(m[1]) {
-			t.Errorf("ARG GO_VERSION=%q, root go.mod says go %s", version, m[1])
+			t.Errorf("build stage is FROM %s, root go.mod says go %s", stages[0].BaseName, m[1])
+		}
+	})
+
+	t.Run("base images pinned by digest", func(t *testing.T) {
+		for _, st := range stages {
+			if err := checkPinned(st.BaseName); err != nil {
+				t.Errorf("FROM %s: %v", st.BaseName, err)
+			}
 		}
 	})
 
@@ -153,16 +156,21 @@ func TestDockerfile(t *testing.T) {
 
 	final := stages[len(stages)-1]
 	t.Run("final stage", func(t *testing.T) {
-		if final.BaseName != "gcr.io/distroless/static-debian12:nonroot" && final.BaseName != "scratch" {
-			t.Errorf("final stage is FROM %s, want distroless static nonroot or scratch", final.BaseName)
+		if !strings.HasPrefix(final.BaseName, "gcr.io/distroless/static-debian12:nonroot@") && final.BaseName != "scratch" {
+			t.Errorf("final stage is FROM %s, want gcr.io/distroless/static-debian12:nonroot@sha256:… or scratch", final.BaseName)
 		}
 		var user, entrypoint string
 		var exposed []string
+		env := map[string]string{}
 		var copied bool
 		for _, c := range final.Commands {
 			switch c := c.(type) {
 			case *instructions.UserCommand:
 				user = c.User
+			case *instructions.EnvCommand:
+				for _, kv := range c.Env {
+					env[kv.Key] = kv.Value
+				}
 			case *instructions.ExposeCommand:
 				exposed = append(exposed, c.Ports...)
 			case *instructions.EntrypointCommand:
@@ -181,6 +189,13 @@ func TestDockerfile(t *testing.T) {
 		}
 		if !slices.Contains(exposed, "8080") {
 			t.Errorf("EXPOSE %v, want 8080", exposed)
+		}
+		// The binary's defaults are loopback: in a container that is
+		// unreachable, so the image names every interface itself.
+		for name, port := range map[string]string{"LOCALLIBRARY_HTTP_ADDR": "8080", "LOCALLIBRARY_METRICS_ADDR": "9090"} {
+			if got := env[name]; got != ":"+port && got != "0.0.0.0:"+port && got != "[::]:"+port {
+				t.Errorf("ENV %s=%q, want every interface on port %s (the binary's default is loopback)", name, got, port)
+			}
 		}
 		if entrypoint != "/locallibrary" {
 			t.Errorf("ENTRYPOINT %q, want [\"/locallibrary\"]", entrypoint)

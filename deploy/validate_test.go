@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,6 +214,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("selectors", func(t *testing.T) { checkSelectors(t, m) })
 			t.Run("network policies", func(t *testing.T) { checkNetworkPolicies(t, m) })
 			t.Run("metrics kept inside", func(t *testing.T) { checkMetricsPrivate(t, m) })
+			t.Run("listens on every interface", func(t *testing.T) { checkListenAddrs(t, m) })
 			t.Run("memcached", func(t *testing.T) { checkMemcached(t, m) })
 			t.Run("secret key", func(t *testing.T) { checkSecretKey(t, m) })
 			t.Run("migration job", func(t *testing.T) { checkMigrationJob(t, m) })
@@ -511,6 +513,7 @@ func checkWebDeployment(t *testing.T, m manifests) {
 		if ratio := float64(soft) / float64(limit.Value()); ratio < 0.75 || ratio > 0.95 {
 			t.Errorf("GOMEMLIMIT %s is %.0f%% of limits.memory %s, want 75-95%%", raw, 100*ratio, limit.String())
 		}
+		checkConnectionCap(t, c, soft)
 	}
 
 	if len(d.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
@@ -532,6 +535,39 @@ func envDuration(t *testing.T, c corev1.Container, name string, def time.Duratio
 		t.Errorf("%s=%q: %v", name, raw, err)
 	}
 	return d
+}
+
+// Measured by app's TestConnectionCap: 2,000 idle connections held 37 MiB
+// (fasthttp's 16 KiB read buffer, a goroutine); the heap beside the page
+// cache is config.MemoryBesideCacheMiB.
+const (
+	bytesPerConnection  = 20 << 10
+	heapBesideCacheMiB  = 32
+	defaultPageCacheMiB = 16
+)
+
+// checkConnectionCap requires LOCALLIBRARY_HTTP_MAX_CONNS set, with the
+// connections at the cap fitting under GOMEMLIMIT beside the page cache
+// and the rest of the heap: a flood of idle connections then meets the
+// cap's 503 before the kernel's OOM killer.
+func checkConnectionCap(t *testing.T, c corev1.Container, goMemLimit int64) {
+	raw, ok := env(c, "LOCALLIBRARY_HTTP_MAX_CONNS")
+	conns, err := strconv.Atoi(raw)
+	if !ok || err != nil || conns < 1 {
+		t.Errorf("LOCALLIBRARY_HTTP_MAX_CONNS=%q: set the per-replica connection cap", raw)
+		return
+	}
+	cacheMiB := defaultPageCacheMiB
+	if v, ok := env(c, "LOCALLIBRARY_PAGE_CACHE_MIB"); ok {
+		if cacheMiB, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("LOCALLIBRARY_PAGE_CACHE_MIB=%q", v)
+		}
+	}
+	need := int64(conns)*bytesPerConnection + int64(cacheMiB+heapBesideCacheMiB)<<20
+	if need > goMemLimit {
+		t.Errorf("%d connections (%d MiB) + page cache %d MiB + heap %d MiB exceed GOMEMLIMIT (%d MiB)",
+			conns, int64(conns)*bytesPerConnection>>20, cacheMiB, heapBesideCacheMiB, goMemLimit>>20)
+	}
 }
 
 // parseGoMemLimit reads GOMEMLIMIT's syntax: bytes with an optional B, KiB,
@@ -818,6 +854,20 @@ func checkMetricsPrivate(t *testing.T, m manifests) {
 	}
 }
 
+// checkListenAddrs requires the site and /metrics addresses set, on every
+// interface: the binary's own defaults are loopback, which in a pod only
+// the pod itself reaches (the kubelet's probes would fail).
+func checkListenAddrs(t *testing.T, m manifests) {
+	_, c := m.web(t)
+	for _, name := range []string{"LOCALLIBRARY_HTTP_ADDR", "LOCALLIBRARY_METRICS_ADDR"} {
+		addr, _ := env(c, name)
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err != nil || (host != "" && (ip == nil || !ip.IsUnspecified())) {
+			t.Errorf("%s=%q, want every interface (\":8080\"): the app's default is loopback", name, addr)
+		}
+	}
+}
+
 // checkSecretKey requires LOCALLIBRARY_SECRET_KEY from a Secret: the
 // app refuses to serve without it, and replicas must share one.
 func checkSecretKey(t *testing.T, m manifests) {
@@ -960,6 +1010,50 @@ func checkMigrationJob(t *testing.T, m manifests) {
 	}
 }
 
+// checkHeaderNamesSecrets requires the overlay's header comment, which
+// says what to create before applying it, to name every Secret (and key)
+// the rendered objects use but do not render.
+func checkHeaderNamesSecrets(t *testing.T, m manifests, kustomization string) {
+	src, err := os.ReadFile(kustomization)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header strings.Builder
+	for _, line := range strings.Split(string(src), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		header.WriteString(strings.TrimSpace(strings.TrimPrefix(line, "#")) + " ")
+	}
+	need := map[string]string{} // Secret name → key ("" for a whole Secret)
+	for _, p := range m.pods {
+		for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					need[e.ValueFrom.SecretKeyRef.Name] = e.ValueFrom.SecretKeyRef.Key
+				}
+			}
+		}
+	}
+	for _, i := range m.ingresses {
+		for _, tls := range i.Spec.TLS {
+			need[tls.SecretName] = ""
+		}
+	}
+	for name, key := range need {
+		if _, rendered := m.secrets[name]; rendered {
+			continue
+		}
+		want := "Secret " + name
+		if key != "" {
+			want += ", key " + key
+		}
+		if !strings.Contains(header.String(), want) {
+			t.Errorf("%s's header does not say to create %q (%s): it is used but not rendered", kustomization, want, name)
+		}
+	}
+}
+
 func checkProduction(t *testing.T, m manifests) {
 	_, c := m.web(t)
 	for name, want := range map[string]string{
@@ -973,6 +1067,7 @@ func checkProduction(t *testing.T, m manifests) {
 	if len(m.secrets) != 0 {
 		t.Errorf("production renders %d Secrets; its secrets are created out of band", len(m.secrets))
 	}
+	checkHeaderNamesSecrets(t, m, filepath.Join("k8s", "overlays", "prod", "kustomization.yaml"))
 	for _, i := range m.ingresses {
 		if len(i.Spec.TLS) == 0 {
 			t.Errorf("Ingress %s has no TLS", i.Name)

@@ -49,7 +49,16 @@ func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
 	refuse := func(ctx *fasthttp.RequestCtx, err error) {
 		start := time.Now()
 		ctx.Response.Reset()
-		fiberErrors(ctx, err) // maps fasthttp's errors to statuses, then errorHandler
+		var status *fiber.Error
+		if errors.As(err, &status) {
+			// A status decided before routing (app's connection cap) goes
+			// to the error handler as it is.
+			c := app.AcquireCtx(ctx)
+			_ = app.ErrorHandler(c, status)
+			app.ReleaseCtx(c)
+		} else {
+			fiberErrors(ctx, err) // maps fasthttp's errors to statuses, then errorHandler
+		}
 		setSecurityHeaders(&ctx.Response.Header)
 		ctx.Response.Header.Set(fiber.HeaderCacheControl, cacheNever)
 		// A request the server could not make sense of says nothing

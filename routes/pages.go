@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/locallibrary/locallibrary/internal/pagecache"
-	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/repository"
 )
 
 // homePage is the home page's data. What the page derives from it is

@@ -15,8 +15,8 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
 	"github.com/locallibrary/locallibrary/internal/pagecache"
-	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/repository"
 )
 
 // Catalog is what the pages read from the library's database.

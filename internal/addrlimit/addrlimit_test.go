@@ -2,6 +2,9 @@ package addrlimit
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -80,22 +83,155 @@ func TestAddressesShareBuckets(t *testing.T) {
 	}
 }
 
-func TestMemoryIsBounded(t *testing.T) {
-	l, _ := newTest(t, 1, 1, 10)
-	for i := range 1000 {
-		l.Allow(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+// TestWiderPrefixesHaveTheirOwnBudget: addresses of one /56, /48 or IPv4
+// /24 together get the wider prefix's budget, not one each.
+func TestWiderPrefixesHaveTheirOwnBudget(t *testing.T) {
+	const burst = 10
+	tests := []struct {
+		name  string
+		addrs func(i int) string
+		want  int
+	}{
+		{"256 /64s of one /56", func(i int) string { return fmt.Sprintf("2001:db8:0:%x::1", i) }, site56Multiple * burst},
+		{"256 /56s of one /48", func(i int) string { return fmt.Sprintf("2001:db8:0:%x00::1", i) }, wideMultiple * burst},
+		{"256 addresses of one /24", func(i int) string { return fmt.Sprintf("192.0.2.%d", i) }, wideMultiple * burst},
 	}
-	if n := l.buckets.Len(); n != 10 {
-		t.Fatalf("%d buckets kept; want the bound, 10", n)
-	}
-	// The most recent addresses are remembered: still out of tokens.
-	if l.Allow("10.0.3.231") {
-		t.Error("a recent address got a fresh bucket")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newTest(t, 1, burst, 4096)
+			got := 0
+			for i := range 256 {
+				got += allowed(l, tt.addrs(i), burst)
+			}
+			if got != tt.want {
+				t.Errorf("%d allowed in all, want the wider prefix's %d", got, tt.want)
+			}
+		})
 	}
 }
 
-func TestNewRejectsZeroSize(t *testing.T) {
-	if _, err := New(1, 1, 0); err == nil {
-		t.Error("New with room for no addresses succeeded")
+// TestFloodFromOneSlash48: first visits from all 65,536 /64s of one /48
+// get the /48's budget in all, while another /48, another /64's
+// neighbours elsewhere and IPv4 clients keep theirs.
+func TestFloodFromOneSlash48(t *testing.T) {
+	const perMinute, burst = 120, 100
+	l, c := newTest(t, perMinute, burst, 10_000)
+	got := 0
+	for round := range 3 {
+		for i := range 1 << 16 {
+			if l.Allow(fmt.Sprintf("2001:db8:66:%x::%x", i, round+1)) {
+				got++
+			}
+		}
+		c.t = c.t.Add(time.Second)
+	}
+	// 3 s at the /48's 4×120 a minute: 24 more than the burst, at most.
+	if limit := wideMultiple*burst + 3*wideMultiple*perMinute/60; got > limit {
+		t.Errorf("the flooding /48 got %d new sessions, more than its budget %d", got, limit)
+	}
+	for _, other := range []string{"2001:db8:67::1", "2001:db8:1:2::3", "198.51.100.7", "203.0.113.9"} {
+		if n := allowed(l, other, burst); n != burst {
+			t.Errorf("%s, outside the flood: %d of %d allowed", other, n, burst)
+		}
+	}
+}
+
+// TestNoFreshBudgetAfterOthersCome: an exhausted address stays exhausted
+// however many other addresses arrive after it (a bounded LRU of buckets
+// forgot it and gave it a full one).
+func TestNoFreshBudgetAfterOthersCome(t *testing.T) {
+	l, _ := newTest(t, 1, 5, 1000)
+	if got := allowed(l, "2001:db8:66:1::1", 10); got != 5 {
+		t.Fatalf("burst: %d of 5 allowed", got)
+	}
+	for i := range 200_000 {
+		l.Allow(fmt.Sprintf("10.%d.%d.1", i>>8&0xff, i&0xff))
+		l.Allow(fmt.Sprintf("2001:db8:%x::1", 0x1000+i))
+	}
+	if l.Allow("2001:db8:66:1::1") || l.Allow("2001:db8:66:1::2") {
+		t.Error("the exhausted /64 was given a fresh budget after 400,000 other addresses")
+	}
+}
+
+// TestSharedSlotsOnlyMakeLimitsStricter drives a limiter whose tables are
+// far too small (every slot shared) with random clients and times, and
+// checks that no prefix, at any level, is ever allowed more than its own
+// budget: burst plus the rate times the time since it began.
+func TestSharedSlotsOnlyMakeLimitsStricter(t *testing.T) {
+	const perMinute, burst = 6, 3
+	l, c := newTest(t, perMinute, burst, 2)
+	start := c.t
+	rng := rand.New(rand.NewPCG(1, 2))
+	type key struct {
+		p        netip.Prefix
+		multiple int
+	}
+	granted := map[key]int{}
+	addrs := make([]netip.Addr, 64)
+	for i := range addrs {
+		if i%2 == 0 {
+			addrs[i] = netip.AddrFrom4([4]byte{192, 0, byte(2 + rng.IntN(3)), byte(rng.IntN(4))})
+		} else {
+			addrs[i] = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(rng.IntN(2)), 0, byte(rng.IntN(3)), 15: 1})
+		}
+	}
+	allowedAny := false
+	for range 20_000 {
+		c.t = c.t.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		a := addrs[rng.IntN(len(addrs))]
+		if !l.Allow(a.String()) {
+			continue
+		}
+		allowedAny = true
+		levels := map[int]int{32: 1, 24: wideMultiple}
+		if a.Is6() {
+			levels = map[int]int{64: 1, 56: site56Multiple, 48: wideMultiple}
+		}
+		elapsed := c.t.Sub(start)
+		for bits, multiple := range levels {
+			p, _ := a.Prefix(bits)
+			k := key{p, multiple}
+			granted[k]++
+			budget := burst*multiple + int(elapsed*time.Duration(perMinute*multiple)/time.Minute)
+			if granted[k] > budget {
+				t.Fatalf("%s allowed %d times in %s, over its budget %d", p, granted[k], elapsed, budget)
+			}
+		}
+	}
+	if !allowedAny {
+		t.Fatal("nothing was ever allowed: the test proves nothing")
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	l, err := New(60, 20, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for g := range 8 {
+		wg.Go(func() {
+			n := allowed(l, "2001:db8:5::1", 100)
+			n += allowed(l, fmt.Sprintf("192.0.2.%d", g), 10)
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	// The /64 has a burst of 20, each IPv4 address 10 (the /24, 80 in all,
+	// is not reached); the clock moves a little while the test runs.
+	if total < 20+8*10 || total > 20+8*10+2 {
+		t.Errorf("%d allowed concurrently, want about %d", total, 20+8*10)
+	}
+}
+
+func TestNewRejectsZeroSizes(t *testing.T) {
+	for _, args := range [][3]int{{0, 1, 1}, {1, 0, 1}, {1, 1, 0}} {
+		if _, err := New(args[0], args[1], args[2]); err == nil {
+			t.Errorf("New%v succeeded", args)
+		}
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"sync"
 
 	"github.com/locallibrary/locallibrary/config"
-	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // browser is a returning visitor: the cookies a real browser would send

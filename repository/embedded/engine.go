@@ -4,9 +4,12 @@ package embedded
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 
 	sqle "github.com/dolthub/go-mysql-server"
@@ -19,20 +22,41 @@ import (
 // DatabaseName is the database that Start creates.
 const DatabaseName = "locallibrary"
 
-// quietOnce lowers go-mysql-server's logging, which otherwise writes a line
-// per connection and a warning about secure_file_priv to stderr. logrus is global: this is done once.
-var quietOnce sync.Once
+// noFileAccess is the engine's secure_file_priv: a path under a file, so
+// no one can ever create it. LOAD_FILE, LOAD DATA INFILE and SELECT … INTO
+// OUTFILE/DUMPFILE must name a file in that directory, and so all fail.
+// (An empty secure_file_priv, go-mysql-server's default, lets them read and
+// write anything this process can.)
+var noFileAccess = filepath.Join(os.DevNull, "file-access-disabled")
+
+// globalsOnce sets what go-mysql-server keeps process-wide (logrus and the
+// global system variables): once, before the first engine starts.
+var globalsOnce sync.Once
+var globalsErr error
+
+func setGlobals() error {
+	globalsOnce.Do(func() {
+		// Otherwise go-mysql-server logs a line per connection.
+		logrus.SetLevel(logrus.ErrorLevel)
+		globalsErr = sql.SystemVariables.AssignValues(map[string]any{"secure_file_priv": noFileAccess})
+	})
+	return globalsErr
+}
 
 // Start runs an in-memory MySQL-compatible server with an empty database
 // named locallibrary, listening on 127.0.0.1 on a port the OS picks. The
-// returned DSN is for go-sql-driver/mysql (user root, no password), so the
-// same repository code talks to it. stop closes the listener; the data is
-// gone with the process. ctx only bounds the start.
+// returned DSN is for go-sql-driver/mysql, so the same repository code
+// talks to it. The server accepts one account, made up for this start (a
+// random user name and password that only the DSN holds): any other local
+// user who finds the port is refused. stop closes the listener; the data
+// is gone with the process. ctx only bounds the start.
 func Start(ctx context.Context) (dsn string, stop func() error, err error) {
 	if err := ctx.Err(); err != nil {
 		return "", nil, fmt.Errorf("start embedded database: %w", err)
 	}
-	quietOnce.Do(func() { logrus.SetLevel(logrus.ErrorLevel) })
+	if err := setGlobals(); err != nil {
+		return "", nil, fmt.Errorf("start embedded database: turn file functions off: %w", err)
+	}
 
 	db := memory.NewDatabase(DatabaseName)
 	db.EnablePrimaryKeyIndexes()
@@ -41,6 +65,14 @@ func Start(ctx context.Context) (dsn string, stop func() error, err error) {
 	// too: without them foreign keys cannot be created.
 	provider.WithOption(memory.NativeIndexProvider(true))
 	engine := sqle.NewDefault(provider)
+	// The account exists only in this engine's memory. Adding it turns on
+	// go-mysql-server's user table, which otherwise lets any user name and
+	// password in.
+	user, password := "ll_"+rand.Text()[:16], rand.Text()
+	users := engine.Analyzer.Catalog.MySQLDb
+	ed := users.Editor()
+	users.AddEphemeralSuperUser(ed, user, "localhost", password)
+	ed.Close()
 
 	var lc net.ListenConfig
 	listener, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
@@ -73,6 +105,6 @@ func Start(ctx context.Context) (dsn string, stop func() error, err error) {
 		})
 		return err
 	}
-	dsn = fmt.Sprintf("root@tcp(%s)/%s", listener.Addr().String(), DatabaseName)
+	dsn = fmt.Sprintf("%s:%s@tcp(%s)/%s", user, password, listener.Addr().String(), DatabaseName)
 	return dsn, stop, nil
 }
