@@ -1,7 +1,9 @@
 // Package memcachestore keeps the service's sessions in Memcached: it is a
 // session.Store (get, set, delete, touch, an atomic counter and a
 // read-and-count, the reads of concurrent pages pipelined) and a complete
-// fiber.Storage (Reset included), plus a readiness ping.
+// fiber.Storage (Reset included), plus a readiness ping. Fiber's session
+// middleware sits on it like on any storage:
+// session.New(session.Config{Storage: s}) with s from New.
 //
 // It exists because github.com/gofiber/storage/memcache cannot be fetched
 // here; it is built on github.com/bradfitz/gomemcache, with what a

@@ -106,7 +106,7 @@ func (p *pool) get() (*slot, error) {
 // would only add load to a busy machine.
 func (p *pool) put(s *slot, err error) (failed bool) {
 	if err != nil && isTransport(err) {
-		s.close() // gomemcache closed its connection; the pipeline's may be open (it closes it on error)
+		s.close() // gomemcache closed its connection; the pipeline's may be open
 		if failed = s.gen == p.gen.Load(); failed && !isTimeout(err) {
 			p.gen.CompareAndSwap(s.gen, s.gen+1)
 		}
