@@ -2,6 +2,7 @@ package memcachestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -71,7 +72,7 @@ func TestConcurrentPagesShareWrites(t *testing.T) {
 	proc.Stop(t)
 	before = wc.writes.Load()
 	var wg sync.WaitGroup
-	for i := range pages {
+	page := func(i int) {
 		wg.Go(func() {
 			id := fmt.Sprintf("page%02d", i)
 			want := uint64(2)
@@ -85,12 +86,19 @@ func TestConcurrentPagesShareWrites(t *testing.T) {
 		})
 	}
 	n := s.nodes[0]
-	for deadline := time.Now().Add(5 * time.Second); queued(n) < pages-1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d pages queued behind the first", queued(n))
+	waitFor := func(what string, done func() bool) {
+		for deadline := time.Now().Add(5 * time.Second); !done(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 5s for %s", what)
+			}
 		}
-		time.Sleep(time.Millisecond)
 	}
+	page(0) // its exchange is written, memcached does not answer it yet
+	waitFor("the first page's write", func() bool { return wc.writes.Load()-before == 1 })
+	for i := 1; i < pages; i++ {
+		page(i)
+	}
+	waitFor("the other pages to queue", func() bool { return queued(n) == pages-1 })
 	proc.Continue(t)
 	wg.Wait()
 	if got := wc.writes.Load() - before; got != 2 {
@@ -144,4 +152,43 @@ func BenchmarkGetAndIncrementParallel(b *testing.B) {
 	b.ReportMetric(float64(sys1-sys0)/float64(b.N), "mc-syscalls/op")
 	b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "mc-cpu-ns/op")
 	b.ReportMetric(float64(wc.writes.Load()-w0)/float64(b.N), "writes/op")
+}
+
+// TestHungNodeCostsQueuedPagesOneTimeout: pages queued behind an exchange
+// that a hung memcached never answers fail together when it times out,
+// each within one timeout of its start plus a margin, and the node is out
+// until it answers again.
+func TestHungNodeCostsQueuedPagesOneTimeout(t *testing.T) {
+	proc := memcachedtest.Start(t, "")
+	probed := make(probes, 1)
+	const timeout = 300 * time.Millisecond
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}, Timeout: timeout}, hooks{probed: probed.done})
+	if err := s.Set("sess", []byte("data"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	proc.Stop(t)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			start := time.Now()
+			_, _, _, err := s.GetAndIncrement("sess", "v:sess")
+			if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > timeout+timeout/2 {
+				t.Errorf("on a hung node: %v after %v; want ErrUnavailable within one timeout (%v)", err, took, timeout)
+			}
+		})
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	n := s.nodes[0]
+	if !n.down.Load() {
+		t.Fatal("the hung node is still in use")
+	}
+	if free := len(n.pool.free); free != cap(n.pool.free) {
+		t.Errorf("%d of %d connections back in the pool", free, cap(n.pool.free))
+	}
+	proc.Continue(t)
+	probed.waitUp(t, n)
+	if val, _, _, err := s.GetAndIncrement("sess", "v:sess"); err != nil || string(val) != "data" {
+		t.Fatalf("after the node answers again: %q, %v", val, err)
+	}
 }
