@@ -192,10 +192,10 @@ func (h *harness) build(ctx context.Context) error {
 	if err := testkit.BuildService(ctx, src, h.serviceBin); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.ceilingBin, "./bench/ceiling")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.ceilingBin, "./internal/bench/ceiling")
 	cmd.Dir = h.root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./bench/ceiling: %w\n%s", err, out)
+		return fmt.Errorf("go build ./internal/bench/ceiling: %w\n%s", err, out)
 	}
 	return nil
 }
