@@ -8,8 +8,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/repository"
 )
 
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
