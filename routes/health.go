@@ -76,9 +76,11 @@ func (h *catalogHealth) note(err error) {
 	}
 }
 
+// ready tells whether MySQL answers: by the pages' answers, else by a ping.
+// A ping that times out while the pages' queries are answered (a flood
+// that began while this replica was idle) is no outage either.
 func (h *catalogHealth) ready() bool {
-	answered := h.answered.Load()
-	if h.migrated.Load() && answered > h.broken.Load() && h.now().UnixNano()-answered < int64(answerFresh) {
+	if h.answering() {
 		return true
 	}
 	res := <-h.pings.DoChan("ping", func() (any, error) {
@@ -91,7 +93,14 @@ func (h *catalogHealth) ready() bool {
 		h.note(err)
 		return nil, err
 	})
-	return res.Err == nil
+	return res.Err == nil || h.answering()
+}
+
+// answering tells whether a page's query was answered lately, with no
+// connection failed since, on a database a ping found migrated.
+func (h *catalogHealth) answering() bool {
+	answered := h.answered.Load()
+	return h.migrated.Load() && answered > h.broken.Load() && h.now().UnixNano()-answered < int64(answerFresh)
 }
 
 // watchedCatalog is the pages' Catalog, telling health what each call
