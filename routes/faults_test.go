@@ -1,17 +1,21 @@
 package routes_test
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
 	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
 )
 
@@ -127,5 +131,90 @@ func TestSessionChangesWhileMemcachedIsDownAre503(t *testing.T) {
 		if r.status != 503 || !strings.Contains(r.body, "Your session is unavailable") {
 			t.Errorf("POST %s with memcached down: %d, want 503 (not a 403 blaming the visitor)", path, r.status)
 		}
+	}
+}
+
+// busyCatalog answers its pages' queries while a ping of its own would
+// wait for a pool that the pages keep full; down makes every call fail as
+// a dropped connection does.
+type busyCatalog struct {
+	fakeCatalog
+	poolFull, down atomic.Bool
+	pings          atomic.Int64
+}
+
+var errConnRefused = &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+
+func (b *busyCatalog) Book(ctx context.Context, id int64) (repository.Book, error) {
+	if b.down.Load() {
+		return repository.Book{}, errConnRefused
+	}
+	return b.fakeCatalog.Book(ctx, id)
+}
+
+func (b *busyCatalog) Ping(ctx context.Context) error {
+	b.pings.Add(1)
+	switch {
+	case b.down.Load():
+		return errConnRefused
+	case b.poolFull.Load():
+		<-ctx.Done() // queued behind the pages' queries
+		return ctx.Err()
+	}
+	return nil
+}
+
+// A flood of unknown ids keeps the pool busy but MySQL answers each one:
+// the replica stays ready, and /readyz answers at once without a query of
+// its own. A dropped connection turns it to 503 at once.
+func TestReadyWhileAFloodKeepsThePoolBusy(t *testing.T) {
+	catalog := &busyCatalog{fakeCatalog: fakeCatalog{books: 25, authors: 10}}
+	app := mustApp(t, routes.Deps{Catalog: catalog})
+	if r := get(t, app, "GET", "/readyz"); r.status != 200 {
+		t.Fatalf("/readyz before the flood: %d", r.status)
+	}
+	catalog.poolFull.Store(true)
+	pingsBefore := catalog.pings.Load()
+	for i := range 20 {
+		if r := get(t, app, "GET", "/catalog/book/"+strconv.Itoa(1000+i)); r.status != 404 {
+			t.Fatalf("unknown book: %d", r.status)
+		}
+		start := time.Now()
+		if r := get(t, app, "GET", "/readyz"); r.status != 200 {
+			t.Fatalf("/readyz while the pages' queries are answered: %d %q, want 200", r.status, r.body)
+		}
+		if took := time.Since(start); took > 100*time.Millisecond {
+			t.Errorf("/readyz took %v: it waited for the pool", took)
+		}
+	}
+	if n := catalog.pings.Load() - pingsBefore; n != 0 {
+		t.Errorf("/readyz pinged %d times while pages were answered", n)
+	}
+
+	catalog.down.Store(true)
+	if r := get(t, app, "GET", "/catalog/book/2000"); r.status != 503 {
+		t.Errorf("a page with the connection refused: %d, want 503", r.status)
+	}
+	if r := get(t, app, "GET", "/readyz"); r.status != 503 {
+		t.Errorf("/readyz after a refused connection: %d, want 503", r.status)
+	}
+	catalog.down.Store(false)
+	catalog.poolFull.Store(false)
+	if r := get(t, app, "GET", "/readyz"); r.status != 200 {
+		t.Errorf("/readyz once MySQL is back: %d, want 200", r.status)
+	}
+}
+
+// Without pages to show MySQL answers, a hung MySQL is found by the ping.
+func TestNotReadyWhenPingHangs(t *testing.T) {
+	catalog := &busyCatalog{fakeCatalog: fakeCatalog{books: 25, authors: 10}}
+	app := mustApp(t, routes.Deps{Catalog: catalog})
+	catalog.poolFull.Store(true)
+	start := time.Now()
+	if r := get(t, app, "GET", "/readyz"); r.status != 503 {
+		t.Errorf("/readyz with no answer and a hanging ping: %d, want 503", r.status)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("/readyz took %v with a hanging ping", took)
 	}
 }

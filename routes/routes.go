@@ -98,6 +98,8 @@ func New(d Deps) (*fiber.App, error) {
 		return nil, errors.New("routes: no session manager")
 	}
 	sessions := d.Sessions
+	health := newCatalogHealth(d.Catalog.Ping)
+	d.Catalog = watchedCatalog{Catalog: d.Catalog, health: health}
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
 	pageCache := pagecache.New(pagecache.Options{
@@ -132,7 +134,7 @@ func New(d Deps) (*fiber.App, error) {
 	app.Use(requestIDs)
 
 	app.Get("/livez", livez)
-	app.Get("/readyz", readyz(d.Catalog, d.Draining))
+	app.Get("/readyz", readyz(health, d.Draining))
 	app.Get("/static/:name", assets.handler)
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assets.url("favicon.svg"), fiber.StatusMovedPermanently) })
 

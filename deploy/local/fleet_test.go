@@ -23,6 +23,7 @@ type fleet struct {
 	made     int
 	steps    []step
 	metrics  map[string]float64 // session-store figures of the replicas scraped
+	env      []string           // settings of the test's own, after the fleet's (the last one wins)
 }
 
 // scrapedMetrics are the replica's figures that tell of trouble with
@@ -77,7 +78,7 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 	f.made++
 	name := fmt.Sprintf("replica-%d", f.made)
 	began := time.Now()
-	svc, err := testkit.StartService(context.Background(), f.ps, name, f.bin, []string{
+	svc, err := testkit.StartService(context.Background(), f.ps, name, f.bin, append([]string{
 		"LOCALLIBRARY_MYSQL_DSN=" + f.dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + strings.Join(servers, ","),
 		"LOCALLIBRARY_SECRET_KEY=fleet-secret-key-0123456789abcdef0123456789", // the same on every replica
@@ -92,7 +93,7 @@ func (f *fleet) startReplica(servers []string) (*replica, time.Duration, error) 
 		"LOCALLIBRARY_MEMCACHED_TIMEOUT=" + memcachedTimeout.String(),
 		fmt.Sprintf("LOCALLIBRARY_DB_MAX_OPEN_CONNS=%d", dbMaxOpenConns),
 		"LOCALLIBRARY_LOG_LEVEL=info",
-	})
+	}, f.env...))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -25,18 +25,23 @@ import (
 // request went out, and nginx counts GET as idempotent, so it retries that
 // too. GET /catalog/ is not idempotent here: it counts a visit. So:
 //
-//   - /catalog/ retries on `error` and `http_503` only. `error` is almost
+//   - /catalog/ retries on `error` only. `error` is almost
 //     always a refused connection (the replica is not listening) or a kept-
 //     alive connection the replica closed while idle: the replica never read
 //     the request, and another one may serve it. The one case that would
 //     count twice is a replica that dies while running the request (crash,
 //     OOM kill); nginx cannot tell it apart, and the alternative is an error
-//     page for every request caught by any replica failure. The app's 503 is
-//     "MySQL did not answer", returned before the visit is counted. Not
+//     page for every request caught by any replica failure. Not
 //     `timeout`: a read timeout means the replica has the request and may
 //     have counted it. On loopback a connect either succeeds or is refused
 //     at once, so leaving `timeout` out costs nothing there.
-//   - every other page only reads, and retries on error, timeout, 502, 503.
+//   - every other page only reads, and retries on error, timeout, 502.
+//   - never on the app's 503: it means "MySQL did not answer", and every
+//     replica shares that MySQL, so another one fares no better; and nginx
+//     counts each retried answer as the replica's failure (max_fails), so a
+//     flood that keeps MySQL busy would take every healthy replica out of
+//     the upstream at once (TestReadyThroughAFloodOfUnknownIDs). As in
+//     ingress-nginx, whose default is "error timeout".
 //
 // In a rollout done in the right order none of these fire: a replica leaves
 // the upstream while it still serves (its drain), and is still running every
@@ -97,13 +102,13 @@ http {
 
         # Counts a visit: retried only where the replica cannot have counted it.
         location = /catalog/ {
-            proxy_next_upstream error http_503;
+            proxy_next_upstream error;
             proxy_next_upstream_tries 2;
             proxy_pass http://locallibrary;
         }
 
         location / {
-            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream error timeout http_502;
             proxy_next_upstream_tries 3;
             proxy_next_upstream_timeout 5s;
             proxy_pass http://locallibrary;

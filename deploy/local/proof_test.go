@@ -107,7 +107,37 @@ func TestProofScaleOut(t *testing.T) {
 // setUp builds the service, makes and seeds its database, and starts the
 // memcached servers, the replicas and nginx in front of them.
 func setUp(t *testing.T) (*fleet, []string) {
-	tl := findTools(t)
+	tl, ps, dir, bin, dsn := setUpCatalog(t)
+	var servers []string
+	for i := range memcachedNodes {
+		servers = append(servers, startMemcached(t, ps, i+1))
+	}
+	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn}
+	for range replicas {
+		r, _, err := f.startReplica(servers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.live = append(f.live, r)
+	}
+	var err error
+	f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/catalog/book/1", fmt.Sprintf("/catalog/book/%d", books), fmt.Sprintf("/catalog/books/?page=%d", listPages)} {
+		if err := expectStatus(f.lb.url+path, http.StatusOK); err != nil {
+			t.Fatalf("the seeded catalog through nginx: %v", err)
+		}
+	}
+	return f, servers
+}
+
+// setUpCatalog finds the tools, builds the service, and makes and seeds
+// a database of its own, dropped when the test ends; it returns the
+// processes' keeper, the test's folder, the binary and the database's DSN.
+func setUpCatalog(t *testing.T) (tl tools, ps *testkit.Procs, dir, bin, dsn string) {
+	tl = findTools(t)
 	rawDSN := os.Getenv(envAdminDSN)
 	if rawDSN == "" {
 		unavailable(t, envAdminDSN+" is not set (e.g. root@tcp(127.0.0.1:3306)/mysql): the proof creates its database there")
@@ -121,7 +151,7 @@ func setUp(t *testing.T) (*fleet, []string) {
 		t.Fatalf("go is not on PATH: %v", err)
 	}
 
-	dir := t.TempDir()
+	dir = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	guard := testkit.NewGuard()
@@ -148,12 +178,12 @@ func setUp(t *testing.T) (*fleet, []string) {
 			t.Errorf("drop the proof's database: %v", err)
 		}
 	})
-	dsn := server.DSN(dbName)
+	dsn = server.DSN(dbName)
 
 	// The production build, from the repository root, then the schema and
 	// the catalog.
-	ps := newProcs(t, dir, guard)
-	bin := filepath.Join(dir, "locallibrary")
+	ps = newProcs(t, dir, guard)
+	bin = filepath.Join(dir, "locallibrary")
 	steps := []struct {
 		name string
 		bin  string
@@ -168,29 +198,7 @@ func setUp(t *testing.T) (*fleet, []string) {
 			t.Fatal(err)
 		}
 	}
-
-	var servers []string
-	for i := range memcachedNodes {
-		servers = append(servers, startMemcached(t, ps, i+1))
-	}
-	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn}
-	for range replicas {
-		r, _, err := f.startReplica(servers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.live = append(f.live, r)
-	}
-	f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range []string{"/catalog/book/1", fmt.Sprintf("/catalog/book/%d", books), fmt.Sprintf("/catalog/books/?page=%d", listPages)} {
-		if err := expectStatus(f.lb.url+path, http.StatusOK); err != nil {
-			t.Fatalf("the seeded catalog through nginx: %v", err)
-		}
-	}
-	return f, servers
+	return tl, ps, dir, bin, dsn
 }
 
 // rolloutUnderLoad is the first part: browsers keep counting while every
