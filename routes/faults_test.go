@@ -11,8 +11,8 @@ import (
 
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
 	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
-	"github.com/locallibrary/locallibrary/routes"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/routes"
 )
 
 func waitUntil(t *testing.T, what string, limit time.Duration, check func() bool) {

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/locallibrary/locallibrary/routes"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/routes"
 )
 
 func TestOversizedHeadersGet431(t *testing.T) {

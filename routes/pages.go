@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/locallibrary/locallibrary/internal/pagecache"
-	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/repository"
 )
 
 // homePage is the home page's data. What the page derives from it is
@@ -78,9 +78,12 @@ type listPage[T any] struct {
 }
 
 // catalogList serves a paginated list: /catalog/books/ or /catalog/authors/.
+// path is the list's route, given when the route is registered: the page's
+// links are rendered by a loader that may run after the request is over,
+// when c.Path() (a view into Fiber's reused buffers) is another request's.
 // total picks the list's size out of the cached counts. A page is cached
 // by list, page size and number: the size is the browser's preference.
-func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pagecache.Cache,
+func catalogList[T any](r *renderer, page, path string, counts *countsCache, pages *pagecache.Cache,
 	total func(repository.Counts) int64, fetch func(ctx context.Context, limit, offset int) ([]T, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		size, err := perPage(c)
@@ -91,7 +94,7 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pa
 		if err != nil {
 			return catalogError(err)
 		}
-		p, err := paginate(c.Query("page"), total(totals), size, c.Path())
+		p, err := paginate(c.Query("page"), total(totals), size, path)
 		if err != nil {
 			return err
 		}

@@ -15,8 +15,8 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
 	"github.com/locallibrary/locallibrary/internal/pagecache"
-	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/repository"
 )
 
 // Catalog is what the pages read from the library's database.
@@ -65,6 +65,14 @@ type Deps struct {
 	// read. The site's forms send well under a kilobyte.
 	BodyLimit int
 }
+
+// The catalog's routes, under catalogPrefix. The lists' pages link to
+// their own route, so it is a constant, not the request's path.
+const (
+	catalogPrefix = "/catalog"
+	booksPath     = "/books/"
+	authorsPath   = "/authors/"
+)
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
 const ReadBufferSize = 16 << 10
@@ -137,10 +145,10 @@ func New(d Deps) (*fiber.App, error) {
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assets.url("favicon.svg"), fiber.StatusMovedPermanently) })
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
-	catalog := app.Group("/catalog", sessions.Middleware)
+	catalog := app.Group(catalogPrefix, sessions.Middleware)
 	catalog.Get("/", perBrowser, sessions.CookieCheck("/catalog/"), home(renderer, counts, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, pageCache, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, pageCache, authorCount, d.Catalog.Authors))
+	catalog.Get(booksPath, perBrowser, catalogList(renderer, "book_list", catalogPrefix+booksPath, counts, pageCache, bookCount, d.Catalog.Books))
+	catalog.Get(authorsPath, perBrowser, catalogList(renderer, "author_list", catalogPrefix+authorsPath, counts, pageCache, authorCount, d.Catalog.Authors))
 	catalog.Get("/book/:id", bookDetail(renderer, pageCache, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, pageCache, d.Catalog))
 	catalog.Post("/notice/dismiss", perBrowser, sessions.CheckCSRF, dismissNotice)

@@ -23,9 +23,9 @@ import (
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
 	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
-	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 // fakeCatalog is a catalog of n books by one author, in memory.
