@@ -10,6 +10,7 @@ import (
 
 	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/templates"
 )
 
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
@@ -69,7 +70,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		if status == fiber.StatusMethodNotAllowed {
 			c.Set(fiber.HeaderAllow, routes.allow(c.Path()))
 		}
-		if renderErr := r.render(c, status, "error", page); renderErr != nil {
+		if renderErr := r.render(c, status, templates.MessagePage(r.in(noSection), (*templates.Message)(&page))); renderErr != nil {
 			return c.Status(status).SendString(page.Heading)
 		}
 		return nil

@@ -83,10 +83,7 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load static files: %w", err)
 	}
-	renderer, err := newRenderer(assets)
-	if err != nil {
-		return nil, fmt.Errorf("parse templates: %w", err)
-	}
+	renderer := newRenderer(assets)
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}
@@ -147,8 +144,8 @@ func New(d Deps) (*fiber.App, error) {
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
 	catalog := app.Group(catalogPrefix, sessions.Middleware)
 	catalog.Get("/", perBrowser, sessions.CookieCheck("/catalog/"), home(renderer, counts, d.Metrics.visitsUnavail))
-	catalog.Get(booksPath, perBrowser, catalogList(renderer, "book_list", catalogPrefix+booksPath, counts, pageCache, bookCount, d.Catalog.Books))
-	catalog.Get(authorsPath, perBrowser, catalogList(renderer, "author_list", catalogPrefix+authorsPath, counts, pageCache, authorCount, d.Catalog.Authors))
+	catalog.Get(booksPath, perBrowser, catalogList("book_list", catalogPrefix+booksPath, counts, pageCache, bookCount, d.Catalog.Books, bookList(renderer)))
+	catalog.Get(authorsPath, perBrowser, catalogList("author_list", catalogPrefix+authorsPath, counts, pageCache, authorCount, d.Catalog.Authors, authorList(renderer)))
 	catalog.Get("/book/:id", bookDetail(renderer, pageCache, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, pageCache, d.Catalog))
 	catalog.Post("/notice/dismiss", perBrowser, sessions.CheckCSRF, dismissNotice)
