@@ -104,9 +104,16 @@ func BenchmarkBookList(b *testing.B) {
 // homePageAllocBudget holds the allocations of a returning browser's home
 // page (in-memory sessions, fresh counts). It was set from what the page
 // reaches, with a little room; a change that needs more should say why.
-const homePageAllocBudget = 14
+// templ (since internal/tmplexec went) costs about 30 more than tmplexec's
+// 9–10: templ.JoinStringErrs formats every { expression } with fmt.Sprint
+// (two allocations each), and each component call adds a closure and
+// context values.
+const homePageAllocBudget = 42
 
 func TestHomePageAllocations(t *testing.T) {
+	if raceDetector {
+		t.Skip("allocations are counted without -race: .ci/run runs this test again without it")
+	}
 	for _, dismissed := range []bool{true, false} {
 		h := newHomeRequest(t, routes.Deps{CountsTTL: time.Hour}, dismissed)
 		allocs := testing.AllocsPerRun(200, func() { h.do(t) })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/templates"
 )
 
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
@@ -58,8 +59,10 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 			page = errorPageFor(status)
 		}
 		if status >= 500 && logger != nil {
-			logger.Error("request failed", "status", status, "method", c.Method(), "path", c.Path(),
-				"request_id", requestID(c), "client_ip", ips.of(c), "err", err)
+			// Copies: a handler may keep the record past the request, whose
+			// method, path and id are views into Fiber's reused buffers.
+			logger.Error("request failed", "status", status, "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()),
+				"request_id", strings.Clone(requestID(c)), "client_ip", ips.of(c), "err", err)
 		}
 		if status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
@@ -67,7 +70,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		if status == fiber.StatusMethodNotAllowed {
 			c.Set(fiber.HeaderAllow, routes.allow(c.Path()))
 		}
-		if renderErr := r.render(c, status, "error", page); renderErr != nil {
+		if renderErr := r.render(c, status, templates.MessagePage(r.in(noSection), (*templates.Message)(&page))); renderErr != nil {
 			return c.Status(status).SendString(page.Heading)
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -103,8 +104,9 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 		}
 		m.requests.WithLabelValues(route, methodLabel(method), strconv.Itoa(status)).Observe(took.Seconds())
 		if logger.Enabled(context.Background(), slog.LevelDebug) {
-			logger.Debug("request", "method", c.Method(), "path", c.Path(), "route", route, "status", status,
-				"took", took, "request_id", requestID(c), "client_ip", ips.of(c))
+			// Copies, as the error handler's: the record may outlive the request.
+			logger.Debug("request", "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()), "route", route, "status", status,
+				"took", took, "request_id", strings.Clone(requestID(c)), "client_ip", ips.of(c))
 		}
 		return nil
 	}

@@ -1,5 +1,11 @@
 package routes
 
+import (
+	"github.com/a-h/templ"
+
+	"github.com/locallibrary/locallibrary/templates"
+)
+
 // section is the part of the site a page belongs to. The navigation marks
 // the link of the current section, for sight (a bar) and for screen readers
 // (aria-current="page").
@@ -10,40 +16,25 @@ const (
 	homeSection
 	booksSection
 	authorsSection
+	sectionCount
 )
-
-// pageSections places each page in a section: a book's page belongs to the
-// books, an author's to the authors. Pages not listed belong to none.
-var pageSections = map[string]section{
-	"home":          homeSection,
-	"book_list":     booksSection,
-	"book_detail":   booksSection,
-	"author_list":   authorsSection,
-	"author_detail": authorsSection,
-}
-
-// navLink is one link of the site's navigation as the layout shows it.
-type navLink struct {
-	Href, Label string
-	Current     bool
-}
 
 // navSections are the navigation's links, in order, and their sections.
 var navSections = []struct {
 	section     section
 	href, label string
 }{
-	{homeSection, "/catalog/", "Home"},
-	{booksSection, "/catalog/books/", "All books"},
-	{authorsSection, "/catalog/authors/", "All authors"},
+	{homeSection, catalogPrefix + "/", "Home"},
+	{booksSection, catalogPrefix + booksPath, "All books"},
+	{authorsSection, catalogPrefix + authorsPath, "All authors"},
 }
 
 // navFor is the navigation with the link of current marked as current.
-// It is built once per page template, when the templates are parsed.
-func navFor(current section) []navLink {
-	links := make([]navLink, len(navSections))
+// It is built once per section, when the site is built.
+func navFor(current section) []templates.NavLink {
+	links := make([]templates.NavLink, len(navSections))
 	for i, s := range navSections {
-		links[i] = navLink{Href: s.href, Label: s.label, Current: s.section == current}
+		links[i] = templates.NavLink{Href: templ.SafeURL(s.href), Label: s.label, Current: s.section == current}
 	}
 	return links
 }

@@ -12,11 +12,11 @@ import (
 	"github.com/locallibrary/locallibrary/internal/pagecache"
 	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/templates"
 )
 
-// homePage is the home page's data. What the page derives from it is
-// worked out in Go by complete, not by methods the template calls: a call
-// from a template is a reflective call and its allocations.
+// homePage is what the home handler learns; complete works out what the
+// page derives from it.
 type homePage struct {
 	Counts      repository.Counts
 	CountsStale bool
@@ -27,23 +27,21 @@ type homePage struct {
 	CookiesRefused bool
 	ShowNotice     bool
 	CSRFToken      string
-
-	ShowNoticeForm bool   // the notice is shown with its "Got it" form (which needs a token)
-	VisitsSentence string // the tutorial's "You have visited this page N times."
 }
 
-// complete returns page with the fields derived from the others set.
-func (page homePage) complete() homePage {
-	page.ShowNoticeForm = page.ShowNotice && page.CSRFToken != ""
+// complete is the page's view: the notice's form shown only with a token,
+// the visits in the tutorial's sentence.
+func (page homePage) complete() templates.Home {
+	h := templates.Home{Counts: page.Counts, CountsStale: page.CountsStale, CookiesRefused: page.CookiesRefused,
+		VisitsKnown: page.VisitsKnown, ShowNoticeForm: page.ShowNotice && page.CSRFToken != "", CSRFToken: page.CSRFToken}
 	switch {
 	case !page.VisitsKnown:
-		page.VisitsSentence = ""
 	case page.Visits == 1:
-		page.VisitsSentence = "You have visited this page 1 time."
+		h.VisitsSentence = "You have visited this page 1 time."
 	default:
-		page.VisitsSentence = "You have visited this page " + strconv.FormatUint(page.Visits, 10) + " times."
+		h.VisitsSentence = "You have visited this page " + strconv.FormatUint(page.Visits, 10) + " times."
 	}
-	return page
+	return h
 }
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
@@ -67,21 +65,20 @@ func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter
 				page.CSRFToken = sess.CSRFToken()
 			}
 		}
-		return r.render(c, fiber.StatusOK, "home", page.complete())
+		view := page.complete()
+		return r.render(c, fiber.StatusOK, templates.HomePage(r.in(homeSection), &view))
 	}
 }
 
-type listPage[T any] struct {
-	Items          []T
-	Pager          pager
-	PerPageChoices []int
-}
-
 // catalogList serves a paginated list: /catalog/books/ or /catalog/authors/.
+// path is the list's route, given when the route is registered: the page's
+// links are rendered by a loader that may run after the request is over,
+// when c.Path() (a view into Fiber's reused buffers) is another request's.
 // total picks the list's size out of the cached counts. A page is cached
 // by list, page size and number: the size is the browser's preference.
-func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pagecache.Cache,
-	total func(repository.Counts) int64, fetch func(ctx context.Context, limit, offset int) ([]T, error)) fiber.Handler {
+func catalogList[T any](page, path string, counts *countsCache, pages *pagecache.Cache,
+	total func(repository.Counts) int64, fetch func(ctx context.Context, limit, offset int) ([]T, error),
+	render func(ctx context.Context, items []T, p templates.Pager) ([]byte, error)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		size, err := perPage(c)
 		if err != nil {
@@ -91,7 +88,7 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pa
 		if err != nil {
 			return catalogError(err)
 		}
-		p, err := paginate(c.Query("page"), total(totals), size, c.Path())
+		p, err := paginate(c.Query("page"), total(totals), size, path)
 		if err != nil {
 			return err
 		}
@@ -101,7 +98,7 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pa
 			if err != nil {
 				return nil, err
 			}
-			return r.bytes(page, listPage[T]{Items: items, Pager: p, PerPageChoices: perPageChoices})
+			return render(ctx, items, p.view())
 		})
 	}
 }
@@ -109,35 +106,32 @@ func catalogList[T any](r *renderer, page string, counts *countsCache, pages *pa
 func bookCount(n repository.Counts) int64   { return n.Books }
 func authorCount(n repository.Counts) int64 { return n.Authors }
 
-// bookDetailPage is a book and its copies as the page shows them. The
-// copies' label and due date are worked out here rather than by template
-// functions: a template call costs a reflective call and its allocations,
-// and with ten copies those were a third of rendering the page.
-type bookDetailPage struct {
-	Book   repository.Book
-	Copies []copyView
-}
-
-type copyView struct {
-	ID, Imprint, Status string
-	Label               string // the status in words
-	Due                 string // the due date, shown for a copy that is not available
-}
-
-func newBookDetailPage(b repository.Book) bookDetailPage {
-	page := bookDetailPage{Book: b, Copies: make([]copyView, len(b.Copies))}
+// newBookDetail is a book and its copies as the page shows them: the
+// copies' label and due date are worked out here, once per render.
+func newBookDetail(b repository.Book) templates.BookDetail {
+	page := templates.BookDetail{Book: b, Copies: make([]templates.Copy, len(b.Copies))}
 	for i, c := range b.Copies {
-		v := copyView{ID: c.ID, Imprint: c.Imprint, Status: c.Status, Label: c.StatusLabel()}
-		if c.Status != "a" {
-			v.Due = formatDate(c.DueBack)
+		v := templates.Copy{ID: c.ID, Imprint: c.Imprint, Status: c.Status, Label: c.StatusLabel()}
+		if c.Status != repository.StatusAvailable {
+			v.Due = templates.FormatDate(c.DueBack)
 		}
 		page.Copies[i] = v
 	}
 	return page
 }
 
-type authorDetailPage struct {
-	repository.AuthorDetail
+// bookList renders a page of the book list.
+func bookList(r *renderer) func(context.Context, []repository.BookSummary, templates.Pager) ([]byte, error) {
+	return func(ctx context.Context, books []repository.BookSummary, p templates.Pager) ([]byte, error) {
+		return r.bytes(ctx, templates.BookListPage(r.in(booksSection), &templates.BookList{Books: books, Pager: p}))
+	}
+}
+
+// authorList renders a page of the author list.
+func authorList(r *renderer) func(context.Context, []repository.Author, templates.Pager) ([]byte, error) {
+	return func(ctx context.Context, authors []repository.Author, p templates.Pager) ([]byte, error) {
+		return r.bytes(ctx, templates.AuthorListPage(r.in(authorsSection), &templates.AuthorList{Authors: authors, Pager: p}))
+	}
 }
 
 // bookDetail serves GET /catalog/book/:id.
@@ -147,7 +141,8 @@ func bookDetail(r *renderer, pages *pagecache.Cache, catalog Catalog) fiber.Hand
 		if err != nil {
 			return nil, err
 		}
-		return r.bytes("book_detail", newBookDetailPage(book))
+		view := newBookDetail(book)
+		return r.bytes(ctx, templates.BookDetailPage(r.in(booksSection), &view))
 	})
 }
 
@@ -158,7 +153,7 @@ func authorDetail(r *renderer, pages *pagecache.Cache, catalog Catalog) fiber.Ha
 		if err != nil {
 			return nil, err
 		}
-		return r.bytes("author_detail", authorDetailPage{AuthorDetail: author})
+		return r.bytes(ctx, templates.AuthorDetailPage(r.in(authorsSection), &author))
 	})
 }
 
@@ -224,6 +219,7 @@ func parseID(raw string) (int64, error) {
 }
 
 // pager is Django's Paginator page, computed in Go for the template.
+// path is the list's route (never the request's path: see catalogList).
 type pager struct {
 	Number, Pages, Size int
 	path                string
@@ -250,11 +246,19 @@ func paginate(raw string, total int64, size int, path string) (pager, error) {
 	return pager{Number: number, Pages: pages, Size: size, path: path}, nil
 }
 
-func (p pager) offset() int         { return (p.Number - 1) * p.Size }
-func (p pager) HasPrevious() bool   { return p.Number > 1 }
-func (p pager) HasNext() bool       { return p.Number < p.Pages }
-func (p pager) PreviousURL() string { return p.url(p.Number - 1) }
-func (p pager) NextURL() string     { return p.url(p.Number + 1) }
+func (p pager) offset() int { return (p.Number - 1) * p.Size }
+
+// view is the pager as the page shows it: its links and the size choices.
+func (p pager) view() templates.Pager {
+	v := templates.Pager{Number: p.Number, Pages: p.Pages, Size: p.Size, PerPageChoices: perPageChoices}
+	if p.Number > 1 {
+		v.PreviousURL = p.url(p.Number - 1)
+	}
+	if p.Number < p.Pages {
+		v.NextURL = p.url(p.Number + 1)
+	}
+	return v
+}
 
 // url links another page of the list, keeping a chosen page size.
 func (p pager) url(number int) string {

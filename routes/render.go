@@ -2,80 +2,46 @@ package routes
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"html/template"
 	"io/fs"
 	"mime"
 	"path"
 	"strings"
 
+	"github.com/a-h/templ"
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/locallibrary/locallibrary/internal/tmplexec"
 	"github.com/locallibrary/locallibrary/templates"
 )
 
-// pageNames are the pages; each is parsed with the layout into its own set,
-// so a page's blocks never collide with another's.
-var pageNames = []string{"home", "book_list", "author_list", "book_detail", "author_detail", "forget", "error"}
-
-// renderer executes the pages with tmplexec: html/template parses and
-// escapes them, tmplexec runs the escaped trees without the reflective
-// calls that made html/template's execution most of a page's CPU.
+// renderer renders the pages (templ components, see templates/) around
+// the chrome of their section, worked out once when the site is built.
 type renderer struct {
-	pages map[string]*tmplexec.Template
+	chrome [sectionCount]*templates.Chrome
 }
 
-func newRenderer(a *assets) (*renderer, error) {
-	parsed, err := parsePages(a)
-	if err != nil {
-		return nil, err
+func newRenderer(a *assets) *renderer {
+	r := new(renderer)
+	for s := range sectionCount {
+		r.chrome[s] = &templates.Chrome{StyleURL: templ.SafeURL(a.url("style.css")), IconURL: templ.SafeURL(a.url("favicon.svg")), Nav: navFor(s)}
 	}
-	r := &renderer{pages: make(map[string]*tmplexec.Template, len(parsed))}
-	for name, p := range parsed {
-		if r.pages[name], err = tmplexec.New(p.tmpl, p.funcs, "nav", "asset"); err != nil {
-			return nil, fmt.Errorf("page %s: %w", name, err)
-		}
-	}
-	return r, nil
+	return r
 }
 
-// parsedPage is a page's template set and the functions it was parsed with.
-type parsedPage struct {
-	tmpl  *template.Template
-	funcs template.FuncMap
-}
+// in is the chrome of a page of section s.
+func (r *renderer) in(s section) *templates.Chrome { return r.chrome[s] }
 
-func parsePages(a *assets) (map[string]parsedPage, error) {
-	pages := make(map[string]parsedPage, len(pageNames))
-	for _, name := range pageNames {
-		links := navFor(pageSections[name])
-		funcs := template.FuncMap{
-			"lifespan": lifespan,
-			"nav":      func() []navLink { return links },
-			"asset":    a.url,
-		}
-		t := template.New("layout.html").Funcs(funcs)
-		if _, err := t.ParseFS(templates.FS, "layout.html", "pager.html", name+".html"); err != nil {
-			return nil, fmt.Errorf("page %s: %w", name, err)
-		}
-		pages[name] = parsedPage{tmpl: t, funcs: funcs}
-	}
-	return pages, nil
-}
-
-// render executes a page into a pooled buffer first, so a template error
-// becomes a clean 500 instead of half a page.
-func (r *renderer) render(c *fiber.Ctx, status int, name string, data any) error {
+// render renders a page into a pooled buffer first, so a failure becomes
+// a clean 500 instead of half a page.
+func (r *renderer) render(c *fiber.Ctx, status int, page templ.Component) error {
 	buf := bytebufferpool.Get()
 	defer bytebufferpool.Put(buf)
-	var err error
-	if buf.B, err = r.execute(buf.B, name, data); err != nil {
-		return err
+	if err := page.Render(c.UserContext(), buf); err != nil {
+		return fmt.Errorf("render: %w", err)
 	}
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
@@ -85,39 +51,13 @@ func (r *renderer) render(c *fiber.Ctx, status int, name string, data any) error
 }
 
 // bytes renders a page into a new slice of its own, for a cache to keep.
-func (r *renderer) bytes(name string, data any) ([]byte, error) {
+func (r *renderer) bytes(ctx context.Context, page templ.Component) ([]byte, error) {
 	buf := bytebufferpool.Get()
 	defer bytebufferpool.Put(buf)
-	var err error
-	if buf.B, err = r.execute(buf.B, name, data); err != nil {
-		return nil, err
+	if err := page.Render(ctx, buf); err != nil {
+		return nil, fmt.Errorf("render: %w", err)
 	}
 	return bytes.Clone(buf.B), nil
-}
-
-// execute appends a page to dst.
-func (r *renderer) execute(dst []byte, name string, data any) ([]byte, error) {
-	t, ok := r.pages[name]
-	if !ok {
-		return dst, fmt.Errorf("no page template %q", name)
-	}
-	dst, err := t.Execute(dst, data)
-	if err != nil {
-		return dst, fmt.Errorf("render %s: %w", name, err)
-	}
-	return dst, nil
-}
-
-func formatDate(t sql.NullTime) string {
-	if !t.Valid {
-		return ""
-	}
-	return t.Time.Format("Jan. 2, 2006")
-}
-
-// lifespan is the tutorial's "born - died" line.
-func lifespan(born, died sql.NullTime) string {
-	return strings.TrimSpace(formatDate(born) + " - " + formatDate(died))
 }
 
 // assets are the embedded static files, served under names that carry a

@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"context"
 	"database/sql"
 	"io"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/locallibrary/locallibrary/repository"
+	"github.com/locallibrary/locallibrary/templates"
 )
 
 func mustRenderer(t testing.TB) *renderer {
@@ -20,11 +22,7 @@ func mustRenderer(t testing.TB) *renderer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := newRenderer(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return newRenderer(a)
 }
 
 // A page is rendered into a pooled buffer that goes back to the pool when
@@ -34,7 +32,7 @@ func TestRenderedBodyOutlivesItsBuffer(t *testing.T) {
 	r := mustRenderer(t)
 	app := fiber.New()
 	app.Get("/", func(c *fiber.Ctx) error {
-		if err := r.render(c, 200, "error", errorPage{"Heading", "Message"}); err != nil {
+		if err := r.render(c, 200, templates.MessagePage(r.in(noSection), &templates.Message{Heading: "Heading", Message: "Message"})); err != nil {
 			return err
 		}
 		// The pool hands the same buffer straight back to this goroutine.
@@ -65,7 +63,8 @@ func TestBookPageShowsDueDateOnlyForCopiesOut(t *testing.T) {
 		{ID: "back", Status: "a", DueBack: due},
 		{ID: "kept", Status: "m"},
 	}}
-	page, err := r.bytes("book_detail", newBookDetailPage(book))
+	view := newBookDetail(book)
+	page, err := r.bytes(context.Background(), templates.BookDetailPage(r.in(booksSection), &view))
 	if err != nil {
 		t.Fatal(err)
 	}

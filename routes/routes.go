@@ -66,6 +66,14 @@ type Deps struct {
 	BodyLimit int
 }
 
+// The catalog's routes, under catalogPrefix. The lists' pages link to
+// their own route, so it is a constant, not the request's path.
+const (
+	catalogPrefix = "/catalog"
+	booksPath     = "/books/"
+	authorsPath   = "/authors/"
+)
+
 // ReadBufferSize bounds a request's headers; larger ones get 431.
 const ReadBufferSize = 16 << 10
 
@@ -75,10 +83,7 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load static files: %w", err)
 	}
-	renderer, err := newRenderer(assets)
-	if err != nil {
-		return nil, fmt.Errorf("parse templates: %w", err)
-	}
+	renderer := newRenderer(assets)
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}
@@ -139,10 +144,10 @@ func New(d Deps) (*fiber.App, error) {
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assets.url("favicon.svg"), fiber.StatusMovedPermanently) })
 
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/catalog/", fiber.StatusFound) })
-	catalog := app.Group("/catalog", sessions.Middleware)
+	catalog := app.Group(catalogPrefix, sessions.Middleware)
 	catalog.Get("/", perBrowser, sessions.CookieCheck("/catalog/"), home(renderer, counts, d.Metrics.visitsUnavail))
-	catalog.Get("/books/", perBrowser, catalogList(renderer, "book_list", counts, pageCache, bookCount, d.Catalog.Books))
-	catalog.Get("/authors/", perBrowser, catalogList(renderer, "author_list", counts, pageCache, authorCount, d.Catalog.Authors))
+	catalog.Get(booksPath, perBrowser, catalogList("book_list", catalogPrefix+booksPath, counts, pageCache, bookCount, d.Catalog.Books, bookList(renderer)))
+	catalog.Get(authorsPath, perBrowser, catalogList("author_list", catalogPrefix+authorsPath, counts, pageCache, authorCount, d.Catalog.Authors, authorList(renderer)))
 	catalog.Get("/book/:id", bookDetail(renderer, pageCache, d.Catalog))
 	catalog.Get("/author/:id", authorDetail(renderer, pageCache, d.Catalog))
 	catalog.Post("/notice/dismiss", perBrowser, sessions.CheckCSRF, dismissNotice)

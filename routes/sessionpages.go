@@ -7,6 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/templates"
 )
 
 // The tutorial's examples of what sessions are for: a notice the visitor
@@ -48,12 +49,10 @@ func dismissNotice(c *fiber.Ctx) error {
 	return c.Redirect("/catalog/", fiber.StatusSeeOther)
 }
 
-type forgetPageData struct{ CSRFToken string }
-
 // forgetPage serves GET /catalog/forget/: what forgetting means, and the button.
 func forgetPage(r *renderer) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		return r.render(c, fiber.StatusOK, "forget", forgetPageData{CSRFToken: session.From(c).CSRFToken()})
+		return r.render(c, fiber.StatusOK, templates.ForgetPage(r.in(noSection), &templates.Forget{CSRFToken: session.From(c).CSRFToken()}))
 	}
 }
 
