@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/locallibrary/locallibrary/config"
+	"github.com/locallibrary/locallibrary/internal/memcachestore"
 	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
@@ -32,8 +33,14 @@ var keyPrefix = func() string {
 }()
 
 // The browser's keys in memcached, as the session package names them.
-func (b browser) sessionKey() string { return keyPrefix + session.EntryKey(b.sessionID) }
-func (b browser) counterKey() string { return keyPrefix + session.VisitKey(b.sessionID) }
+// sessionKey and counterKey are the browser's keys in the bench's own
+// memcached, which starts in generation 0.
+func (b browser) sessionKey() string {
+	return memcachestore.StoredKey(keyPrefix, 0, session.EntryKey(b.sessionID))
+}
+func (b browser) counterKey() string {
+	return memcachestore.StoredKey(keyPrefix, 0, session.VisitKey(b.sessionID))
+}
 
 var visitsPattern = regexp.MustCompile(`You have visited this page (\d+) times?\.`)
 
