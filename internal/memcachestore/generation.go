@@ -46,7 +46,7 @@ func (s *Storage) setGeneration(g uint64) {
 func (s *Storage) Reset() (err error) {
 	defer s.record("reset", time.Now(), &err)
 	cur := s.gen.Load()
-	next, _, err := s.incrementFull(s.prefix+genKey, genKey, 0)
+	next, _, err := s.increment(s.prefix+genKey, genKey, 0)
 	if err != nil {
 		return fmt.Errorf("memcachestore: reset: %w", err)
 	}

@@ -514,7 +514,7 @@ func (s *Storage) GetAndIncrement(getKey, incrKey string) (val []byte, count uin
 	}
 	owners := s.owners(getKey)
 	if s.replicas != 1 || owners[0] != s.owners(incrKey)[0] {
-		return s.getThenIncrement(getKey, incrKey)
+		return s.getThenIncrement(gk, getKey, ik, incrKey)
 	}
 	n := owners[0]
 	val, count, counted, err = n.getAndIncr(gk, ik)
@@ -599,23 +599,19 @@ func (s *Storage) Close() error {
 // With Replicas: 2, see Storage for how the two copies are kept in step.
 func (s *Storage) Increment(key string, exp time.Duration) (n uint64, err error) {
 	defer s.record("increment", time.Now(), &err)
-	if _, ok := s.key(key); !ok {
+	k, ok := s.key(key)
+	if !ok {
 		return 0, fmt.Errorf("memcachestore: increment a %d-byte key: %w", len(key), ErrInvalidKey)
 	}
-	n, _, err = s.increment(key, exp)
+	n, _, err = s.increment(k, key, exp)
 	return n, err
 }
 
-// increment is Increment of a key memcached can hold. It also returns the
-// nodes on which the counter had to be created although another copy
-// existed: they lost their data (restarted empty) or evicted it.
-func (s *Storage) increment(key string, exp time.Duration) (best uint64, lost []*node, err error) {
-	k, _ := s.key(key)
-	return s.incrementFull(k, key, exp)
-}
-
-// incrementFull is increment of the full key k, placed as key.
-func (s *Storage) incrementFull(k, key string, exp time.Duration) (best uint64, lost []*node, err error) {
+// increment is Increment of the full key k, placed as key. It also
+// returns the nodes on which the counter had to be created although
+// another copy existed: they lost their data (restarted empty) or evicted
+// it.
+func (s *Storage) increment(k, key string, exp time.Duration) (best uint64, lost []*node, err error) {
 	owners := s.owners(key)
 	vals := make([]uint64, len(owners))
 	created := make([]bool, len(owners))

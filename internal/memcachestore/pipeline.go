@@ -263,18 +263,17 @@ func (n *node) speak(s *slot, batch []*read) (err error) {
 // A counter copy that had to be created shows that its node lost what it
 // held (a restart): the value read is written back there too (RepairTTL),
 // so a second node failing later loses nothing. Get repairs only the copy
-// it reads first.
-func (s *Storage) getThenIncrement(getKey, incrKey string) ([]byte, uint64, bool, error) {
+// it reads first. gk and ik are the full keys of getKey and incrKey.
+func (s *Storage) getThenIncrement(gk, getKey, ik, incrKey string) ([]byte, uint64, bool, error) {
 	val, err := s.Get(getKey)
 	if err != nil || val == nil {
 		return nil, 0, false, err
 	}
-	count, lost, err := s.increment(incrKey, 0)
+	count, lost, err := s.increment(ik, incrKey, 0)
 	if err != nil {
 		return nil, 0, false, err
 	}
 	if s.repairTTL > 0 {
-		gk, _ := s.key(getKey)
 		item := &memcache.Item{Key: gk, Value: val, Expiration: expiry(s.repairTTL, time.Now())}
 		for _, n := range lost {
 			if slices.Contains(s.owners(getKey), n) { // the keys share their nodes (Config.Place)
