@@ -19,7 +19,8 @@ import (
 const (
 	poolReplicas = 6
 	// poolCap is LOCALLIBRARY_MEMCACHED_MAX_CONNS: connections from one
-	// replica to one memcached node, at most.
+	// replica to one memcached node, at most. (A node out of use after a
+	// failure gets one more, its probe; none fails here.)
 	poolCap      = 6
 	poolBrowsers = 256
 	poolLoadFor  = 8 * time.Second
