@@ -1,48 +1,52 @@
 package local
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/procfs"
 )
 
-// tcpListen is the kernel's TCP_LISTEN state in /proc/net/tcp.
-const tcpListen = 0x0a
-
 // connsTo counts, for each pid, its sockets connected to each of servers
 // (host:port): conns[i][j] is pid i's to server j. The replica has no
 // gauge of its memcached pool, so this looks from outside: the process's
-// socket inodes (/proc/PID/fd), then the kernel's TCP table for those
-// inodes' peers. A socket counts in any state but LISTEN: one being opened
-// or not yet closed still holds a slot of the pool. The fds are read
-// before the table, so every socket counted was open over the whole
-// reading (an inode is never reused while open, and a closed socket's
-// lingering entry has inode 0): sockets that never coexisted are not added
-// up.
-func connsTo(pids []int, servers []string) ([][]int, error) {
+// socket inodes (/proc/PID/fd), then the sockets whose peer is a server,
+// with their inodes, from ss (the binary at ssBin). A socket counts in any
+// state but LISTEN and TIME_WAIT (which has no inode): one being opened or
+// not yet closed holds a slot of the pool.
+//
+// ss, not /proc/net/tcp: the kernel filters its netlink dump by state and
+// port, where the text table lists every socket of the machine, thousands
+// of TIME_WAIT under this load, and takes a few hundred milliseconds to
+// read on a busy 2-core machine, longer than the sampling's pace.
+//
+// The fds are read first, so every socket counted was open over the whole
+// reading (an inode is not reused while its socket is open): sockets that
+// never coexisted are not added up.
+func connsTo(ssBin string, pids []int, servers []string) ([][]int, error) {
 	type peer struct {
 		ip   net.IP
-		port uint64
+		port int
 	}
 	peers := make([]peer, len(servers))
+	filter := []string{"("}
 	for j, s := range servers {
-		host, port, err := net.SplitHostPort(s)
+		ip, port, err := splitAddr(s)
 		if err != nil {
 			return nil, err
 		}
-		p, err := strconv.ParseUint(port, 10, 16)
-		if err != nil {
-			return nil, fmt.Errorf("port of %s: %w", s, err)
+		peers[j] = peer{ip, port}
+		if j > 0 {
+			filter = append(filter, "or")
 		}
-		ip := net.ParseIP(host)
-		if ip == nil {
-			return nil, fmt.Errorf("%s: not an IP address", s)
-		}
-		peers[j] = peer{ip, p}
+		filter = append(filter, "dport", "=", fmt.Sprintf(":%d", port))
 	}
+	filter = append(filter, ")")
 
 	fs, err := procfs.NewDefaultFS()
 	if err != nil {
@@ -68,35 +72,68 @@ func connsTo(pids []int, servers []string) ([][]int, error) {
 			}
 		}
 	}
-	// Both tables: the replicas' pids share this process's network
-	// namespace, and an IPv4 peer may be reached over an IPv6 socket.
-	v4, err := fs.NetTCP()
+
+	// -t TCP, -n numeric, -H no header, -e the inode. With more than one
+	// state selected, every line starts: state, Recv-Q, Send-Q, local, peer.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	args := append([]string{"-tnHe", "state", "connected", "exclude", "time-wait"}, filter...)
+	out, err := exec.CommandContext(ctx, ssBin, args...).Output()
 	if err != nil {
-		return nil, err
-	}
-	v6, err := fs.NetTCP6()
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ss %s: %w", strings.Join(args, " "), err)
 	}
 	conns := make([][]int, len(pids))
 	for i := range conns {
 		conns[i] = make([]int, len(servers))
 	}
-	// The kernel writes the table in chunks, walking a hash table that
-	// changes meanwhile: under churn a socket can appear twice in one
-	// reading. Each inode counts once.
+	// A dump that spans several reads of a changing table can list a
+	// socket twice: each inode counts once.
 	counted := map[uint64]bool{}
-	for _, l := range append(v4, v6...) {
-		i, ok := owner[l.Inode]
-		if !ok || l.Inode == 0 || l.St == tcpListen || counted[l.Inode] {
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
 			continue
 		}
+		var inode uint64
+		for _, x := range f {
+			if v, ok := strings.CutPrefix(x, "ino:"); ok {
+				inode, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+		if len(f) < 6 || inode == 0 {
+			return nil, fmt.Errorf("ss: a line without a peer or an inode: %q", line)
+		}
+		i, ok := owner[inode]
+		if !ok || counted[inode] {
+			continue
+		}
+		ip, port, err := splitAddr(f[4])
+		if err != nil {
+			return nil, fmt.Errorf("ss: peer of %q: %w", line, err)
+		}
 		for j, p := range peers {
-			if l.RemPort == p.port && l.RemAddr.Equal(p.ip) {
+			if port == p.port && ip.Equal(p.ip) {
 				conns[i][j]++
-				counted[l.Inode] = true
+				counted[inode] = true
 			}
 		}
 	}
 	return conns, nil
+}
+
+// splitAddr splits host:port (IPv6 in brackets) into an IP and a port.
+func splitAddr(addr string) (net.IP, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, 0, fmt.Errorf("%s: not an IP address", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, 0, fmt.Errorf("port of %s: %w", addr, err)
+	}
+	return ip, p, nil
 }

@@ -24,9 +24,8 @@ const (
 	poolCap      = 6
 	poolBrowsers = 256
 	poolLoadFor  = 8 * time.Second
-	// sampleEvery is the sampling's pace; reading the kernel's TCP table
-	// (thousands of lines, most of them TIME_WAIT) on a busy 2-core
-	// machine can take longer, and then the next sample follows at once.
+	// sampleEvery is the sampling's pace. On a busy 2-core machine a
+	// sample can take longer, and then the next one follows at once.
 	sampleEvery = 200 * time.Millisecond
 	minSamples  = 8 // one a second at least, or the cap was hardly watched
 	// minNodeShare is the least share of the memcached commands during the
@@ -40,13 +39,17 @@ const (
 // connections per node, and 256 returning browsers loading the home page
 // as fast as they are answered, each on keep-alive connections of its own.
 // Every 200ms during the load it counts each replica's open connections to
-// each node (from /proc): never more than the cap. After it: every page
+// each node (from /proc and ss): never more than the cap. After it: every page
 // was a 200 with the next count, each browser's count is what it had plus
 // the home pages it was shown, and every node served a fair share.
 func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	neverCached(t)
 	if testing.Short() {
 		t.Skip("-short: runs nginx, 6 replicas and 3 memcached under load for about 15s")
+	}
+	ssBin, err := testkit.FindBin("ss", "iproute2", "/usr/bin", "/bin", "/usr/sbin", "/sbin")
+	if err != nil {
+		unavailable(t, err.Error())
 	}
 	began := time.Now()
 	tl, ps, dir, bin, dsn := setUpCatalog(t)
@@ -64,7 +67,6 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 		}
 		f.live = append(f.live, r)
 	}
-	var err error
 	if f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs()); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +126,7 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	tick := time.NewTicker(sampleEvery)
 	for end := loadBegan.Add(poolLoadFor); time.Now().Before(end); {
 		<-tick.C
-		conns, err := connsTo(pids, servers)
+		conns, err := connsTo(ssBin, pids, servers)
 		if err != nil {
 			close(stop)
 			wg.Wait()
