@@ -22,8 +22,8 @@ import (
 
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
-	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
 )
@@ -552,7 +552,7 @@ func newMemcachedStore(t testing.TB, cfg memcachestore.Config) *memcachestore.St
 // skips (fails with LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
 func memcachedForTest(t testing.TB) *memcachestore.Storage {
 	t.Helper()
-	addr := memcachedtest.Addr(t)
+	addr := testkit.Require(t, testkit.EnvMemcached)
 	// A generous timeout: CI runs test packages in parallel on two cores.
 	return newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
 }
