@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -30,9 +29,9 @@ import (
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("starting", cfg.Attrs()...)
 	// A soft limit keeps the heap near what is live rather than twice it
-	// (README, "Catalog pages and the fleet"); GOMEMLIMIT, when set, is the
-	// runtime's own and wins.
-	if cfg.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+	// (README, "Catalog pages and the fleet"); config leaves it 0 when
+	// GOMEMLIMIT, the runtime's own, is set.
+	if cfg.MemoryLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 	}
 	sessionOpts, err := sessionOptions(cfg, logger)

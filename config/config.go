@@ -37,7 +37,11 @@ type Config struct {
 	CountsStaleLimit time.Duration // how long the last counts (and cached pages) are served while MySQL is down
 	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
 	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
-	MemoryLimitMiB   int           // the Go runtime's soft memory limit unless GOMEMLIMIT is set; 0: none
+	// MemoryLimitMiB is the soft memory limit serve gives the Go runtime;
+	// 0: none from the service, because LOCALLIBRARY_MEMORY_LIMIT_MIB is 0
+	// or because GOMEMLIMIT is set (the runtime applies that one itself).
+	MemoryLimitMiB int
+	GOMEMLIMIT     string // the runtime's own soft limit, as set, for the startup log
 
 	MemcachedServers  []string // empty: sessions in process memory
 	MemcachedTimeout  time.Duration
@@ -142,6 +146,12 @@ func Load(getenv func(string) string) (Config, error) {
 	if overlap(cfg.MetricsAddr, cfg.HTTPAddr) {
 		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
 	}
+	// GOMEMLIMIT is the runtime's own, read by it at start: when it is set,
+	// LOCALLIBRARY_MEMORY_LIMIT_MIB has no effect.
+	cfg.GOMEMLIMIT = strings.TrimSpace(getenv("GOMEMLIMIT"))
+	if cfg.GOMEMLIMIT != "" {
+		cfg.MemoryLimitMiB = 0
+	}
 	if cfg.MemoryLimitMiB > 0 && cfg.MemoryLimitMiB < cfg.PageCacheMiB+MemoryBesideCacheMiB {
 		l.fail("MEMORY_LIMIT_MIB", fmt.Sprintf("must be 0 (none) or at least LOCALLIBRARY_PAGE_CACHE_MIB + %d (%d): below that the garbage collector would run without pause",
 			MemoryBesideCacheMiB, cfg.PageCacheMiB+MemoryBesideCacheMiB))
@@ -213,6 +223,7 @@ func (c Config) Attrs() []any {
 		"page_cache_mib", c.PageCacheMiB,
 		"page_cache_ttl", c.PageCacheTTL.String(),
 		"memory_limit_mib", c.MemoryLimitMiB,
+		"gomemlimit", c.GOMEMLIMIT,
 		"cookie_secure", c.CookieSecure,
 	}
 }

@@ -139,6 +139,22 @@ func TestMemoryLimitCoversThePageCache(t *testing.T) {
 	}
 }
 
+// TestGOMEMLIMITWins: the runtime reads GOMEMLIMIT itself; the service then
+// sets no limit of its own, and does not judge the one it would have set.
+func TestGOMEMLIMITWins(t *testing.T) {
+	cfg, err := config.Load(env(map[string]string{"GOMEMLIMIT": "115MiB", "LOCALLIBRARY_PAGE_CACHE_MIB": "64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MemoryLimitMiB != 0 || cfg.GOMEMLIMIT != "115MiB" {
+		t.Errorf("with GOMEMLIMIT: limit %d MiB, GOMEMLIMIT %q; want 0 and 115MiB", cfg.MemoryLimitMiB, cfg.GOMEMLIMIT)
+	}
+	cfg, err = config.Load(env(map[string]string{"LOCALLIBRARY_MEMORY_LIMIT_MIB": "80"}))
+	if err != nil || cfg.MemoryLimitMiB != 80 || cfg.GOMEMLIMIT != "" {
+		t.Errorf("without GOMEMLIMIT: limit %d MiB, GOMEMLIMIT %q, err %v; want 80", cfg.MemoryLimitMiB, cfg.GOMEMLIMIT, err)
+	}
+}
+
 func TestMetricsListenerMustBeApart(t *testing.T) {
 	tests := []struct {
 		http, metrics string
