@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	fiberlog "github.com/gofiber/fiber/v2/log"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/config"
@@ -101,11 +99,6 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	// The MySQL driver logs dropped connections on its own; send them to
-	// the service's log as warnings instead of bare lines on stderr.
-	_ = mysql.SetLogger(driverLogger{logger})
-	// Fiber may log on its own too: into the same JSON log.
-	fiberlog.SetOutput(fiberLogWriter{logger})
 	return run(ctx, cfg, logger)
 }
 
@@ -113,7 +106,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // the build includes it, to a migrated and seeded embedded engine.
 func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*sqlx.DB, func(), error) {
 	if cfg.MySQLDSN != "" {
-		db, err := repository.NewPool(cfg.MySQLDSN, cfg.DBMaxOpenConns)
+		db, err := repository.NewPool(cfg.MySQLDSN, cfg.DBMaxOpenConns, logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -133,15 +126,15 @@ func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 // openForCommand opens the MySQL of LOCALLIBRARY_MYSQL_DSN for a command
 // that works on it (the embedded engine, without a DSN, is migrated,
 // seeded and rebuilt when the server starts).
-func openForCommand(ctx context.Context, cfg config.Config, command string, maxConns int) (*sqlx.DB, error) {
+func openForCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, command string, maxConns int) (*sqlx.DB, error) {
 	if cfg.MySQLDSN == "" {
 		return nil, fmt.Errorf("%s needs LOCALLIBRARY_MYSQL_DSN (the embedded engine is migrated and seeded at start)", command)
 	}
-	return repository.Open(ctx, cfg.MySQLDSN, maxConns)
+	return repository.Open(ctx, cfg.MySQLDSN, maxConns, logger)
 }
 
 func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	db, err := openForCommand(ctx, cfg, "migrate", 2)
+	db, err := openForCommand(ctx, cfg, logger, "migrate", 2)
 	if err != nil {
 		return err
 	}
@@ -156,7 +149,7 @@ func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error 
 // rebuild recomputes book_detail, which the triggers keep as rows change
 // but a bulk load with them off, or a TRUNCATE, does not.
 func rebuild(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	db, err := openForCommand(ctx, cfg, "rebuild", 2)
+	db, err := openForCommand(ctx, cfg, logger, "rebuild", 2)
 	if err != nil {
 		return err
 	}
@@ -185,7 +178,7 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, opt repos
 	if opt.Authors < 1 || opt.Books < 0 || opt.CopiesPerBook < 0 {
 		return errors.New("seed: --authors must be at least 1, --books and --copies-per-book at least 0")
 	}
-	db, err := openForCommand(ctx, cfg, "seed", 4)
+	db, err := openForCommand(ctx, cfg, logger, "seed", 4)
 	if err != nil {
 		return err
 	}
@@ -197,17 +190,4 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, opt repos
 	logger.Info("seeded", "authors", res.Authors, "books", res.Books, "copies", res.Copies,
 		"genres", res.Genres, "languages", res.Languages, "took", res.Took.String())
 	return nil
-}
-
-// driverLogger adapts slog to the MySQL driver's logger.
-type driverLogger struct{ logger *slog.Logger }
-
-func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "detail", fmt.Sprint(v...)) }
-
-// fiberLogWriter turns Fiber's plain log lines into the service's log.
-type fiberLogWriter struct{ logger *slog.Logger }
-
-func (w fiberLogWriter) Write(p []byte) (int, error) {
-	w.logger.Warn("fiber", "detail", strings.TrimSpace(string(p)))
-	return len(p), nil
 }

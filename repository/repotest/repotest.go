@@ -74,7 +74,7 @@ func MustMariaDB(t testing.TB) *sqlx.DB {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 
-	admin, err := repository.Open(ctx, dsn, 1)
+	admin, err := repository.Open(ctx, dsn, 1, nil)
 	if err != nil {
 		testkit.Unavailable(t, "MariaDB at %s does not answer (start it, or set %s to one that does): %v", testkit.EnvMySQLDSN, testkit.EnvMySQLDSN, err)
 	}
@@ -105,7 +105,7 @@ func MustMariaDB(t testing.TB) *sqlx.DB {
 // openMigrated opens dsn, closes it when the test ends, and migrates it.
 func openMigrated(t testing.TB, ctx context.Context, dsn string) *sqlx.DB {
 	t.Helper()
-	db, err := repository.Open(ctx, dsn, 4)
+	db, err := repository.Open(ctx, dsn, 4, nil)
 	if err != nil {
 		t.Fatalf("open test database: %v", err)
 	}
