@@ -22,20 +22,23 @@ import (
 // command is one of the program's commands.
 type command struct {
 	name, args, summary string
+	// load reads the command's configuration (config.Load for the server,
+	// config.LoadForCommand for the commands that keep no sessions).
+	load func(getenv func(string) string) (config.Config, error)
 	// flags declares the command's flags on fs and returns the run that
 	// reads them.
 	flags func(fs *flag.FlagSet) func(ctx context.Context, cfg config.Config, logger *slog.Logger) error
 }
 
 var commands = []command{
-	{"serve", "", "serve the website (the default)", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+	{"serve", "", "serve the website (the default)", config.Load, func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 		return serve
 	}},
-	{"migrate", "", "apply the database migrations to LOCALLIBRARY_MYSQL_DSN", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+	{"migrate", "", "apply the database migrations to LOCALLIBRARY_MYSQL_DSN", config.LoadForCommand, func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 		return migrate
 	}},
-	{"seed", "[flags]", "fill an empty catalog in LOCALLIBRARY_MYSQL_DSN", seedFlags},
-	{"rebuild", "", "recompute every book's genres and copies (book_detail) in LOCALLIBRARY_MYSQL_DSN, after rows were loaded with its triggers off", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+	{"seed", "[flags]", "fill an empty catalog in LOCALLIBRARY_MYSQL_DSN", config.LoadForCommand, seedFlags},
+	{"rebuild", "", "recompute every book's genres and copies (book_detail) in LOCALLIBRARY_MYSQL_DSN, after rows were loaded with its triggers off", config.LoadForCommand, func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 		return rebuild
 	}},
 }
@@ -94,7 +97,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("%s: unexpected arguments %q (see locallibrary %s --help)", cmd.name, fs.Args(), cmd.name)
 	}
 
-	cfg, err := config.Load(getenv)
+	cfg, err := cmd.load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}

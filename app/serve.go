@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,10 +33,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MemoryLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 	}
-	sessionOpts, err := sessionOptions(cfg, logger)
-	if err != nil {
-		return err
-	}
+	sessionOpts := sessionOptions(cfg)
 	newSessions, err := addrlimit.New(cfg.NewSessionsPerMinute, cfg.NewSessionsBurst, newSessionAddresses)
 	if err != nil {
 		return err
@@ -185,25 +181,14 @@ func openSessionStore(cfg config.Config, logger *slog.Logger, observe func(strin
 	return store, func() { _ = store.Close() }, nil
 }
 
-// sessionOptions are the session settings of cfg. Without a secret key
-// (allowed only for the single-process default) a random one is made: its
-// CSRF tokens last as long as the process.
-func sessionOptions(cfg config.Config, logger *slog.Logger) (session.Options, error) {
-	secret := []byte(cfg.SecretKey)
-	if len(secret) == 0 {
-		if cfg.Production() {
-			return session.Options{}, config.ErrNoSecretKey
-		}
-		secret = make([]byte, session.MinSecretLen)
-		_, _ = rand.Read(secret) // never fails on Go ≥ 1.24
-		logger.Info("secret key", "note", "generated for this process; set LOCALLIBRARY_SECRET_KEY to share one between replicas")
-	}
+// sessionOptions are the session settings of cfg.
+func sessionOptions(cfg config.Config) session.Options {
 	return session.Options{
 		Lifetime:             cfg.SessionLifetime,
 		FirstVisitLifetime:   cfg.SessionFirstVisitLifetime,
 		ExpireAtBrowserClose: cfg.SessionExpireAtBrowserClose,
 		SaveEveryRequest:     cfg.SessionSaveEveryRequest,
 		CookieSecure:         cfg.CookieSecure,
-		Secret:               secret,
-	}, nil
+		Secret:               []byte(cfg.SecretKey),
+	}
 }

@@ -3,6 +3,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,10 +62,12 @@ type Config struct {
 	SessionExpireAtBrowserClose bool
 	SessionSaveEveryRequest     bool
 	CookieSecure                bool
-	// SecretKey signs the CSRF tokens; replicas must share it. Empty only
+	// SecretKey signs the CSRF tokens; replicas must share it. Load
+	// requires it with a MySQL DSN or memcached servers, and makes one up
 	// for the single-process default (embedded database, sessions in
-	// memory), where app generates one at start.
-	SecretKey string
+	// memory); LoadForCommand leaves it as set.
+	SecretKey          string
+	secretKeyGenerated bool
 
 	ShutdownDrain   time.Duration // /readyz says 503 this long before the listener stops
 	ShutdownTimeout time.Duration // in-flight requests get this long to finish
@@ -84,9 +88,15 @@ const DefaultHTTPMaxConns = 1024
 // read buffers), with room for the garbage collector to work.
 const MemoryBesideCacheMiB = 32
 
-// Load reads the configuration through getenv (os.Getenv in production) and
-// returns every invalid setting in one joined error.
-func Load(getenv func(string) string) (Config, error) {
+// Load reads the configuration of the web server through getenv (os.Getenv
+// in production) and returns every invalid setting in one joined error.
+func Load(getenv func(string) string) (Config, error) { return load(getenv, true) }
+
+// LoadForCommand is Load for the commands that keep no sessions (migrate,
+// seed, rebuild): they need no LOCALLIBRARY_SECRET_KEY.
+func LoadForCommand(getenv func(string) string) (Config, error) { return load(getenv, false) }
+
+func load(getenv func(string) string, serving bool) (Config, error) {
 	l := loader{getenv: getenv}
 	cfg := Config{
 		// Loopback, as Django's runserver: `go run .` is not on the network
@@ -168,8 +178,22 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.SessionFirstVisitLifetime < time.Second || cfg.SessionFirstVisitLifetime > cfg.SessionLifetime {
 		l.fail("SESSION_FIRST_VISIT_LIFETIME", "must be at least 1s and at most LOCALLIBRARY_SESSION_LIFETIME")
 	}
-	if cfg.SecretKey != "" && len(cfg.SecretKey) < session.MinSecretLen {
-		l.fail("SECRET_KEY", fmt.Sprintf("is %d characters; use at least %d random ones", len(cfg.SecretKey), session.MinSecretLen))
+	switch {
+	case cfg.SecretKey != "":
+		if len(cfg.SecretKey) < session.MinSecretLen {
+			l.fail("SECRET_KEY", fmt.Sprintf("is %d characters; use at least %d random ones", len(cfg.SecretKey), session.MinSecretLen))
+		}
+	case !serving:
+		// The commands sign nothing.
+	case cfg.MySQLDSN != "" || len(cfg.MemcachedServers) > 0:
+		// Replicas: each would make up a key of its own, and a form
+		// served by one would be refused by the next.
+		l.fail("SECRET_KEY", fmt.Sprintf("is required with a MySQL DSN or memcached servers: "+
+			"set the same random string of at least %d characters on every replica (e.g. openssl rand -base64 48)", session.MinSecretLen))
+	default:
+		// The single process: a key of its own, whose CSRF tokens last
+		// as long as it runs.
+		cfg.SecretKey, cfg.secretKeyGenerated = hex.EncodeToString(randomBytes(session.MinSecretLen)), true
 	}
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
@@ -196,16 +220,10 @@ func overlap(a, b string) bool {
 	return portA == portB && (hostA == hostB || allInterfaces(hostA) || allInterfaces(hostB))
 }
 
-// ErrNoSecretKey is what serve answers when LOCALLIBRARY_SECRET_KEY is
-// missing where it is required (Production).
-var ErrNoSecretKey = fmt.Errorf("%sSECRET_KEY is required with a MySQL DSN or memcached servers: "+
-	"set the same random string of at least %d characters on every replica (e.g. openssl rand -base64 48)", Prefix, session.MinSecretLen)
-
-// Production tells whether the service runs against shared services (a
-// MySQL server or memcached), as replicas do, rather than the
-// single-process default of the embedded engine and in-memory sessions.
-func (c Config) Production() bool {
-	return c.MySQLDSN != "" || len(c.MemcachedServers) > 0
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails on Go ≥ 1.24
+	return b
 }
 
 // Attrs describes the configuration for the startup log, secrets masked.
@@ -225,7 +243,19 @@ func (c Config) Attrs() []any {
 		"memory_limit_mib", c.MemoryLimitMiB,
 		"gomemlimit", c.GOMEMLIMIT,
 		"cookie_secure", c.CookieSecure,
+		"secret_key", c.secretKeyNote(),
 	}
+}
+
+// secretKeyNote says where the secret key came from, never what it is.
+func (c Config) secretKeyNote() string {
+	switch {
+	case c.secretKeyGenerated:
+		return "generated for this process; set LOCALLIBRARY_SECRET_KEY to share one between replicas"
+	case c.SecretKey != "":
+		return "set"
+	}
+	return "none"
 }
 
 // MaskDSN hides the password of a DSN so it can be logged.
