@@ -113,6 +113,9 @@ func mustApp(t testing.TB, d routes.Deps) *fiber.App {
 	if d.CountsStaleLimit == 0 {
 		d.CountsStaleLimit = defaults.CountsStaleLimit
 	}
+	if d.BodyLimit == 0 {
+		d.BodyLimit = defaults.BodyLimit
+	}
 	if d.PageCacheBytes == 0 { // as app runs: pages cached (-1: not)
 		d.PageCacheBytes, d.PageCacheTTL = 1<<20, time.Minute
 	}
@@ -132,6 +135,42 @@ func testConfig(t testing.TB) config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestNewWantsEverySetting: routes has no defaults of its own (config has
+// them), so a setting left out is an error that names it.
+func TestNewWantsEverySetting(t *testing.T) {
+	defaults := testConfig(t)
+	complete := func() routes.Deps {
+		return routes.Deps{Catalog: &fakeCatalog{books: 1, authors: 1}, Sessions: sessionsOn(t, session.NewMemoryStore()),
+			CountsTTL: defaults.CountsTTL, CountsStaleLimit: defaults.CountsStaleLimit,
+			QueryTimeout: defaults.QueryTimeout, BodyLimit: defaults.BodyLimit}
+	}
+	app, err := routes.New(complete())
+	if err != nil {
+		t.Fatalf("every setting given: %v", err)
+	}
+	_ = app.Shutdown()
+	unsets := map[string]func(*routes.Deps){
+		"QueryTimeout":     func(d *routes.Deps) { d.QueryTimeout = 0 },
+		"CountsTTL":        func(d *routes.Deps) { d.CountsTTL = 0 },
+		"CountsStaleLimit": func(d *routes.Deps) { d.CountsStaleLimit = 0 },
+		"BodyLimit":        func(d *routes.Deps) { d.BodyLimit = 0 },
+	}
+	for name, unset := range unsets {
+		d := complete()
+		unset(&d)
+		_, err := routes.New(d)
+		if err == nil {
+			t.Errorf("%s 0: accepted", name)
+			continue
+		}
+		for other := range unsets {
+			if strings.Contains(err.Error(), other) != (other == name) {
+				t.Errorf("%s 0: error %q, want it to name %s alone", name, err, name)
+			}
+		}
+	}
 }
 
 // testSecret keys the CSRF tokens of test sites; replicas share it.
