@@ -27,9 +27,9 @@ import (
 // in-flight requests finish, then the clients close.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("starting", cfg.Attrs()...)
-	// A soft limit keeps the heap near what is live rather than twice it
-	// (README, "Catalog pages and the fleet"); config leaves it 0 when
-	// GOMEMLIMIT, the runtime's own, is set.
+	// A soft limit keeps the heap near what is live rather than twice it,
+	// so a replica stays within its memory at 256 connections; config
+	// leaves it 0 when GOMEMLIMIT, the runtime's own, is set.
 	if cfg.MemoryLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 	}
@@ -138,7 +138,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 const newSessionAddresses = 10_000
 
 // admitNewSessions asks l whether the request's client address may start
-// another session (the session package asks once per request).
+// another session (the session package asks at most once per request).
 func admitNewSessions(l *addrlimit.Limiter, clientAddr func(*fiber.Ctx) string) func(*fiber.Ctx) bool {
 	return func(c *fiber.Ctx) bool { return l.Allow(clientAddr(c)) }
 }

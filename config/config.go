@@ -1,5 +1,6 @@
 // Package config loads the service's settings from LOCALLIBRARY_* environment
-// variables into one struct, reporting every problem at once.
+// variables (and the runtime's GOMEMLIMIT) into one struct, with every
+// default, reporting every problem at once.
 package config
 
 import (
@@ -19,7 +20,7 @@ import (
 	"github.com/locallibrary/locallibrary/internal/session"
 )
 
-// Prefix starts the name of every variable this package reads.
+// Prefix starts the name of every variable of the service's own.
 const Prefix = "LOCALLIBRARY_"
 
 // Config is everything the service can be told from outside.

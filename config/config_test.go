@@ -109,7 +109,7 @@ func TestMaskDSN(t *testing.T) {
 func TestPageCacheSettings(t *testing.T) {
 	cfg, err := config.Load(env(nil))
 	if err != nil || cfg.PageCacheMiB != 16 || cfg.PageCacheTTL != 30*time.Second {
-		t.Errorf("defaults: %d MiB, TTL %v, err %v; want 16 MiB, 10s", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
+		t.Errorf("defaults: %d MiB, TTL %v, err %v; want 16 MiB, 30s", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
 	}
 	cfg, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "0", "LOCALLIBRARY_PAGE_CACHE_TTL": "2s"}))
 	if err != nil || cfg.PageCacheMiB != 0 || cfg.PageCacheTTL != 2*time.Second {
