@@ -78,26 +78,17 @@ func (t *tokenMaker) valid(id, token string) bool {
 // id is given one (in its cookie, not yet stored) so that its token can be
 // checked when the form comes back; "" when a new session is not admitted.
 func (s *Session) CSRFToken() string {
-	id := s.tokenID()
-	if id == "" {
-		if !s.admitted() {
-			return ""
-		}
-		s.cookieID = newID()
-		s.id = s.cookieID
-		s.setCookie()
-		id = s.id
+	switch {
+	case s.id != "": // the session's own, read or made in this request
+		return s.m.csrf.token(s.id)
+	case s.cookieID != "":
+		return s.m.csrf.token(s.cookieID)
+	case !s.admitted():
+		return ""
 	}
-	return s.m.csrf.token(id)
-}
-
-// tokenID is the id a token is made from: the session's own when this
-// request created or read one, else the cookie's.
-func (s *Session) tokenID() string {
-	if s.id != "" {
-		return s.id
-	}
-	return s.cookieID
+	s.state, s.id = issued, newID()
+	s.setCookie()
+	return s.m.csrf.token(s.id)
 }
 
 // ErrNoCookie is CheckCSRF's 403 for a form sent without a session

@@ -87,27 +87,48 @@ type Session struct {
 	m *Manager
 	c *fiber.Ctx
 
+	state    state
+	readErr  error  // why the read failed, in state failed
 	cookieID string // the id the browser sent, if it is one we could have issued
-	id       string // the session's id once known to be stored, or issued now
-	data     entry
+	id       string // the session's id: cookieID once read, or one made in this response
+	data     entry  // what the store holds, or is to hold, under id
+	wrote    bool   // this request wrote the entry, or tried to: Middleware renews no more
 
-	read    bool  // the store was read (or there was nothing to read)
-	readErr error // why the read failed
-	stored  bool  // the store holds an entry for id
-	found   bool  // the entry was read from the store: its browser came back
-	saved   bool  // this request wrote the entry, or tried to
-
-	visited  bool // Visit ran: it never counts twice
-	visits   uint64
-	visitErr error
-
-	counted bool   // the read counted a visit too
-	count   uint64 // the count it returned
-
-	cookiesRefused bool
-
-	askedAdmit, admit bool // Options.Admit's answer, asked once per request
+	visit          visitResult // Visit's answer: it counts once per request
+	cookiesRefused bool        // the cookie test found the browser refusing cookies
+	admission      admission   // Options.Admit's answer, asked once per request
 }
+
+// state is what a request knows of its session. It only moves forward:
+// from unread to what the store said, on to created when the response
+// stores a new session; Forget starts it again at none.
+type state uint8
+
+const (
+	none     state = iota // no session: no id sent, none stored under it, or forgotten
+	unread                // the browser sent an id; the store has not been asked
+	failed                // the store could not be read (readErr says why)
+	issued                // a new id is in this response's cookie, not stored: a form's token needs one
+	returned              // the entry under the browser's id was read: its browser came back
+	created               // this response stored a new session
+)
+
+// stored tells whether the store holds an entry under s.id.
+func (s *Session) stored() bool { return s.state == returned || s.state == created }
+
+type visitResult struct {
+	done  bool
+	count uint64
+	err   error
+}
+
+type admission uint8
+
+const (
+	notAsked admission = iota
+	admitted
+	refused
+)
 
 type sessionLocal struct{}
 
@@ -127,14 +148,14 @@ func From(c *fiber.Ctx) *Session {
 func (m *Manager) Middleware(c *fiber.Ctx) error {
 	s := &Session{m: m, c: c}
 	if id := c.Cookies(CookieName); validID(id) {
-		s.cookieID = id
+		s.cookieID, s.state = id, unread
 	}
 	c.Locals(sessionLocal{}, s)
 	err := c.Next()
-	if m.opts.SaveEveryRequest && s.cookieID != "" && c.Method() == fiber.MethodGet {
-		_ = s.load(false)
+	if m.opts.SaveEveryRequest && c.Method() == fiber.MethodGet {
+		_, _, _ = s.load(false)
 	}
-	if s.stored && !s.saved && s.renewalDue() {
+	if s.state == returned && !s.wrote && s.renewalDue() {
 		_ = s.renew() // best effort: a miss only shortens the session's life
 	}
 	return err
@@ -142,33 +163,29 @@ func (m *Manager) Middleware(c *fiber.Ctx) error {
 
 // load reads the session from the store, once per request; with
 // countVisit the read also counts a home-page visit, in the same round
-// trip. An entry that does not decode is no session: a new one begins.
-func (s *Session) load(countVisit bool) error {
-	if s.read {
-		return s.readErr
-	}
-	s.read = true
-	if s.cookieID == "" {
-		return nil
+// trip, and counted tells whether it did. An entry that does not decode is
+// no session: a new one begins.
+func (s *Session) load(countVisit bool) (count uint64, counted bool, err error) {
+	if s.state != unread {
+		return 0, false, s.readErr
 	}
 	var raw []byte
-	var err error
 	if countVisit {
-		raw, s.count, s.counted, err = s.m.store.GetAndIncrement(EntryKey(s.cookieID), VisitKey(s.cookieID))
+		raw, count, counted, err = s.m.store.GetAndIncrement(EntryKey(s.cookieID), VisitKey(s.cookieID))
 	} else {
 		raw, err = s.m.store.Get(EntryKey(s.cookieID))
 	}
 	if err != nil {
-		s.counted = false
-		s.readErr = unavailable(err)
-		return s.readErr
+		s.state, s.readErr = failed, unavailable(err)
+		return 0, false, s.readErr
 	}
-	if data, ok := decodeEntry(raw); ok {
-		s.id, s.data, s.stored, s.found = s.cookieID, data, true, true
-	} else {
-		s.counted = false // a counter without a readable entry is not this browser's
+	data, ok := decodeEntry(raw)
+	if !ok {
+		s.state = none
+		return 0, false, nil // a counter without a readable entry is not this browser's
 	}
-	return nil
+	s.state, s.id, s.data = returned, s.cookieID, data
+	return count, counted, nil
 }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
@@ -192,20 +209,23 @@ func (s *Session) renewalDue() bool {
 // came back: it gets the full lifetime from now on.
 func (s *Session) save() error {
 	id := s.id
-	if !s.stored {
+	if !s.stored() {
 		if !s.admitted() {
 			return ErrNotAdmitted
 		}
 		id = newID() // the id is the session's only once it is stored
 	}
-	s.data.returned = s.found
+	s.data.returned = s.state == returned
 	s.data.savedAt = s.m.now().Unix()
-	s.saved = true // Middleware does not renew after this, even when it failed
+	s.wrote = true // Middleware does not renew after this, even when it failed
 	var buf [maxEntryBytes]byte
 	if err := s.m.store.Set(EntryKey(id), s.data.encode(buf[:0]), s.lifetime()); err != nil {
 		return unavailable(err)
 	}
-	s.id, s.stored = id, true
+	if s.state != returned {
+		s.state = created
+	}
+	s.id = id
 	s.setCookie()
 	return nil
 }
@@ -214,11 +234,13 @@ func (s *Session) save() error {
 // be begun: a first visit needs it twice (its CSRF token's id, then the
 // session it stores) and must count once against a limit.
 func (s *Session) admitted() bool {
-	if !s.askedAdmit {
-		s.askedAdmit = true
-		s.admit = s.m.opts.Admit == nil || s.m.opts.Admit(s.c)
+	if s.admission == notAsked {
+		s.admission = refused
+		if s.m.opts.Admit == nil || s.m.opts.Admit(s.c) {
+			s.admission = admitted
+		}
 	}
-	return s.admit
+	return s.admission == admitted
 }
 
 // renew writes a returning browser's entry again and extends its counter.
@@ -260,26 +282,27 @@ func (s *Session) setCookie() {
 // session is created here. It counts once per request however often it
 // is called.
 func (s *Session) Visit() (uint64, error) {
-	if !s.visited {
-		s.visited = true
-		s.visits, s.visitErr = s.visit()
+	if !s.visit.done {
+		s.visit.count, s.visit.err = s.countVisit()
+		s.visit.done = true
 	}
-	return s.visits, s.visitErr
+	return s.visit.count, s.visit.err
 }
 
-func (s *Session) visit() (uint64, error) {
-	if err := s.load(true); err != nil {
+func (s *Session) countVisit() (uint64, error) {
+	count, counted, err := s.load(true)
+	if err != nil {
 		return 0, err
 	}
-	if !s.stored {
+	if !s.stored() {
 		if err := s.save(); err != nil {
 			return 0, err
 		}
 	} else if s.renewalDue() {
 		_ = s.renew() // best effort, as in Middleware: a miss only shortens the session's life
 	}
-	if s.counted {
-		return s.count, nil
+	if counted {
+		return count, nil
 	}
 	n, err := s.m.store.Increment(VisitKey(s.id), s.lifetime())
 	if err != nil {
@@ -291,15 +314,16 @@ func (s *Session) visit() (uint64, error) {
 // NoticeDismissed tells whether the browser clicked "Got it". A session
 // that cannot be read has not.
 func (s *Session) NoticeDismissed() bool {
-	return s.load(false) == nil && s.data.notice
+	_, _, err := s.load(false)
+	return err == nil && s.data.notice
 }
 
 // DismissNotice remembers "Got it" for the session.
 func (s *Session) DismissNotice() error {
-	if err := s.load(false); err != nil {
+	if _, _, err := s.load(false); err != nil {
 		return err
 	}
-	if s.stored && s.data.notice {
+	if s.stored() && s.data.notice {
 		return nil
 	}
 	s.data.notice = true
@@ -341,10 +365,6 @@ func (s *Session) SetPerPage(n int) error {
 	return nil
 }
 
-// HasSession tells whether the browser sent a session cookie this server
-// could have issued (stored or not).
-func (s *Session) HasSession() bool { return s.cookieID != "" }
-
 // Forget ends the browser's session: its entry and visit count are deleted
 // and its cookie expired; the next page begins a new session.
 func (s *Session) Forget() error {
@@ -356,7 +376,7 @@ func (s *Session) Forget() error {
 			return unavailable(err)
 		}
 	}
-	s.cookieID, s.id, s.data, s.stored, s.found, s.read = "", "", entry{}, false, false, true
+	s.state, s.cookieID, s.id, s.data = none, "", "", entry{}
 	for _, name := range []string{CookieName, PerPageCookie} {
 		expired := s.cookie(name, "")
 		expired.Expires = fasthttp.CookieExpireDelete
