@@ -925,6 +925,31 @@ func TestStaleFormAfterForgetMeIsAClear403(t *testing.T) {
 	}
 }
 
+// A token is made only for the session the cookie carries. Had the forget
+// page given one for any id a client names, whoever named an id could
+// forge the forms of a browser they plant it in; an id never stored gets a
+// token for a new id, in a new cookie, instead.
+func TestNoTokenForASessionIDTheSiteNeverStored(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	named := &http.Cookie{Name: session.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAA"}
+	page := get(t, app, "GET", "/catalog/forget/", named)
+	token := csrfTokenIn(t, page)
+	issued := sessionCookie(t, page)
+	if issued == nil || issued.Value == named.Value {
+		t.Fatalf("the forget page left the named id in place: cookie %v", issued)
+	}
+	for _, tt := range []struct {
+		cookie *http.Cookie
+		want   int
+	}{{named, fiber.StatusForbidden}, {issued, fiber.StatusSeeOther}} {
+		b := newBrowser(t, app)
+		b.jar[tt.cookie.Name] = tt.cookie
+		if r := b.do("POST", "/catalog/forget/", url.Values{"csrfmiddlewaretoken": {token}}); r.status != tt.want {
+			t.Errorf("the page's token with the cookie %s: %d, want %d", tt.cookie.Value, r.status, tt.want)
+		}
+	}
+}
+
 // A browser that refuses cookies still gets the Forget me form; sending it
 // fails, and the 403 page says why (the cookie) rather than that the form
 // expired, which a reload would not fix.

@@ -74,20 +74,25 @@ func (t *tokenMaker) valid(id, token string) bool {
 	return hmac.Equal(got[:], want[:])
 }
 
-// CSRFToken is the token for the page's forms. A browser without a session
-// id is given one (in its cookie, not yet stored) so that its token can be
-// checked when the form comes back; "" when a new session is not admitted.
+// CSRFToken is the token for the page's forms. It is made only for an id
+// this server vouches for: the session read from the store, or an id made
+// in this response. A browser whose cookie names no stored session is given
+// a new id (in its cookie, not yet stored) so that its token can be checked
+// when the form comes back; an id the client merely names gets no token,
+// or anyone could have one for an id they then plant in another browser.
+// "" when the store cannot be read (the id cannot be vouched for) or a new
+// session is not admitted: the page then shows no form.
 func (s *Session) CSRFToken() string {
-	switch {
-	case s.id != "": // the session's own, read or made in this request
-		return s.m.csrf.token(s.id)
-	case s.cookieID != "":
-		return s.m.csrf.token(s.cookieID)
-	case !s.admitted():
+	if _, _, err := s.load(false); err != nil {
 		return ""
 	}
-	s.state, s.id = issued, newID()
-	s.setCookie()
+	if s.id == "" {
+		if !s.admitted() {
+			return ""
+		}
+		s.state, s.id = issued, newID()
+		s.setCookie()
+	}
 	return s.m.csrf.token(s.id)
 }
 

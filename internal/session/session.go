@@ -209,11 +209,14 @@ func (s *Session) renewalDue() bool {
 // came back: it gets the full lifetime from now on.
 func (s *Session) save() error {
 	id := s.id
-	if !s.stored() {
+	switch s.state {
+	case returned, created:
+	case issued: // admitted already; its id is the one the cookie and the page's token carry
+	default:
 		if !s.admitted() {
 			return ErrNotAdmitted
 		}
-		id = newID() // the id is the session's only once it is stored
+		id = newID() // never the client's: the id is the session's only once it is stored
 	}
 	s.data.returned = s.state == returned
 	s.data.savedAt = s.m.now().Unix()

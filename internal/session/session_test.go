@@ -615,3 +615,81 @@ func TestAdmitIsAskedOncePerRequest(t *testing.T) {
 		t.Errorf("first visit: status %d, Admit asked %d times, want 200 and once", resp.StatusCode, asked)
 	}
 }
+
+// downStore is a store that cannot be reached.
+type downStore struct{}
+
+var errDown = fmt.Errorf("connection refused")
+
+func (downStore) Get(string) ([]byte, error)                      { return nil, errDown }
+func (downStore) Set(string, []byte, time.Duration) error         { return errDown }
+func (downStore) Delete(string) error                             { return errDown }
+func (downStore) Touch(string, time.Duration) error               { return errDown }
+func (downStore) Increment(string, time.Duration) (uint64, error) { return 0, errDown }
+func (downStore) GetAndIncrement(string, string) ([]byte, uint64, bool, error) {
+	return nil, 0, false, errDown
+}
+
+// TestTokensOnlyForTheSessionTheCookieCarries: a token is made for the
+// session read from the store or an id made in this response, never for
+// an id a client names in its cookie: whoever could get a token for any id
+// could forge the forms of a browser they plant that id in.
+func TestTokensOnlyForTheSessionTheCookieCarries(t *testing.T) {
+	m, err := New(NewMemoryStore(), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := &client{t: t, app: testSite(t, m.store, testOptions())}
+	stored.home()
+	named := "AAAAAAAAAAAAAAAAAAAAAA" // a valid id, never stored
+	for _, tt := range []struct {
+		name      string
+		store     Store
+		cookie    string
+		wantToken func(cookie string) string // for the cookie the response leaves
+	}{
+		{"a stored session", m.store, stored.id, m.csrf.token},
+		{"a named id that is not stored: a new one", m.store, named, m.csrf.token},
+		{"no cookie: a new id", m.store, "", m.csrf.token},
+		{"the store is down: no token for an unverified id", downStore{}, named, func(string) string { return "" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cl := &client{t: t, app: testSite(t, tt.store, testOptions()), id: tt.cookie}
+			_, token := cl.do("GET", "/token", nil, nil)
+			if token != tt.wantToken(cl.id) {
+				t.Errorf("token %q for cookie %q (sent %q), want %q", token, cl.id, tt.cookie, tt.wantToken(cl.id))
+			}
+			if token != "" && token == m.csrf.token(named) {
+				t.Errorf("the named id %q was given its token", named)
+			}
+		})
+	}
+}
+
+// A page that makes its form's token before it stores the session (the
+// token issues an id) stores the session under that id: the cookie and
+// the token agree.
+func TestATokenMadeBeforeTheSessionIsStoredStaysValid(t *testing.T) {
+	m, err := New(NewMemoryStore(), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fiber.New()
+	app.Use(m.Middleware)
+	app.Get("/", func(c *fiber.Ctx) error {
+		token := From(c).CSRFToken()
+		if _, err := From(c).Visit(); err != nil {
+			return err
+		}
+		return c.SendString(token)
+	})
+	app.Post("/dismiss", m.CheckCSRF, func(c *fiber.Ctx) error { return From(c).DismissNotice() })
+	cl := &client{t: t, app: app}
+	_, token := cl.do("GET", "/", nil, nil)
+	if raw, _ := m.store.Get(EntryKey(cl.id)); raw == nil {
+		t.Fatalf("the session in the cookie %q is not stored", cl.id)
+	}
+	if status, body := cl.do("POST", "/dismiss", url.Values{CSRFField: {token}}, nil); status != 200 {
+		t.Errorf("the page's token with its cookie: %d %s", status, body)
+	}
+}
