@@ -62,7 +62,11 @@ type Config struct {
 	SessionFirstVisitLifetime   time.Duration // a new session's life until its browser comes back
 	SessionExpireAtBrowserClose bool
 	SessionSaveEveryRequest     bool
-	CookieSecure                bool
+	// CookieSecure marks the cookies Secure (and gives them __Host- names):
+	// "true" or "false" as Django's SESSION_COOKIE_SECURE, or "auto" (the
+	// default) on each request that came over HTTPS, directly or through a
+	// trusted proxy's X-Forwarded-Proto.
+	CookieSecure session.SecureMode
 	// SecretKey signs the CSRF tokens; replicas must share it. Load
 	// requires it with a MySQL DSN or memcached servers, and makes one up
 	// for the single-process default (embedded database, sessions in
@@ -130,7 +134,7 @@ func load(getenv func(string) string, serving bool) (Config, error) {
 		SessionFirstVisitLifetime:   l.duration("SESSION_FIRST_VISIT_LIFETIME", time.Hour),
 		SessionExpireAtBrowserClose: l.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", false),
 		SessionSaveEveryRequest:     l.boolean("SESSION_SAVE_EVERY_REQUEST", false),
-		CookieSecure:                l.boolean("COOKIE_SECURE", false),
+		CookieSecure:                l.secureMode("COOKIE_SECURE", session.SecureOverHTTPS),
 		SecretKey:                   l.str("SECRET_KEY", ""),
 
 		ShutdownDrain:   l.duration("SHUTDOWN_DRAIN", 5*time.Second),
@@ -243,7 +247,7 @@ func (c Config) Attrs() []any {
 		"page_cache_ttl", c.PageCacheTTL.String(),
 		"memory_limit_mib", c.MemoryLimitMiB,
 		"gomemlimit", c.GOMEMLIMIT,
-		"cookie_secure", c.CookieSecure,
+		"cookie_secure", c.CookieSecure.String(),
 		"secret_key", c.secretKeyNote(),
 	}
 }
@@ -346,6 +350,25 @@ func (l *loader) boolean(name string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+func (l *loader) secureMode(name string, def session.SecureMode) session.SecureMode {
+	raw := l.str(name, "")
+	if raw == "" {
+		return def
+	}
+	if strings.EqualFold(raw, "auto") {
+		return session.SecureOverHTTPS
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		l.fail(name, fmt.Sprintf("must be auto, true or false, not %q", raw))
+		return def
+	}
+	if b {
+		return session.SecureAlways
+	}
+	return session.SecureNever
 }
 
 func (l *loader) prefixes(name string) []netip.Prefix {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/locallibrary/locallibrary/config"
+	"github.com/locallibrary/locallibrary/internal/session"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -26,7 +27,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.MySQLDSN != "" || cfg.MemcachedServers != nil ||
 		cfg.SessionLifetime != 14*24*time.Hour || cfg.CountsTTL != 2*time.Second || cfg.SessionReplicas != 1 ||
-		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure || cfg.BodyLimit != 8192 {
+		cfg.ShutdownDrain != 5*time.Second || cfg.CookieSecure != session.SecureOverHTTPS || cfg.BodyLimit != 8192 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -51,7 +52,7 @@ func TestValidSettings(t *testing.T) {
 	if len(cfg.TrustedProxies) != 2 || cfg.TrustedProxies[1].String() != "192.168.1.7/32" {
 		t.Errorf("trusted proxies = %v", cfg.TrustedProxies)
 	}
-	if !cfg.CookieSecure || cfg.SessionReplicas != 2 || cfg.SessionLifetime != time.Hour {
+	if cfg.CookieSecure != session.SecureAlways || cfg.SessionReplicas != 2 || cfg.SessionLifetime != time.Hour {
 		t.Errorf("settings not applied: %+v", cfg)
 	}
 	attrs := cfg.Attrs()
@@ -59,6 +60,25 @@ func TestValidSettings(t *testing.T) {
 		if s, ok := attrs[i].(string); ok && (strings.Contains(s, "secret") || strings.Contains(s, cfg.SecretKey)) {
 			t.Errorf("startup attributes show the password or the secret key: %v", attrs)
 		}
+	}
+}
+
+// LOCALLIBRARY_COOKIE_SECURE keeps Django's true and false; unset (or
+// "auto") marks the cookies Secure on the requests that came over HTTPS.
+func TestCookieSecure(t *testing.T) {
+	for raw, want := range map[string]session.SecureMode{
+		"": session.SecureOverHTTPS, "auto": session.SecureOverHTTPS, "AUTO": session.SecureOverHTTPS,
+		"true": session.SecureAlways, "1": session.SecureAlways, "True": session.SecureAlways,
+		"false": session.SecureNever, "0": session.SecureNever,
+	} {
+		cfg, err := config.Load(env(map[string]string{"LOCALLIBRARY_COOKIE_SECURE": raw}))
+		if err != nil || cfg.CookieSecure != want {
+			t.Errorf("LOCALLIBRARY_COOKIE_SECURE=%q: %v, %v; want %v", raw, cfg.CookieSecure, err, want)
+		}
+	}
+	_, err := config.Load(env(map[string]string{"LOCALLIBRARY_COOKIE_SECURE": "https"}))
+	if err == nil || !strings.Contains(err.Error(), "must be auto, true or false") {
+		t.Errorf("LOCALLIBRARY_COOKIE_SECURE=https: %v", err)
 	}
 }
 

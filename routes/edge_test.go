@@ -362,9 +362,11 @@ func TestForwardedProtoOnlyFromTrustedProxies(t *testing.T) {
 		{"trusted proxy: https, Origin of the forwarded host", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}, "https://evil.test", 303},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// Behind a TLS-terminating proxy every request says https, the
+			// page with the form too (its cookie's name depends on it).
 			b := newBrowser(t, mustApp(t, routes.Deps{TrustedProxies: tt.trusted}))
-			token := csrfTokenIn(t, b.visit("/catalog/"))
 			b.header = http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil.test"}}
+			token := csrfTokenIn(t, b.visit("/catalog/"))
 			if tt.origin != "" {
 				b.header.Set("Origin", tt.origin)
 			}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -311,8 +312,13 @@ func csrfTokenIn(t testing.TB, r response) string {
 
 func sessionCookie(t *testing.T, r response) *http.Cookie {
 	t.Helper()
+	return cookieNamed(r, session.CookieName)
+}
+
+// cookieNamed is the cookie name that r sets, or nil.
+func cookieNamed(r response, name string) *http.Cookie {
 	for _, c := range (&http.Response{Header: r.header}).Cookies() {
-		if c.Name == session.CookieName {
+		if c.Name == name {
 			return c
 		}
 	}
@@ -555,15 +561,19 @@ func TestCookieAttributes(t *testing.T) {
 		maxAge int
 	}{
 		{"defaults: two weeks", func(*session.Options) {}, false, 14 * 24 * 3600},
-		{"secure, one hour", func(o *session.Options) { o.CookieSecure, o.Lifetime = true, time.Hour }, true, 3600},
+		{"secure, one hour", func(o *session.Options) { o.CookieSecure, o.Lifetime = session.SecureAlways, time.Hour }, true, 3600},
 		{"ends with the browser", func(o *session.Options) { o.ExpireAtBrowserClose = true }, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newBrowser(t, mustApp(t, routes.Deps{Sessions: sessionsOn(t, session.NewMemoryStore(), tt.opts)})).visit("/catalog/")
-			c := sessionCookie(t, r)
+			name := session.CookieName
+			if tt.secure {
+				name = session.HostPrefix + name
+			}
+			c := cookieNamed(r, name)
 			if c == nil {
-				t.Fatal("no session cookie")
+				t.Fatalf("no %s cookie", name)
 			}
 			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure != tt.secure || c.MaxAge != tt.maxAge {
 				t.Errorf("cookie %+v: want HttpOnly, Lax, Path=/, Secure=%v, MaxAge=%d", c, tt.secure, tt.maxAge)
@@ -572,6 +582,102 @@ func TestCookieAttributes(t *testing.T) {
 				t.Errorf("session id %q is not an opaque 128-bit id", c.Value)
 			}
 		})
+	}
+}
+
+// viaProxy is a trusted proxy for requests made by app.Test, whose peer
+// address is 0.0.0.0.
+var viaProxy = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")}
+
+// TestSecureCookiesHaveHostNames: whenever the cookies are Secure - by
+// setting, or on a request a trusted proxy says came over HTTPS - every
+// cookie the site sets is __Host-: Secure, Path=/, no Domain, so that
+// neither a sibling subdomain nor a plain-HTTP response can plant it.
+// Without Secure the names stay Django's. A client's own X-Forwarded-Proto
+// changes nothing.
+func TestSecureCookiesHaveHostNames(t *testing.T) {
+	https := http.Header{"X-Forwarded-Proto": {"https"}}
+	for _, tt := range []struct {
+		name    string
+		mode    session.SecureMode
+		trusted []netip.Prefix
+		header  http.Header
+		secure  bool
+	}{
+		{"auto, plain HTTP", session.SecureOverHTTPS, nil, nil, false},
+		{"auto, HTTPS through a trusted proxy", session.SecureOverHTTPS, viaProxy, https, true},
+		{"auto, a client's own X-Forwarded-Proto", session.SecureOverHTTPS, nil, https, false},
+		{"auto, a trusted proxy saying http", session.SecureOverHTTPS, viaProxy, http.Header{"X-Forwarded-Proto": {"http"}}, false},
+		{"true, plain HTTP", session.SecureAlways, nil, nil, true},
+		{"false, HTTPS through a trusted proxy", session.SecureNever, viaProxy, https, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sessions := sessionsOn(t, session.NewMemoryStore(), func(o *session.Options) { o.CookieSecure = tt.mode })
+			b := newBrowser(t, mustApp(t, routes.Deps{Sessions: sessions, TrustedProxies: tt.trusted}))
+			b.header = tt.header
+			var set []*http.Cookie
+			for _, target := range []string{"/catalog/", "/catalog/books/?per_page=25"} {
+				r := b.do("GET", target, nil)
+				for r.status == fiber.StatusFound {
+					set = append(set, (&http.Response{Header: r.header}).Cookies()...)
+					r = b.do("GET", r.header.Get("Location"), nil)
+				}
+				set = append(set, (&http.Response{Header: r.header}).Cookies()...)
+				if r.status != 200 {
+					t.Fatalf("GET %s: %d", target, r.status)
+				}
+			}
+			names := map[string]bool{}
+			for _, c := range set {
+				names[c.Name] = true
+				hostName := strings.HasPrefix(c.Name, session.HostPrefix)
+				if c.Secure != tt.secure || hostName != tt.secure || c.Path != "/" || c.Domain != "" {
+					t.Errorf("cookie %s: Secure=%v Path=%q Domain=%q; want Secure=%v and a __Host- name just when Secure, Path=/, no Domain",
+						c.Name, c.Secure, c.Path, c.Domain, tt.secure)
+				}
+			}
+			prefix := ""
+			if tt.secure {
+				prefix = session.HostPrefix
+			}
+			for _, want := range []string{session.CookieName, session.PerPageCookie, "cookietest"} {
+				if !names[prefix+want] {
+					t.Errorf("no %s cookie among %v", prefix+want, names)
+				}
+			}
+		})
+	}
+}
+
+// With Secure on the site reads only the __Host- names it sets: a plain
+// sessionid or per_page tossed in by a sibling subdomain or a plain-HTTP
+// response is no session, even when it names a real one.
+func TestTossedPlainCookiesAreNotRead(t *testing.T) {
+	sessions := sessionsOn(t, session.NewMemoryStore(), func(o *session.Options) { o.CookieSecure = session.SecureAlways })
+	app := mustApp(t, routes.Deps{Sessions: sessions})
+	attacker := newBrowser(t, app)
+	home := attacker.visit("/catalog/")
+	token := csrfTokenIn(t, home)
+	planted := attacker.jar[session.HostPrefix+session.CookieName]
+	if planted == nil {
+		t.Fatalf("no __Host- session cookie: %v", attacker.jar)
+	}
+
+	victim := newBrowser(t, app)
+	victim.jar[session.CookieName] = &http.Cookie{Name: session.CookieName, Value: planted.Value}
+	victim.jar[session.PerPageCookie] = &http.Cookie{Name: session.PerPageCookie, Value: "50"}
+	if r := victim.do("POST", "/catalog/notice/dismiss", url.Values{"csrfmiddlewaretoken": {token}}); r.status != fiber.StatusForbidden {
+		t.Errorf("a form forged with the planted session and its token: %d, want 403", r.status)
+	}
+	r := victim.visit("/catalog/")
+	if own := victim.jar[session.HostPrefix+session.CookieName]; visits(t, r) != 1 || own == nil || own.Value == planted.Value {
+		t.Errorf("the victim's home page: %d visits, own session %v; want 1 and an id of its own", visits(t, r), own)
+	}
+	if list := victim.visit("/catalog/books/"); !strings.Contains(list.body, `<option value="10" selected>`) {
+		t.Error("a planted per_page cookie was read")
+	}
+	if got := visits(t, attacker.visit("/catalog/")); got != 2 {
+		t.Errorf("the attacker's own session reads %d visits, want 2: the victim's visit counted there", got)
 	}
 }
 

@@ -7,10 +7,7 @@ import "github.com/gofiber/fiber/v2"
 // to ?cookies=check. If the cookie comes back, it is sent on to the plain
 // page; if not, the page says cookies are refused instead of showing a
 // count stuck at 1.
-const (
-	testCookieName   = "cookietest"
-	cookieCheckQuery = "check"
-)
+const cookieCheckQuery = "check"
 
 // CookieCheck runs the cookie test on GET requests of the page at path.
 func (m *Manager) CookieCheck(path string) fiber.Handler {
@@ -20,7 +17,8 @@ func (m *Manager) CookieCheck(path string) fiber.Handler {
 			// methods that show no page get here.
 			return c.Next()
 		}
-		hasCookies := c.Cookies(CookieName) != "" || c.Cookies(testCookieName) != ""
+		s := From(c)
+		hasCookies := c.Cookies(s.cookies.session) != "" || c.Cookies(s.cookies.test) != ""
 		checking := c.Query("cookies") == cookieCheckQuery
 		switch {
 		case hasCookies && checking:
@@ -31,10 +29,11 @@ func (m *Manager) CookieCheck(path string) fiber.Handler {
 		// Set the test cookie on the check page too: a browser that starts
 		// accepting cookies (or follows a link to the check page) gets past
 		// it with a reload.
-		c.Cookie(&fiber.Cookie{Name: testCookieName, Value: "1", Path: path, HTTPOnly: true,
-			SameSite: fiber.CookieSameSiteLaxMode, Secure: m.opts.CookieSecure, SessionOnly: true})
+		test := s.cookie(s.cookies.test, "1")
+		test.SessionOnly = true
+		c.Cookie(test)
 		if checking {
-			From(c).cookiesRefused = true
+			s.cookiesRefused = true
 			return c.Next()
 		}
 		return c.Redirect(path+"?cookies="+cookieCheckQuery, fiber.StatusFound)

@@ -15,9 +15,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// CookieName is Django's name for the session cookie.
-const CookieName = "sessionid"
-
 // ErrUnavailable wraps every failure of the Store: the session could not
 // be read or saved, which is no fault of the visitor.
 var ErrUnavailable = errors.New("session storage unavailable")
@@ -32,7 +29,7 @@ type Options struct {
 	Lifetime             time.Duration // SESSION_COOKIE_AGE
 	ExpireAtBrowserClose bool          // SESSION_EXPIRE_AT_BROWSER_CLOSE
 	SaveEveryRequest     bool          // SESSION_SAVE_EVERY_REQUEST
-	CookieSecure         bool          // SESSION_COOKIE_SECURE
+	CookieSecure         SecureMode    // SESSION_COOKIE_SECURE; the zero value decides per request
 
 	// FirstVisitLifetime is how long a new session is kept until its
 	// browser comes back; then it gets Lifetime. A client that never
@@ -84,8 +81,9 @@ func New(store Store, opts Options) (*Manager, error) {
 // Manager.Middleware and found with From; it is not safe for use by other
 // goroutines or after the request.
 type Session struct {
-	m *Manager
-	c *fiber.Ctx
+	m       *Manager
+	c       *fiber.Ctx
+	cookies *cookieNames // this response's: Secure and __Host- names, or plain
 
 	state    state
 	readErr  error  // why the read failed, in state failed
@@ -146,8 +144,8 @@ func From(c *fiber.Ctx) *Session {
 // SaveEveryRequest). Nothing is read here: the session is read when a page
 // first asks for it.
 func (m *Manager) Middleware(c *fiber.Ctx) error {
-	s := &Session{m: m, c: c}
-	if id := c.Cookies(CookieName); validID(id) {
+	s := &Session{m: m, c: c, cookies: m.cookiesFor(c)}
+	if id := c.Cookies(s.cookies.session); validID(id) {
 		s.cookieID, s.state = id, unread
 	}
 	c.Locals(sessionLocal{}, s)
@@ -257,29 +255,6 @@ func (s *Session) renew() error {
 	return nil
 }
 
-// cookie is one of the session's cookies with value, in the attributes
-// they always have.
-func (s *Session) cookie(name, value string) *fiber.Cookie {
-	return &fiber.Cookie{Name: name, Value: value, Path: "/", HTTPOnly: true,
-		SameSite: fiber.CookieSameSiteLaxMode, Secure: s.m.opts.CookieSecure}
-}
-
-// expireWithSession gives cookie the session cookie's lifetime.
-func (s *Session) expireWithSession(cookie *fiber.Cookie) {
-	if s.m.opts.ExpireAtBrowserClose {
-		cookie.SessionOnly = true
-	} else {
-		cookie.MaxAge = int(s.m.opts.Lifetime / time.Second)
-		cookie.Expires = s.m.now().Add(s.m.opts.Lifetime)
-	}
-}
-
-func (s *Session) setCookie() {
-	cookie := s.cookie(CookieName, s.id)
-	s.expireWithSession(cookie)
-	s.c.Cookie(cookie)
-}
-
 // Visit counts one home-page visit and returns the browser's total. A
 // returning browser's visit is one store round trip; a new browser's
 // session is created here. It counts once per request however often it
@@ -333,16 +308,9 @@ func (s *Session) DismissNotice() error {
 	return s.save()
 }
 
-// PerPageCookie remembers the list page size a browser chose. It is a
-// cookie beside the session's rather than part of the entry: every list
-// page needs it, and a cookie costs nothing to read where the entry costs
-// a store round trip (a third of a cached list page's CPU). It is not a
-// secret; a value that is not a page size reads as none.
-const PerPageCookie = "per_page"
-
 // PerPage is the list page size the browser chose, 0 for none.
 func (s *Session) PerPage() int {
-	raw := s.c.Request().Header.Cookie(PerPageCookie)
+	raw := s.c.Request().Header.Cookie(s.cookies.perPage)
 	if len(raw) == 0 || len(raw) > 3 || raw[0] < '1' || raw[0] > '9' {
 		return 0 // also keeps out the signs and leading zeros Atoi takes
 	}
@@ -362,7 +330,7 @@ func (s *Session) SetPerPage(n int) error {
 	if s.PerPage() == n {
 		return nil
 	}
-	cookie := s.cookie(PerPageCookie, strconv.Itoa(n))
+	cookie := s.cookie(s.cookies.perPage, strconv.Itoa(n))
 	s.expireWithSession(cookie)
 	s.c.Cookie(cookie)
 	return nil
@@ -380,7 +348,7 @@ func (s *Session) Forget() error {
 		}
 	}
 	s.state, s.cookieID, s.id, s.data = none, "", "", entry{}
-	for _, name := range []string{CookieName, PerPageCookie} {
+	for _, name := range []string{s.cookies.session, s.cookies.perPage} {
 		expired := s.cookie(name, "")
 		expired.Expires = fasthttp.CookieExpireDelete
 		s.c.Cookie(expired)
