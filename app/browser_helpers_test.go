@@ -82,6 +82,12 @@ func (b *lockedBuffer) String() string {
 // stops when the test ends.
 func startSite(t *testing.T, memcached, keyPrefix string) string {
 	t.Helper()
+	return startSiteWith(t, memcached, keyPrefix, nil)
+}
+
+// startSiteWith is startSite with more settings.
+func startSiteWith(t *testing.T, memcached, keyPrefix string, settings map[string]string) string {
+	t.Helper()
 	addr, metricsAddr := freePort(t), freePort(t)
 	env := map[string]string{
 		"LOCALLIBRARY_HTTP_ADDR":            addr,
@@ -97,6 +103,9 @@ func startSite(t *testing.T, memcached, keyPrefix string) string {
 		// the node for a while, and a session write is silently lost.
 		"LOCALLIBRARY_MEMCACHED_TIMEOUT": "1s",
 		"LOCALLIBRARY_QUERY_TIMEOUT":     "5s",
+	}
+	for k, v := range settings {
+		env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := new(lockedBuffer)
