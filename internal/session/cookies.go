@@ -46,7 +46,8 @@ type SecureMode uint8
 const (
 	// SecureOverHTTPS marks them Secure on a request that came over HTTPS:
 	// TLS to this process, or X-Forwarded-Proto: https from a trusted
-	// proxy (Fiber's c.Protocol believes the header from no one else). The
+	// proxy, as c.Protocol says (routes has Fiber believe the header from
+	// LOCALLIBRARY_TRUSTED_PROXIES only, EnableTrustedProxyCheck). The
 	// names therefore follow the request's scheme; behind a TLS-terminating
 	// proxy that every request passes, that is every request. A request
 	// over plain HTTP gets, and is read by, the plain names.
