@@ -83,7 +83,10 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load static files: %w", err)
 	}
-	renderer := newRenderer(assets)
+	renderer, err := newRenderer(assets)
+	if err != nil {
+		return nil, err
+	}
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}

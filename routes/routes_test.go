@@ -3,6 +3,7 @@ package routes_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -945,4 +946,43 @@ func TestNewBrowserWhileMemcachedIsDown(t *testing.T) {
 	if r.status != fiber.StatusServiceUnavailable || !strings.Contains(r.body, "Your session is unavailable") {
 		t.Errorf("Got it with memcached down: %d, want 503 saying the session is unavailable\n%s", r.status, r.body)
 	}
+}
+
+// changingCounts is a catalog whose counts a test changes while pages
+// are served, or makes fail.
+type changingCounts struct {
+	*fakeCatalog
+	books   atomic.Int64
+	failing atomic.Bool
+}
+
+func (c *changingCounts) Counts(context.Context) (repository.Counts, error) {
+	if c.failing.Load() {
+		return repository.Counts{}, driver.ErrBadConn
+	}
+	n := c.books.Load()
+	return repository.Counts{Books: n, Copies: 3 * n, CopiesAvailable: n, Authors: 2, Genres: 4}, nil
+}
+
+// The home page keeps its counts block rendered between changes: every
+// change of the counts, and of their staleness, must still reach the page.
+func TestTheHomePageShowsTheCountsOfNow(t *testing.T) {
+	catalog := &changingCounts{fakeCatalog: &fakeCatalog{books: 5, authors: 2}}
+	catalog.books.Store(5)
+	app := mustApp(t, routes.Deps{Catalog: catalog, CountsTTL: 20 * time.Millisecond, CountsStaleLimit: time.Hour})
+	shows := func(books string, stale bool) func() bool {
+		return func() bool {
+			r := get(t, app, "GET", "/catalog/?cookies=check")
+			return r.status == 200 && strings.Contains(r.body, "<li><strong>Books:</strong> "+books+"</li>") &&
+				strings.Contains(r.body, "may be out of date") == stale
+		}
+	}
+	waitUntil(t, "5 books", 5*time.Second, shows("5", false))
+	catalog.books.Store(7)
+	waitUntil(t, "7 books once the counts changed", 5*time.Second, shows("7", false))
+	catalog.failing.Store(true)
+	waitUntil(t, "7 books marked out of date while the catalog fails", 5*time.Second, shows("7", true))
+	catalog.failing.Store(false)
+	catalog.books.Store(8)
+	waitUntil(t, "8 books, no longer marked, once it answers", 5*time.Second, shows("8", false))
 }
