@@ -50,12 +50,12 @@ func main() {
 	}
 }
 
-// chrome is the layout's navigation, as the site's home page has it.
-var chrome = &templates.Chrome{StyleURL: "/static/style.css", IconURL: "/static/favicon.svg", Nav: []templates.NavLink{
+// nav is the layout's navigation, as the site's home page has it.
+var nav = []templates.NavLink{
 	{Href: "/catalog/", Label: "Home", Current: true},
 	{Href: "/catalog/books/", Label: "All books"},
 	{Href: "/catalog/authors/", Label: "All authors"},
-}}
+}
 
 func run(ctx context.Context, getenv func(string) string) error {
 	cfg, err := config.Load(getenv)
@@ -80,12 +80,21 @@ func run(ctx context.Context, getenv func(string) string) error {
 	sessions := session.New(session.Config{Storage: storage, Expiration: cfg.SessionLifetime,
 		CookieHTTPOnly: true, CookieSameSite: fiber.CookieSameSiteLaxMode})
 
-	// The counts, refreshed every CountsTTL: the site reuses them as long.
-	var counts atomic.Pointer[repository.Counts]
+	chrome, err := templates.NewChrome("/static/style.css", "/static/favicon.svg", nav)
+	if err != nil {
+		return err
+	}
+	// The counts, read and rendered every CountsTTL: the site reuses them
+	// as long.
+	var counts atomic.Pointer[templates.Fragment]
 	refresh := func() error {
 		c, err := catalog.Counts(ctx)
+		if err != nil {
+			return err
+		}
+		html, err := templates.CountsFragment(ctx, c, false)
 		if err == nil {
-			counts.Store(&c)
+			counts.Store(&html)
 		}
 		return err
 	}
