@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -46,10 +47,15 @@ func startMemcached(ctx context.Context, ps *testkit.Procs, i int, addr string, 
 	return &process{Proc: node.Proc, addr: node.Addr}, nil
 }
 
+// keyPrefix keeps the soak's sessions apart from a site's own on a
+// memcached it is given.
+const keyPrefix = "llsoak:"
+
 func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached string, extra []string) (*process, error) {
 	env := append([]string{
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + memcached,
+		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX=" + keyPrefix,
 		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
@@ -79,28 +85,36 @@ type catalogBook struct {
 
 var headingTemplate = template.Must(template.New("h1").Parse(`<h1>Title: {{.}}</h1>`))
 
-// prepareCatalog creates the database when missing, migrates it, seeds it
-// when it has no books (with the service's own commands), and reads the
-// books' ids and titles.
-func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, dsn string) (catalog, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+// prepareCatalog picks the catalog's database as the bench does (NAME_3k,
+// or NAME itself for an account that may not create that), creates it
+// when missing, migrates it, seeds it when it has no books (with the
+// service's own commands), and reads the books' ids and titles. It
+// returns the catalog's DSN.
+func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, given string) (string, catalog, error) {
+	cfg, err := mysql.ParseDSN(given)
 	if err != nil {
-		return catalog{}, fmt.Errorf("-dsn: %w", err)
+		return "", catalog{}, fmt.Errorf("-mysql: %w", err)
 	}
-	name := cfg.DBName
-	if name == "" {
-		return catalog{}, fmt.Errorf("-dsn must name a database, such as root@tcp(127.0.0.1:3306)/soak_library")
-	}
-	server, err := testkit.OpenMySQL(dsn)
+	server, err := testkit.OpenMySQL(given)
 	if err != nil {
-		return catalog{}, fmt.Errorf("-dsn: %w", err)
+		return "", catalog{}, fmt.Errorf("-mysql: %w", err)
 	}
+	base := cfg.DBName
+	if base == "" {
+		base = "llbench"
+	}
+	name := base + "_3k"
 	if err := server.CreateDatabase(ctx, name); err != nil {
-		return catalog{}, fmt.Errorf("create database %s: %w", name, err)
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1044 || cfg.DBName == "" {
+			return "", catalog{}, fmt.Errorf("create database %s: %w", name, err)
+		}
+		name = cfg.DBName // may not create databases: its own, then
 	}
+	dsn := server.DSN(name)
 	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + dsn, "LOCALLIBRARY_LOG_LEVEL=warn"}
 	if _, err := ps.Run(ctx, "catalog", env, bin, "migrate"); err != nil {
-		return catalog{}, err
+		return "", catalog{}, err
 	}
 	var c catalog
 	err = withDB(ctx, dsn, func(db *sql.DB) error {
@@ -136,13 +150,13 @@ func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, dsn string) (ca
 		return rows.Err()
 	})
 	if err != nil {
-		return catalog{}, fmt.Errorf("catalog %s: %w", name, err)
+		return "", catalog{}, fmt.Errorf("catalog %s: %w", name, err)
 	}
 	if len(c.books) == 0 || c.authors == 0 {
-		return catalog{}, fmt.Errorf("catalog %s has %d books and %d authors: nothing to read", name, len(c.books), c.authors)
+		return "", catalog{}, fmt.Errorf("catalog %s has %d books and %d authors: nothing to read", name, len(c.books), c.authors)
 	}
 	c.bookPages = min(100, (len(c.books)+9)/10) // 10 a page, the first 100 pages
-	return c, nil
+	return dsn, c, nil
 }
 
 func withDB(ctx context.Context, dsn string, f func(*sql.DB) error) error {
