@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
@@ -107,26 +109,37 @@ func fiberBrowser(ctx context.Context, base string, _ bool) (string, int, error)
 	return br.Jar.Header("/catalog/", true), n, err
 }
 
-// newSet makes n browsers with newBrowser, a few at a time.
+// newSet makes n browsers with newBrowser.
 func newSet(ctx context.Context, n int, base string, dismiss bool,
 	newBrowser func(ctx context.Context, base string, dismiss bool) (string, int, error)) (*browserSet, error) {
 	set := &browserSet{cookies: make([]string, n), known: true}
-	var mu sync.Mutex
-	var firstErr error
-	testkit.Each(ctx, n, 16, func(i int) {
+	var sum atomic.Int64
+	err := each(ctx, n, func(i int) error {
 		cookie, count, err := newBrowser(ctx, base, dismiss)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("browser %d on %s: %w", i, base, err)
-		}
 		set.cookies[i] = cookie
-		set.sum += int64(count)
+		sum.Add(int64(count))
+		if err != nil {
+			return fmt.Errorf("browser %d on %s: %w", i, base, err)
+		}
+		return nil
 	})
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	return set, firstErr
+	set.sum = sum.Load()
+	return set, err
+}
+
+// each calls fn for every index below n, 16 at a time, and returns the
+// first error.
+func each(ctx context.Context, n int, fn func(i int) error) error {
+	var mu sync.Mutex
+	var first error
+	testkit.Each(ctx, n, 16, func(i int) {
+		if err := fn(i); err != nil {
+			mu.Lock()
+			first = cmp.Or(first, err)
+			mu.Unlock()
+		}
+	})
+	return cmp.Or(first, ctx.Err())
 }
 
 // formPosts harvests n session ids with their CSRF tokens from the Forget
@@ -135,29 +148,22 @@ func newSet(ctx context.Context, n int, base string, dismiss bool,
 // both forms check.
 func formPosts(ctx context.Context, base string, n int) ([]formPost, error) {
 	out := make([]formPost, n)
-	var mu sync.Mutex
-	var firstErr error
-	testkit.Each(ctx, n, 16, func(i int) {
+	return out, each(ctx, n, func(i int) error {
 		br := testkit.NewBrowser(base, transport)
 		pg, err := br.Get(ctx, forgetAction)
-		var vals url.Values
-		if err == nil {
-			vals, err = testkit.FormValues(pg.Body, forgetAction)
+		if err != nil {
+			return err
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		vals, err := testkit.FormValues(pg.Body, forgetAction)
 		if err == nil && (br.Jar.Value("sessionid") == "" || len(vals) == 0) {
 			err = errors.New("no session id or no token")
 		}
 		if err != nil {
-			if firstErr == nil {
-				firstErr = fmt.Errorf("the Forget me form on %s: %w", base, err)
-			}
-			return
+			return fmt.Errorf("the Forget me form on %s: %w", base, err)
 		}
 		out[i] = formPost{cookie: "sessionid=" + br.Jar.Value("sessionid"), body: vals.Encode()}
+		return nil
 	})
-	return out, firstErr
 }
 
 // readCount loads a returning browser's home page once and returns the
@@ -186,23 +192,14 @@ func readCount(ctx context.Context, base, cookie string) (int, error) {
 // readSum reads every browser's count once (which counts a visit each)
 // and keeps the sum; a failed read leaves the sum unknown.
 func (set *browserSet) readSum(ctx context.Context, base string) error {
-	var mu sync.Mutex
-	var sum int64
-	var firstErr error
-	testkit.Each(ctx, len(set.cookies), 16, func(i int) {
+	var sum atomic.Int64
+	err := each(ctx, len(set.cookies), func(i int) error {
 		n, err := readCount(ctx, base, set.cookies[i])
-		mu.Lock()
-		defer mu.Unlock()
-		sum += int64(n)
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
+		sum.Add(int64(n))
+		return err
 	})
-	set.sum, set.known = sum, firstErr == nil && ctx.Err() == nil
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	return firstErr
+	set.sum, set.known = sum.Load(), err == nil
+	return err
 }
 
 // tabsResult is the concurrent-tabs check of one session layer.

@@ -399,6 +399,11 @@ func (b *bench) startAll(ctx context.Context) error {
 			return err
 		}
 	}
+	var names []string
+	for _, p := range b.procs.Running() {
+		names = append(names, p.Name)
+	}
+	b.logf("running on loopback, until the bench ends: %s (logs in %s)", strings.Join(names, ", "), b.procs.LogDir)
 	if err := b.makeBrowsers(ctx); err != nil {
 		return err
 	}
