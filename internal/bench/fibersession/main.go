@@ -112,15 +112,32 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}()
 
 	reg := prometheus.NewRegistry()
-	pages := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fibersession_home_pages_total",
-		Help: "Home pages served, by whether they counted the visit."}, []string{"visit"})
+	pages := newPagesCounter()
 	reg.MustRegister(pages, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	counted, unavailable := pages.WithLabelValues("counted"), pages.WithLabelValues("unavailable")
+	app := newApp(sessions, chrome, func() templates.Fragment { return *counts.Load() }, pages)
 
+	metrics := &http.Server{Addr: cfg.MetricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = metrics.ListenAndServe() }()
+	go func() {
+		<-ctx.Done()
+		_ = app.Shutdown()
+		_ = metrics.Close()
+	}()
+	return app.Listen(cfg.HTTPAddr)
+}
+
+func newPagesCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fibersession_home_pages_total",
+		Help: "Home pages served, by whether they counted the visit."}, []string{"visit"})
+}
+
+// newApp is the home page and "Got it" on sessions.
+func newApp(sessions *session.Store, chrome *templates.Chrome, counts func() templates.Fragment, pages *prometheus.CounterVec) *fiber.App {
+	counted, unavailable := pages.WithLabelValues("counted"), pages.WithLabelValues("unavailable")
 	app := fiber.New(fiber.Config{DisableStartupMessage: true, ReadBufferSize: 16 << 10})
 	app.Get("/readyz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/catalog/", func(c *fiber.Ctx) error {
-		page := templates.Home{Counts: *counts.Load()}
+		page := templates.Home{Counts: counts()}
 		if visits, dismissed, err := visit(sessions, c); err == nil {
 			page.VisitsKnown, page.VisitsSentence, page.ShowNoticeForm = true, sentence(visits), !dismissed
 			counted.Inc()
@@ -148,15 +165,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		}
 		return c.Redirect("/catalog/", fiber.StatusSeeOther)
 	})
-
-	metrics := &http.Server{Addr: cfg.MetricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = metrics.ListenAndServe() }()
-	go func() {
-		<-ctx.Done()
-		_ = app.Shutdown()
-		_ = metrics.Close()
-	}()
-	return app.Listen(cfg.HTTPAddr)
+	return app
 }
 
 // visit counts the visit in the session: two keys, the count and the
