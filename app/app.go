@@ -1,5 +1,6 @@
 // Package app builds the service from its configuration and runs it: the
-// web server, or the migrate and seed commands.
+// web server (with its connection cap and graceful shutdown), or the
+// migrate, seed and rebuild commands.
 package app
 
 import (

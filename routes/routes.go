@@ -1,5 +1,6 @@
-// Package routes holds the site's one route table, its page handlers, the
-// error handler and the health endpoints.
+// Package routes is the site's HTTP layer: the one route table, the page
+// handlers, the edge that refuses bad requests, the caching policy, the
+// error handler, the health endpoints and the metrics.
 package routes
 
 import (

@@ -1,8 +1,8 @@
-// Package testkit is what the tests, the benchmark (bench), the soak
-// (bench/soak) and the scale-out proof (deploy/local) share to run real
-// parts on loopback: child processes and their logs, free ports, memcached
-// nodes, MariaDB scratch databases, browsers that keep cookies, follow
-// redirects and submit forms, figures from /proc, and the service's
+// Package testkit is what the tests, the benchmark (internal/bench), the
+// soak (internal/bench/soak) and the scale-out proof (deploy/local) share to
+// run real parts on loopback: child processes and their logs, free ports,
+// memcached nodes, MariaDB scratch databases, browsers that keep cookies,
+// follow redirects and submit forms, figures from /proc, and the service's
 // /metrics. One file per concern.
 package testkit
 
