@@ -3,11 +3,11 @@
 // counted twice, and neither memory nor goroutines grow. Run it from the
 // repository root:
 //
-//	go run ./internal/bench/soak
+//	go run ./internal/bench/soak -mysql 'user:pass@tcp(127.0.0.1:3306)/llbench'
 //
-// It builds the service, starts its own memcached and service on free
-// loopback ports, and ends both when it stops, however it stops. It exits 1
-// when a target is missed and 2 when it could not run.
+// It builds the service, starts it (and memcached, unless given nodes) on
+// free loopback ports, and ends them when it stops, however it stops. It
+// exits 1 when a target is missed and 2 when it could not run.
 package main
 
 import (
