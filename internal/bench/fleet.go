@@ -61,7 +61,7 @@ func (b *bench) startFleet(ctx context.Context, bd *build) error {
 	for i := range fleetReplicas {
 		// The home page reads no table but the counts' row: a small pool
 		// keeps 6 replicas (12 with -rev) well inside max_connections.
-		env := b.serviceEnv(b.catalogs["3k"].Name, b.fleetNodes, "LOCALLIBRARY_DB_MAX_OPEN_CONNS=2")
+		env := b.serviceEnv(b.catalogs["3k"], b.fleetNodes, "LOCALLIBRARY_DB_MAX_OPEN_CONNS=2")
 		s, err := b.startService(ctx, fmt.Sprintf("fleet-%d%s", i+1, bd.label), bd.bin, env)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -141,7 +142,7 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 			t.lines = append(t.lines, reqLine{method: "POST", path: s.action, cookie: f.cookie, body: f.body})
 		}
 	case pageKind:
-		t.lines = spread(s.paths(catalogSizes[s.catalog]), g.dismissed.cookies)
+		t.lines = spread(s.paths(catalogs.Sizes[s.catalog]), g.dismissed.cookies)
 	}
 	return t
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 )
 
 // machine is where and with what the figures were taken.
@@ -53,9 +55,11 @@ func readMachine(ctx context.Context, b *bench) machine {
 	if out, err := exec.CommandContext(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
 	}
-	if db, err := sql.Open("mysql", b.mysql.DSN("")); err == nil {
-		_ = db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&m.MySQL)
-		db.Close()
+	for _, c := range b.catalogs {
+		if db, err := sql.Open("mysql", c.DSN); err == nil {
+			_ = db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&m.MySQL)
+			db.Close()
+		}
 	}
 	if len(b.nodes) > 0 {
 		m.Memcached = b.nodes[0].version
@@ -90,17 +94,17 @@ type row struct {
 }
 
 type report struct {
-	Machine  machine               `json:"machine"`
-	Rounds   int                   `json:"rounds"`
-	Duration string                `json:"duration"`
-	Conns    int                   `json:"conns"`
-	Rev      string                `json:"rev,omitempty"`
-	Catalogs map[string]*catalogDB `json:"catalogs"`
-	Rows     []row                 `json:"rows"`
-	Tabs     []tabsResult          `json:"tabs"`
-	Fleet    []fleetConns          `json:"fleet_connections"`
-	Notes    []string              `json:"notes"`
-	Runs     []result              `json:"runs"`
+	Machine  machine                 `json:"machine"`
+	Rounds   int                     `json:"rounds"`
+	Duration string                  `json:"duration"`
+	Conns    int                     `json:"conns"`
+	Rev      string                  `json:"rev,omitempty"`
+	Catalogs map[string]*catalogs.DB `json:"catalogs"`
+	Rows     []row                   `json:"rows"`
+	Tabs     []tabsResult            `json:"tabs"`
+	Fleet    []fleetConns            `json:"fleet_connections"`
+	Notes    []string                `json:"notes"`
+	Runs     []result                `json:"runs"`
 }
 
 func (b *bench) report() report {
@@ -214,7 +218,7 @@ func (rep report) markdown() string {
 			if c.Seeded > 0 {
 				how = "seeded in " + c.Seeded.Round(100*time.Millisecond).String()
 			}
-			fmt.Fprintf(&w, " %s, %s copies, %s;", c.Name, thousands(float64(c.Size.copies())), how)
+			fmt.Fprintf(&w, " %s, %s copies, %s;", c.Name, thousands(float64(c.Size.Copies())), how)
 		}
 	}
 	w.WriteString("\n")

@@ -2,21 +2,17 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/locallibrary/locallibrary/config"
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -38,11 +34,10 @@ type bench struct {
 	tmp       string // binaries, nginx's files; removed at the end
 	procs     *testkit.Procs
 
-	mysql      *testkit.MySQL
-	catalogs   map[string]*catalogDB // by catalogSizes key
-	nodes      []*mcNode             // the services' memcached
-	fleetNodes []*mcNode             // the fleet's
-	builds     []*build              // the working tree, then -rev
+	catalogs   map[string]*catalogs.DB // by catalogs.Sizes key
+	nodes      []*mcNode               // the services' memcached
+	fleetNodes []*mcNode               // the fleet's
+	builds     []*build                // the working tree, then -rev
 	ceiling    *testkit.Proc
 	ceilAddr   string
 	fiber      *fiberProc
@@ -66,13 +61,6 @@ type build struct {
 	// services' memcached (any of them reads its sessions), one on the
 	// fleet's.
 	single, fleetGroup *group
-}
-
-// catalogDB is a catalog's database, and how it was prepared.
-type catalogDB struct {
-	Name   string        `json:"database"`
-	Size   catalogSize   `json:"size"`
-	Seeded time.Duration `json:"seed_ns"` // 0: reused, its counts matched
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -185,105 +173,18 @@ func (b *bench) buildAll(ctx context.Context) error {
 	return nil
 }
 
-// prepareCatalogs makes each catalog the targets need: in database
-// NAME_3k or NAME_1m, NAME being the DSN's, created when missing, migrated
-// and seeded with the service's own commands, or reused when its counts
-// match. An account that may not create them can still run the targets of
-// one catalog, in the DSN's own database.
+// prepareCatalogs makes the catalogs the targets need (see package
+// catalogs).
 func (b *bench) prepareCatalogs(ctx context.Context) error {
-	cfg, err := mysql.ParseDSN(b.o.mysqlDSN)
-	if err != nil {
-		return fmt.Errorf("-mysql: %w", err)
-	}
-	if b.mysql, err = testkit.OpenMySQL(b.o.mysqlDSN); err != nil {
-		return fmt.Errorf("-mysql: %w", err)
-	}
-	base := cfg.DBName
-	if base == "" {
-		base = "llbench"
-	}
 	var need []string
 	for _, name := range b.o.targets {
 		if s, _ := specOf(name); s.catalog != "" && !slices.Contains(need, s.catalog) {
 			need = append(need, s.catalog)
 		}
 	}
-	slices.Sort(need) // 1m, 3k
-	b.catalogs = map[string]*catalogDB{}
-	for _, c := range need {
-		z := catalogSizes[c]
-		db := &catalogDB{Name: base + "_" + c, Size: z}
-		b.logf("MySQL %s as %s: catalog %s (%d authors, %d books, %d copies) in database %s, made by the service's migrate and seed commands unless its counts already match; nothing else is created or changed there",
-			cfg.Addr, cfg.User, c, z.Authors, z.Books, z.copies(), db.Name)
-		own := true
-		if err := b.mysql.CreateDatabase(ctx, db.Name); err != nil {
-			var me *mysql.MySQLError
-			if !errors.As(err, &me) || me.Number != 1044 || len(need) > 1 || cfg.DBName == "" {
-				return fmt.Errorf("%w (the account needs the right to create %s_3k and %s_1m, or a DSN naming a database for a run of one catalog's targets)", err, base, base)
-			}
-			db.Name, own = cfg.DBName, false
-			b.note("the account may not create %s_%s: catalog %s is in %s itself", base, c, c, db.Name)
-		}
-		if err := b.prepareCatalog(ctx, db, own); err != nil {
-			return err
-		}
-		b.catalogs[c] = db
-	}
-	return nil
-}
-
-func (b *bench) prepareCatalog(ctx context.Context, db *catalogDB, own bool) error {
-	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + b.mysql.DSN(db.Name), "LOCALLIBRARY_LOG_LEVEL=warn"}
-	bin := b.builds[0].bin
-	migrate := func() error {
-		_, err := b.procs.Run(ctx, "migrate-"+db.Name, env, bin, "migrate")
-		return err
-	}
-	if err := migrate(); err != nil {
-		return err
-	}
-	z := db.Size
-	a, bk, c, err := b.catalogCounts(ctx, db.Name)
-	switch {
-	case err != nil:
-		return err
-	case a == z.Authors && bk == z.Books && c == z.copies():
-		b.logf("%s: reused, its counts match", db.Name)
-		return nil
-	case a+bk+c > 0 && !own:
-		return fmt.Errorf("database %s holds another catalog (%d authors, %d books, %d copies): give the bench an empty database, or the right to create its own", db.Name, a, bk, c)
-	case a+bk+c > 0:
-		b.logf("%s: %d authors, %d books, %d copies; dropped and seeded again", db.Name, a, bk, c)
-		if err := b.mysql.DropDatabase(ctx, db.Name); err != nil {
-			return err
-		}
-		if err := b.mysql.CreateDatabase(ctx, db.Name); err != nil {
-			return err
-		}
-		if err := migrate(); err != nil {
-			return err
-		}
-	}
-	b.logf("seeding %s", db.Name)
-	took, err := b.procs.Run(ctx, "seed-"+db.Name, env, bin, "seed", "--authors", strconv.Itoa(z.Authors),
-		"--books", strconv.Itoa(z.Books), "--copies-per-book", strconv.Itoa(z.CopiesPerBook), "--seed", "1")
-	if err != nil {
-		return err
-	}
-	db.Seeded = took
-	b.logf("%s: seeded in %v", db.Name, took.Round(time.Millisecond))
-	return nil
-}
-
-func (b *bench) catalogCounts(ctx context.Context, db string) (authors, books, copies int, err error) {
-	conn, err := sql.Open("mysql", b.mysql.DSN(db))
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	defer conn.Close()
-	const q = `SELECT (SELECT COUNT(*) FROM author), (SELECT COUNT(*) FROM book), (SELECT COUNT(*) FROM book_instance)`
-	err = conn.QueryRowContext(ctx, q).Scan(&authors, &books, &copies)
-	return authors, books, copies, err
+	var err error
+	b.catalogs, err = catalogs.Prepare(ctx, b.o.mysqlDSN, need, b.procs, b.builds[0].bin, b.logf)
+	return err
 }
 
 // startMemcached uses the given nodes, or starts one for the services and,
@@ -327,9 +228,9 @@ func (b *bench) startMemcached(ctx context.Context) error {
 }
 
 // serviceEnv is a service's settings.
-func (b *bench) serviceEnv(db string, nodes []*mcNode, extra ...string) []string {
+func (b *bench) serviceEnv(db *catalogs.DB, nodes []*mcNode, extra ...string) []string {
 	return append([]string{
-		"LOCALLIBRARY_MYSQL_DSN=" + b.mysql.DSN(db),
+		"LOCALLIBRARY_MYSQL_DSN=" + db.DSN,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + addrsOf(nodes),
 		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX=" + keyPrefix,
 		"LOCALLIBRARY_SECRET_KEY=bench-secret-key-0123456789abcdef0123456789",
@@ -381,7 +282,7 @@ func (b *bench) startAll(ctx context.Context) error {
 			if s.cold {
 				extra = append(extra, "LOCALLIBRARY_PAGE_CACHE_MIB=0")
 			}
-			svc, err := b.startService(ctx, "service-"+s.serviceKey()+bd.label, bd.bin, b.serviceEnv(b.catalogs[s.catalog].Name, b.nodes, extra...))
+			svc, err := b.startService(ctx, "service-"+s.serviceKey()+bd.label, bd.bin, b.serviceEnv(b.catalogs[s.catalog], b.nodes, extra...))
 			if err != nil {
 				return err
 			}
@@ -440,7 +341,7 @@ func (f *fiberProc) base() string { return "http://" + f.Addr }
 // memcached, its sessions under a key prefix of their own. It reads the
 // service's settings, so it starts as a service does.
 func (b *bench) startFiber(ctx context.Context) (*fiberProc, error) {
-	env := b.serviceEnv(b.catalogs["3k"].Name, b.nodes, "LOCALLIBRARY_MEMCACHED_KEY_PREFIX="+keyPrefix+"fs:")
+	env := b.serviceEnv(b.catalogs["3k"], b.nodes, "LOCALLIBRARY_MEMCACHED_KEY_PREFIX="+keyPrefix+"fs:")
 	s, err := testkit.StartService(ctx, b.procs, "fibersession", filepath.Join(b.tmp, "fibersession"), env)
 	if err != nil {
 		return nil, err

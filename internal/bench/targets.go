@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 )
 
 // kind is what a target loads, which process serves it and how it is
@@ -21,29 +23,18 @@ const (
 	fiberKind                  // the home page through Fiber's session middleware (fibersession)
 )
 
-// catalogSize is what `locallibrary seed` is asked for.
-type catalogSize struct{ Authors, Books, CopiesPerBook int }
-
-func (z catalogSize) copies() int { return z.Books * z.CopiesPerBook }
-
-// catalogSizes are the two catalogs, named by their copies.
-var catalogSizes = map[string]catalogSize{
-	"3k": {Authors: 100, Books: 1000, CopiesPerBook: 3},
-	"1m": {Authors: 10_000, Books: 100_000, CopiesPerBook: 10},
-}
-
 // targetSpec is a row of the target table: -targets names rows, and a new
 // target is a new row (and a line in README.md, which a test checks).
 type targetSpec struct {
 	name, what string
 	kind       kind
-	catalog    string // "3k" or "1m"; "" for the ceiling
+	catalog    string // a key of catalogs.Sizes; "" for the ceiling
 	cold       bool   // served with the page cache off
 	conns      int    // 0: -conns
 	notice     bool   // home: browsers that have not dismissed the demo notice
 	action     string // form: the form's action, which it posts to
 	// paths are the pages a page target spreads its requests over.
-	paths func(catalogSize) []string
+	paths func(catalogs.Size) []string
 }
 
 const (
@@ -135,13 +126,13 @@ func (s targetSpec) countsVisits() bool {
 // distinctRecords bounds how many records a page target spreads over.
 const distinctRecords = 2000
 
-func books(z catalogSize) int   { return z.Books }
-func authors(z catalogSize) int { return z.Authors }
+func books(z catalogs.Size) int   { return z.Books }
+func authors(z catalogs.Size) int { return z.Authors }
 
 // records are up to distinctRecords record pages, ids spread evenly over
 // 1..n (the seed numbers them so).
-func records(prefix string, count func(catalogSize) int) func(catalogSize) []string {
-	return func(z catalogSize) []string {
+func records(prefix string, count func(catalogs.Size) int) func(catalogs.Size) []string {
+	return func(z catalogs.Size) []string {
 		n := count(z)
 		k := min(n, distinctRecords)
 		out := make([]string, k)
@@ -153,8 +144,8 @@ func records(prefix string, count func(catalogSize) int) func(catalogSize) []str
 }
 
 // listPages are every page of a list at its default 10 a page.
-func listPages(prefix string, count func(catalogSize) int) func(catalogSize) []string {
-	return func(z catalogSize) []string {
+func listPages(prefix string, count func(catalogs.Size) int) func(catalogs.Size) []string {
+	return func(z catalogs.Size) []string {
 		pages := max(1, (count(z)+9)/10)
 		out := make([]string, pages)
 		for i := range pages {

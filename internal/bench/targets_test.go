@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -51,7 +52,7 @@ func TestTargetTable(t *testing.T) {
 		if !strings.Contains(string(readme), "`"+s.name+"`") {
 			t.Errorf("README.md does not describe target %s", s.name)
 		}
-		if _, ok := catalogSizes[s.catalog]; ok != (s.kind != ceilingKind) {
+		if _, ok := catalogs.Sizes[s.catalog]; ok != (s.kind != ceilingKind) {
 			t.Errorf("%s: catalog %q", s.name, s.catalog)
 		}
 		if (s.kind == pageKind) != (s.paths != nil) || (s.kind == formKind) != (s.action != "") {
@@ -64,13 +65,13 @@ func TestTargetTable(t *testing.T) {
 }
 
 func TestPagesSpread(t *testing.T) {
-	z := catalogSize{Authors: 5, Books: 95, CopiesPerBook: 1}
+	z := catalogs.Size{Authors: 5, Books: 95, CopiesPerBook: 1}
 	if got := strings.Join(listPages("/catalog/books/", books)(z), " "); got != "/catalog/books/?page=1 "+
 		"/catalog/books/?page=2 /catalog/books/?page=3 /catalog/books/?page=4 /catalog/books/?page=5 "+
 		"/catalog/books/?page=6 /catalog/books/?page=7 /catalog/books/?page=8 /catalog/books/?page=9 /catalog/books/?page=10" {
 		t.Errorf("list pages %q", got)
 	}
-	big := records("/catalog/book/", books)(catalogSize{Books: 100_000})
+	big := records("/catalog/book/", books)(catalogs.Size{Books: 100_000})
 	if len(big) != distinctRecords || big[0] != "/catalog/book/1" || big[1] != "/catalog/book/51" || big[len(big)-1] != "/catalog/book/99951" {
 		t.Errorf("records: %d, %s … %s", len(big), big[0], big[len(big)-1])
 	}

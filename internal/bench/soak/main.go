@@ -83,7 +83,7 @@ func parseOptions(args []string, getenv func(string) string, stdout io.Writer) (
 	fs.IntVar(&o.setupConns, "setup-conns", 64, "connections used to create the browsers and to read their final counts")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "a request not answered within this is an error (timeout)")
 	fs.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "how often /metrics is read and a progress line printed")
-	fs.StringVar(&o.dsn, "mysql", getenv(dsnEnv), "DSN of a MySQL the soak may use (default $"+dsnEnv+"): the catalog is the bench's NAME_3k, NAME being the DSN's database (llbench if none), created, migrated and seeded (100 authors, 1,000 books, 3 copies each) when it has no books")
+	fs.StringVar(&o.dsn, "mysql", getenv(dsnEnv), "DSN of a MySQL the soak may use (default $"+dsnEnv+"): the catalog is the bench's NAME_3k, NAME being the DSN's database (llbench if none), made as the bench makes it")
 	memcached := fs.String("memcached", "", "memcached nodes host:port[,host:port...] to use; empty: the soak starts -memcached-nodes of its own")
 	fs.StringVar(&o.bin, "bin", "", "use this locallibrary binary instead of building one")
 	fs.StringVar(&o.out, "out", "internal/bench/soak/out", "folder for the binary, logs and result.md")
@@ -193,7 +193,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}()
 
 	say("preparing the catalog on %s …", config.MaskDSN(opt.dsn))
-	dsn, catalog, err := prepareCatalog(ctx, procs, bin, opt.dsn)
+	dsn, catalog, err := prepareCatalog(ctx, procs, bin, opt.dsn, say)
 	if err != nil {
 		return err
 	}

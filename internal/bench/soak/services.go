@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"html/template"
 	"io"
 	"strconv"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
-
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -85,48 +83,16 @@ type catalogBook struct {
 
 var headingTemplate = template.Must(template.New("h1").Parse(`<h1>Title: {{.}}</h1>`))
 
-// prepareCatalog picks the catalog's database as the bench does (NAME_3k,
-// or NAME itself for an account that may not create that), creates it
-// when missing, migrates it, seeds it when it has no books (with the
-// service's own commands), and reads the books' ids and titles. It
-// returns the catalog's DSN.
-func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, given string) (string, catalog, error) {
-	cfg, err := mysql.ParseDSN(given)
+// prepareCatalog makes the bench's 3k catalog (see package catalogs)
+// and reads its books' ids and titles. It returns the catalog's DSN.
+func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, given string, say func(string, ...any)) (string, catalog, error) {
+	dbs, err := catalogs.Prepare(ctx, given, []string{"3k"}, ps, bin, say)
 	if err != nil {
-		return "", catalog{}, fmt.Errorf("-mysql: %w", err)
-	}
-	server, err := testkit.OpenMySQL(given)
-	if err != nil {
-		return "", catalog{}, fmt.Errorf("-mysql: %w", err)
-	}
-	base := cfg.DBName
-	if base == "" {
-		base = "llbench"
-	}
-	name := base + "_3k"
-	if err := server.CreateDatabase(ctx, name); err != nil {
-		var me *mysql.MySQLError
-		if !errors.As(err, &me) || me.Number != 1044 || cfg.DBName == "" {
-			return "", catalog{}, fmt.Errorf("create database %s: %w", name, err)
-		}
-		name = cfg.DBName // may not create databases: its own, then
-	}
-	dsn := server.DSN(name)
-	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + dsn, "LOCALLIBRARY_LOG_LEVEL=warn"}
-	if _, err := ps.Run(ctx, "catalog", env, bin, "migrate"); err != nil {
 		return "", catalog{}, err
 	}
+	dsn, name := dbs["3k"].DSN, dbs["3k"].Name
 	var c catalog
 	err = withDB(ctx, dsn, func(db *sql.DB) error {
-		var books int
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM book").Scan(&books); err != nil {
-			return err
-		}
-		if books == 0 {
-			if _, err := ps.Run(ctx, "catalog", env, bin, "seed", "--authors", "100", "--books", "1000", "--copies-per-book", "3"); err != nil {
-				return err
-			}
-		}
 		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM author").Scan(&c.authors); err != nil {
 			return err
 		}
