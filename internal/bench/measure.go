@@ -352,6 +352,7 @@ func (b *bench) checkTabs(ctx context.Context) error {
 // mcNode is a memcached node the services use.
 type mcNode struct {
 	addr, version string
+	maxConns      int // the connections it takes (-c)
 	pid           int // 0: its process is not readable here
 }
 
@@ -362,7 +363,7 @@ func openNode(addr string) (*mcNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memcached %s: %w", addr, err)
 	}
-	n := &mcNode{addr: addr, version: st["version"]}
+	n := &mcNode{addr: addr, version: st["version"], maxConns: int(testkit.StatInt(st, "max_connections"))}
 	pid := int(testkit.StatInt(st, "pid"))
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && testkit.IsLoopback(addr) &&
 		strings.TrimSpace(string(comm)) == "memcached" && procSyscalls(pid) >= 0 {

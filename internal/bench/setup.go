@@ -122,13 +122,13 @@ func (b *bench) setUp(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := b.startMemcached(ctx); err != nil { // first: it may refuse at once
+		return err
+	}
 	if err := b.buildAll(ctx); err != nil {
 		return err
 	}
 	if err := b.prepareCatalogs(ctx); err != nil {
-		return err
-	}
-	if err := b.startMemcached(ctx); err != nil {
 		return err
 	}
 	b.machine = readMachine(ctx, b)
@@ -201,8 +201,23 @@ func (b *bench) startMemcached(ctx context.Context) error {
 		b.fleetNodes = b.nodes
 		b.logf("memcached: using %s; the sessions the bench makes are under the key prefix %q and expire within an hour",
 			strings.Join(b.o.memcached, ","), keyPrefix)
-		if b.wants(fleetKind) && len(b.nodes) != fleetNodes {
+		if !b.wants(fleetKind) {
+			return nil
+		}
+		if len(b.nodes) != fleetNodes {
 			b.note("the fleet ran on the %d memcached nodes given, not %d", len(b.nodes), fleetNodes)
+		}
+		// Each replica's pool may hold its cap of connections to every node.
+		replicas := fleetReplicas
+		if b.o.rev != "" {
+			replicas *= 2
+		}
+		need := replicas * configDefaults().MemcachedMaxConns
+		for _, n := range b.nodes {
+			if n.maxConns < need {
+				return fmt.Errorf("memcached %s takes %d connections; the fleet's %d replicas may open %d (LOCALLIBRARY_MEMCACHED_MAX_CONNS each): start it with -c %d or more, or leave out the fleet target",
+					n.addr, n.maxConns, replicas, need, need+1024)
+			}
 		}
 		return nil
 	}
@@ -211,8 +226,9 @@ func (b *bench) startMemcached(ctx context.Context) error {
 		want = fleetNodes
 	}
 	for i := range want {
-		// -t 1: one worker thread is plenty beside a load on two cores.
-		m, err := testkit.StartMemcached(ctx, b.procs, fmt.Sprintf("memcached-%d", i+1), "", 256, "-c", "4096", "-t", "1")
+		// -t 1: one worker thread is plenty beside a load on two cores;
+		// -c: every service's and replica's pool may fill its cap.
+		m, err := testkit.StartMemcached(ctx, b.procs, fmt.Sprintf("memcached-%d", i+1), "", 256, "-c", "8192", "-t", "1")
 		if err != nil {
 			return err
 		}
