@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -91,14 +92,25 @@ func New(d Deps) (*fiber.App, error) {
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}
-	if d.QueryTimeout <= 0 || d.CountsTTL <= 0 || d.CountsStaleLimit <= 0 {
-		return nil, errors.New("routes: QueryTimeout, CountsTTL and CountsStaleLimit must be set (config has the defaults)")
+	// No defaults here: config has them, and a setting left out is a bug
+	// in the caller, not a value to make up.
+	var unset []string
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{
+		{"QueryTimeout", d.QueryTimeout > 0}, {"CountsTTL", d.CountsTTL > 0},
+		{"CountsStaleLimit", d.CountsStaleLimit > 0}, {"BodyLimit", d.BodyLimit > 0},
+	} {
+		if !s.set {
+			unset = append(unset, s.name)
+		}
+	}
+	if len(unset) > 0 {
+		return nil, fmt.Errorf("routes: %s not set (config has the defaults)", strings.Join(unset, ", "))
 	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics()
-	}
-	if d.BodyLimit <= 0 {
-		d.BodyLimit = 8 << 10
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

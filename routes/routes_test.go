@@ -23,8 +23,8 @@ import (
 
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
-	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
 )
@@ -114,6 +114,9 @@ func mustApp(t testing.TB, d routes.Deps) *fiber.App {
 	if d.CountsStaleLimit == 0 {
 		d.CountsStaleLimit = defaults.CountsStaleLimit
 	}
+	if d.BodyLimit == 0 {
+		d.BodyLimit = defaults.BodyLimit
+	}
 	if d.PageCacheBytes == 0 { // as app runs: pages cached (-1: not)
 		d.PageCacheBytes, d.PageCacheTTL = 1<<20, time.Minute
 	}
@@ -133,6 +136,42 @@ func testConfig(t testing.TB) config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestNewWantsEverySetting: routes has no defaults of its own (config has
+// them), so a setting left out is an error that names it.
+func TestNewWantsEverySetting(t *testing.T) {
+	defaults := testConfig(t)
+	complete := func() routes.Deps {
+		return routes.Deps{Catalog: &fakeCatalog{books: 1, authors: 1}, Sessions: sessionsOn(t, session.NewMemoryStore()),
+			CountsTTL: defaults.CountsTTL, CountsStaleLimit: defaults.CountsStaleLimit,
+			QueryTimeout: defaults.QueryTimeout, BodyLimit: defaults.BodyLimit}
+	}
+	app, err := routes.New(complete())
+	if err != nil {
+		t.Fatalf("every setting given: %v", err)
+	}
+	_ = app.Shutdown()
+	unsets := map[string]func(*routes.Deps){
+		"QueryTimeout":     func(d *routes.Deps) { d.QueryTimeout = 0 },
+		"CountsTTL":        func(d *routes.Deps) { d.CountsTTL = 0 },
+		"CountsStaleLimit": func(d *routes.Deps) { d.CountsStaleLimit = 0 },
+		"BodyLimit":        func(d *routes.Deps) { d.BodyLimit = 0 },
+	}
+	for name, unset := range unsets {
+		d := complete()
+		unset(&d)
+		_, err := routes.New(d)
+		if err == nil {
+			t.Errorf("%s 0: accepted", name)
+			continue
+		}
+		for other := range unsets {
+			if strings.Contains(err.Error(), other) != (other == name) {
+				t.Errorf("%s 0: error %q, want it to name %s alone", name, err, name)
+			}
+		}
+	}
 }
 
 // testSecret keys the CSRF tokens of test sites; replicas share it.
@@ -553,7 +592,7 @@ func newMemcachedStore(t testing.TB, cfg memcachestore.Config) *memcachestore.St
 // skips (fails with LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
 func memcachedForTest(t testing.TB) *memcachestore.Storage {
 	t.Helper()
-	addr := memcachedtest.Addr(t)
+	addr := testkit.Require(t, testkit.EnvMemcached)
 	// A generous timeout: CI runs test packages in parallel on two cores.
 	return newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
 }

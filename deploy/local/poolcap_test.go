@@ -49,7 +49,7 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	}
 	ssBin, err := testkit.FindBin("ss", "iproute2", "/usr/bin", "/bin", "/usr/sbin", "/sbin")
 	if err != nil {
-		unavailable(t, err.Error())
+		testkit.Unavailable(t, "%v", err)
 	}
 	began := time.Now()
 	tl, ps, dir, bin, dsn := setUpCatalog(t)
