@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // TestSmoke runs the whole tool, a second of load per target, against the
@@ -21,15 +23,9 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the service and runs wrk")
 	}
-	dsn, memcached := os.Getenv("LOCALLIBRARY_TEST_MYSQL_DSN"), os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
-	_, wrkErr := exec.LookPath("wrk")
-	if dsn == "" || memcached == "" || wrkErr != nil {
-		// The skip-unless-configured rule, inline until testkit has one helper for it.
-		msg := "needs LOCALLIBRARY_TEST_MYSQL_DSN, LOCALLIBRARY_TEST_MEMCACHED and wrk on the PATH"
-		if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + "; LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 makes this a failure")
+	dsn, memcached := testkit.Require(t, testkit.EnvMySQLDSN), testkit.Require(t, testkit.EnvMemcached)
+	if _, err := exec.LookPath("wrk"); err != nil {
+		testkit.Unavailable(t, "wrk is not installed: %v", err)
 	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {

@@ -2,25 +2,19 @@ package catalogs
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // An account that may not create NAME_3k and NAME_1m is told which right
 // it lacks, before anything is run or changed. (Making and reusing a
 // catalog is run by the bench's smoke test.)
 func TestWithoutTheRightToCreate(t *testing.T) {
-	dsn := os.Getenv("LOCALLIBRARY_TEST_MYSQL_DSN")
-	if dsn == "" {
-		// The skip-unless-configured rule, inline until testkit has one helper for it.
-		if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatal("needs LOCALLIBRARY_TEST_MYSQL_DSN")
-		}
-		t.Skip("needs LOCALLIBRARY_TEST_MYSQL_DSN; LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 makes this a failure")
-	}
+	dsn := testkit.Require(t, testkit.EnvMySQLDSN)
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)

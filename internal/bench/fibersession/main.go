@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -65,7 +66,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if cfg.MySQLDSN == "" || len(cfg.MemcachedServers) == 0 {
 		return errors.New("LOCALLIBRARY_MYSQL_DSN and LOCALLIBRARY_MEMCACHED_SERVERS are needed")
 	}
-	db, err := repository.Open(ctx, cfg.MySQLDSN, cfg.DBMaxOpenConns)
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	db, err := repository.Open(ctx, cfg.MySQLDSN, cfg.DBMaxOpenConns, logger)
 	if err != nil {
 		return err
 	}
