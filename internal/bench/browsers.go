@@ -1,260 +1,294 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
-	"github.com/locallibrary/locallibrary/config"
-	"github.com/locallibrary/locallibrary/internal/memcachestore"
-	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
-// browser is a returning visitor: the cookies a real browser would send
-// after its first visit (persistent cookies only: the session-only test
-// cookie is gone once the browser restarts), and what the site last told it.
-type browser struct {
-	sessionID string
-	cookie    string // the Cookie header of a returning visit
-	visits    int    // the count the site showed last
-	dismissed bool   // the demo notice was dismissed
+// browsersPerSet is how many returning browsers a set has: wrk rotates
+// through them, and each one's count is read after every home run.
+const browsersPerSet = 1000
+
+// group is the returning browsers of one build on one memcached set, and
+// the forms' tokens harvested there.
+type group struct {
+	dismissed, notice *browserSet
+	forms             []formPost // session ids not stored, with their CSRF tokens
 }
 
-// keyPrefix is the service's default LOCALLIBRARY_MEMCACHED_KEY_PREFIX.
-var keyPrefix = func() string {
-	cfg, _ := config.Load(func(string) string { return "" })
-	return cfg.MemcachedKeyPrefix
-}()
+// browserSet is browsers whose visits are checked together: after a run,
+// the counts their pages show must have grown by exactly the pages the
+// service says it counted.
+type browserSet struct {
+	cookies []string // the Cookie header of each one's returning visit
+	sum     int64    // of their counts when last read
+	known   bool     // sum is current: nothing has visited since
+}
 
-// The browser's keys in memcached, as the session package names them.
-// sessionKey and counterKey are the browser's keys in the bench's own
-// memcached, which starts in generation 0.
-func (b browser) sessionKey() string {
-	return memcachestore.StoredKey(keyPrefix, 0, session.EntryKey(b.sessionID))
-}
-func (b browser) counterKey() string {
-	return memcachestore.StoredKey(keyPrefix, 0, session.VisitKey(b.sessionID))
-}
+// formPost is one form submission: a session cookie and the form's body.
+type formPost struct{ cookie, body string }
 
 var visitsPattern = regexp.MustCompile(`You have visited this page (\d+) times?\.`)
 
-// noticeMarker is in the home page only while the demo notice shows;
-// unavailableMarker when the session store failed and the visit was not
-// counted.
 const (
-	dismissAction     = "/catalog/notice/dismiss"
 	noticeMarker      = `action="` + dismissAction + `"`
 	unavailableMarker = `class="visits-unavailable"`
 )
 
-// site talks to one service as browsers do, over shared connections.
-type site struct {
-	base      string // http://127.0.0.1:port
-	transport *http.Transport
-	client    *http.Client // for returning visits, which send a fixed Cookie header
-}
-
-func newSite(base string) *site {
-	transport := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
-	return &site{base: base, transport: transport, client: testkit.NewBrowser(base, transport).Client}
-}
-
-// newBrowser makes a browser's first visit (the cookie check's redirects
-// included), then, when dismiss is set, dismisses the demo notice by
-// submitting its form (with the CSRF token it carries) as a person
-// clicking "Got it" would.
-func (s *site) newBrowser(ctx context.Context, dismiss bool) (browser, error) {
-	tb := testkit.NewBrowser(s.base, s.transport)
-	pg, err := tb.Get(ctx, "/")
-	if err != nil {
-		return browser{}, err
-	}
-	if pg.Status != http.StatusOK || len(pg.Hops) != 3 {
-		return browser{}, fmt.Errorf("first visit: status %d after redirects %v, want 200 after / → /catalog/ → ?cookies=check → /catalog/", pg.Status, pg.Hops)
-	}
-	b := browser{}
-	if b.visits, err = visitsShown(pg.Body); err != nil {
-		return b, fmt.Errorf("first visit: %w", err)
-	}
-	if b.visits != 1 {
-		return b, fmt.Errorf("first visit shows %d visits, want 1", b.visits)
-	}
-	if dismiss {
-		pg, err = tb.Submit(ctx, pg, dismissAction)
-		if err != nil {
-			return b, fmt.Errorf("first visit: dismissing the demo notice: %w", err)
-		}
-		if pg.Status != http.StatusOK || len(pg.Hops) != 1 || pg.Hops[0] != http.StatusSeeOther {
-			return b, fmt.Errorf("dismissing the notice: status %d after redirects %v, want 303 then 200", pg.Status, pg.Hops)
-		}
-		if strings.Contains(pg.Body, noticeMarker) {
-			return b, fmt.Errorf("the notice still shows after it was dismissed")
-		}
-		if b.visits, err = visitsShown(pg.Body); err != nil {
-			return b, fmt.Errorf("after dismissing: %w", err)
-		}
-		b.dismissed = true
-	}
-	b.sessionID = tb.Jar.Value("sessionid")
-	b.cookie = tb.Jar.Header("/catalog/", true)
-	if b.sessionID == "" {
-		return b, fmt.Errorf("no sessionid cookie after the first visit")
-	}
-	return b, nil
-}
-
+// visitsShown is the count in a home page.
 func visitsShown(body string) (int, error) {
 	m := visitsPattern.FindStringSubmatch(body)
 	if m == nil {
-		return 0, fmt.Errorf("no visit count in the page")
+		if strings.Contains(body, unavailableMarker) {
+			return 0, errors.New("the page says the visit count is unavailable")
+		}
+		return 0, errors.New("no visit count in the page")
 	}
 	return strconv.Atoi(m[1])
 }
 
-// newBrowsers creates n browsers, a few at a time; the first failure
-// stops the rest.
-func (s *site) newBrowsers(ctx context.Context, n int, dismiss bool) ([]browser, error) {
-	out := make([]browser, n)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	testkit.Each(ctx, n, 8, func(i int) {
-		b, err := s.newBrowser(ctx, dismiss)
-		if err != nil {
-			cancel(fmt.Errorf("browser %d: %w", i, err))
-			return
-		}
-		out[i] = b
-	})
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
+// transport is shared by the bench's own requests (not the load).
+var transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+
+// siteBrowser makes a browser's first visit, through the cookie test's
+// redirects, and, when dismiss is set, clicks "Got it" as a person would
+// (the form's CSRF token included). It returns the browser's returning
+// Cookie header (persistent cookies only, as after a restart) and the
+// count last shown.
+func siteBrowser(ctx context.Context, base string, dismiss bool) (string, int, error) {
+	br := testkit.NewBrowser(base, transport)
+	pg, err := br.Get(ctx, "/")
+	if err != nil {
+		return "", 0, err
 	}
-	return out, nil
+	if pg.Status != http.StatusOK || len(pg.Hops) != 3 {
+		return "", 0, fmt.Errorf("first visit: status %d after redirects %v, want 200 after / → /catalog/ → ?cookies=check → /catalog/", pg.Status, pg.Hops)
+	}
+	if dismiss {
+		if pg, err = br.Submit(ctx, pg, dismissAction); err != nil {
+			return "", 0, fmt.Errorf("Got it: %w", err)
+		}
+		if pg.Status != http.StatusOK || strings.Contains(pg.Body, noticeMarker) {
+			return "", 0, fmt.Errorf("Got it: status %d after %v, notice still shown: %v", pg.Status, pg.Hops, strings.Contains(pg.Body, noticeMarker))
+		}
+	}
+	n, err := visitsShown(pg.Body)
+	if br.Jar.Value("sessionid") == "" {
+		return "", 0, errors.New("no sessionid cookie after the first visit")
+	}
+	return br.Jar.Header("/catalog/", true), n, err
 }
 
-// revisit fetches a returning browser's home page once and returns the
+// fiberBrowser is siteBrowser for fibersession: its first page starts the
+// session, and "Got it" (no CSRF token there) dismisses the notice.
+func fiberBrowser(ctx context.Context, base string, _ bool) (string, int, error) {
+	br := testkit.NewBrowser(base, transport)
+	if _, err := br.Get(ctx, "/catalog/"); err != nil {
+		return "", 0, err
+	}
+	pg, err := br.Do(ctx, http.MethodPost, dismissAction, url.Values{})
+	if err != nil {
+		return "", 0, err
+	}
+	if pg.Status != http.StatusOK || strings.Contains(pg.Body, noticeMarker) {
+		return "", 0, fmt.Errorf("fibersession Got it: status %d, notice still shown: %v", pg.Status, strings.Contains(pg.Body, noticeMarker))
+	}
+	n, err := visitsShown(pg.Body)
+	return br.Jar.Header("/catalog/", true), n, err
+}
+
+// newSet makes n browsers with newBrowser.
+func newSet(ctx context.Context, n int, base string, dismiss bool,
+	newBrowser func(ctx context.Context, base string, dismiss bool) (string, int, error)) (*browserSet, error) {
+	set := &browserSet{cookies: make([]string, n), known: true}
+	var sum atomic.Int64
+	err := each(ctx, n, func(i int) error {
+		cookie, count, err := newBrowser(ctx, base, dismiss)
+		set.cookies[i] = cookie
+		sum.Add(int64(count))
+		if err != nil {
+			return fmt.Errorf("browser %d on %s: %w", i, base, err)
+		}
+		return nil
+	})
+	set.sum = sum.Load()
+	return set, err
+}
+
+// each calls fn for every index below n, 16 at a time, and returns the
+// first error.
+func each(ctx context.Context, n int, fn func(i int) error) error {
+	var mu sync.Mutex
+	var first error
+	testkit.Each(ctx, n, 16, func(i int) {
+		if err := fn(i); err != nil {
+			mu.Lock()
+			first = cmp.Or(first, err)
+			mu.Unlock()
+		}
+	})
+	return cmp.Or(first, ctx.Err())
+}
+
+// formPosts harvests n session ids with their CSRF tokens from the Forget
+// me page of a browser without a cookie: the page gives it an id (not
+// stored until a form needs it) and the form the token for that id, which
+// both forms check.
+func formPosts(ctx context.Context, base string, n int) ([]formPost, error) {
+	out := make([]formPost, n)
+	return out, each(ctx, n, func(i int) error {
+		br := testkit.NewBrowser(base, transport)
+		pg, err := br.Get(ctx, forgetAction)
+		if err != nil {
+			return err
+		}
+		vals, err := testkit.FormValues(pg.Body, forgetAction)
+		if err == nil && (br.Jar.Value("sessionid") == "" || len(vals) == 0) {
+			err = errors.New("no session id or no token")
+		}
+		if err != nil {
+			return fmt.Errorf("the Forget me form on %s: %w", base, err)
+		}
+		out[i] = formPost{cookie: "sessionid=" + br.Jar.Value("sessionid"), body: vals.Encode()}
+		return nil
+	})
+}
+
+// readCount loads a returning browser's home page once and returns the
 // count it shows.
-func (s *site) revisit(ctx context.Context, b browser) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/catalog/", nil)
+func readCount(ctx context.Context, base, cookie string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/catalog/", nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Cookie", b.cookie)
-	resp, err := s.client.Do(req)
+	req.Header.Set("Cookie", cookie)
+	resp, err := transport.RoundTrip(req)
 	if err != nil {
 		return 0, err
 	}
-	raw, err := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		return 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("status %d", resp.StatusCode)
+		return 0, fmt.Errorf("GET /catalog/: %s", resp.Status)
 	}
-	if strings.Contains(string(raw), unavailableMarker) {
-		return 0, fmt.Errorf("the page says the visit count is unavailable")
-	}
-	if b.dismissed && strings.Contains(string(raw), noticeMarker) {
-		return 0, fmt.Errorf("the dismissed notice shows again")
-	}
-	return visitsShown(string(raw))
+	return visitsShown(string(body))
 }
 
-// revisitAll fetches every browser's page once, a few at a time, and
-// returns the counts shown (-1 where the fetch failed) and the failures.
-func (s *site) revisitAll(ctx context.Context, bs []browser) ([]int, []error) {
-	counts := make([]int, len(bs))
-	for i := range counts {
-		counts[i] = -1 // until fetched
-	}
-	var mu sync.Mutex
-	var errs []error
-	testkit.Each(ctx, len(bs), 8, func(i int) {
-		n, err := s.revisit(ctx, bs[i])
-		if err != nil {
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("browser %d: %w", i, err))
-			mu.Unlock()
-			return
-		}
-		counts[i] = n
+// readSum reads every browser's count once (which counts a visit each)
+// and keeps the sum; a failed read leaves the sum unknown.
+func (set *browserSet) readSum(ctx context.Context, base string) error {
+	var sum atomic.Int64
+	err := each(ctx, len(set.cookies), func(i int) error {
+		n, err := readCount(ctx, base, set.cookies[i])
+		sum.Add(int64(n))
+		return err
 	})
-	return counts, errs
+	set.sum, set.known = sum.Load(), err == nil
+	return err
 }
 
-// sessionSize is what a group of browsers' sessions occupy in memcached.
-type sessionSize struct {
-	Browsers     int     `json:"browsers"`
-	SessionKey   float64 `json:"session_key_bytes"`   // "ll:" + id
-	SessionValue float64 `json:"session_value_bytes"` // Fiber's gob-encoded session data
-	CounterKey   float64 `json:"counter_key_bytes"`   // "ll:v:" + id
-	CounterValue float64 `json:"counter_value_bytes"` // the visit count in decimal
-	KeyValue     float64 `json:"key_value_bytes"`     // the four above: what the site stores
-	Items        float64 `json:"item_bytes"`          // memcached's item sizes (headers included), from metadump
-	ItemsPerSess float64 `json:"items_per_session"`
-	StatsBytes   float64 `json:"stats_bytes_delta"` // memcached "bytes" growth per browser created
-	StatsItems   float64 `json:"stats_items_delta"` // memcached "curr_items" growth per browser created
-	Missing      int     `json:"missing"`           // sessions not found in memcached
+// tabsResult is the concurrent-tabs check of one session layer.
+type tabsResult struct {
+	Layer    string `json:"layer"`
+	Browsers int    `json:"browsers"`
+	Tabs     int    `json:"tabs"`     // pages of one browser loaded at once
+	Expected int64  `json:"expected"` // visits made
+	Stored   int64  `json:"stored"`   // visits the counts grew by
 }
 
-// measureSessions sums key and value sizes of the browsers' entries, and
-// memcached's own accounting of them.
-func measureSessions(mc *memcached, bs []browser, before, after map[string]string) (sessionSize, error) {
-	sz := sessionSize{Browsers: len(bs)}
-	if len(bs) == 0 {
-		return sz, nil
-	}
-	items, err := mc.itemSizes()
-	if err != nil {
-		return sz, fmt.Errorf("lru_crawler metadump: %w", err)
-	}
-	keys := make([]string, 0, 2*len(bs))
-	for _, b := range bs {
-		keys = append(keys, b.sessionKey(), b.counterKey())
-	}
-	lens, err := mc.valueLens(keys)
-	if err != nil {
-		return sz, err
-	}
-	var nItems int
-	for _, b := range bs {
-		sv, cv := lens[b.sessionKey()], lens[b.counterKey()]
-		if sv < 0 {
-			sz.Missing++
-			continue
+// tabsCheck has each browser load the home page in tabs tabs at once,
+// then once more, and compares the count's growth with the visits made:
+// a read-modify-write of the count loses the visits of tabs that read
+// before another one wrote.
+func tabsCheck(ctx context.Context, layer, base string, set *browserSet, tabs int) (tabsResult, error) {
+	r := tabsResult{Layer: layer, Browsers: len(set.cookies), Tabs: tabs}
+	for _, cookie := range set.cookies {
+		before, err := readCount(ctx, base, cookie)
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", layer, err)
 		}
-		sz.SessionKey += float64(len(b.sessionKey()))
-		sz.SessionValue += float64(sv)
-		if cv >= 0 {
-			sz.CounterKey += float64(len(b.counterKey()))
-			sz.CounterValue += float64(cv)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range tabs {
+			wg.Go(func() {
+				<-start
+				_, _ = readCount(ctx, base, cookie)
+			})
 		}
-		for _, k := range []string{b.sessionKey(), b.counterKey()} {
-			if n, ok := items[k]; ok {
-				sz.Items += float64(n)
-				nItems++
+		close(start)
+		wg.Wait()
+		after, err := readCount(ctx, base, cookie)
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", layer, err)
+		}
+		r.Expected += int64(tabs + 1)
+		r.Stored += int64(after - before)
+	}
+	return r, nil
+}
+
+// makeBrowsers makes each build's browsers and form tokens, and
+// fibersession's browsers.
+func (b *bench) makeBrowsers(ctx context.Context) error {
+	for _, bd := range b.builds {
+		if s := bd.anyService(); s != nil {
+			base := "http://" + s.Addr
+			g := &group{}
+			var err error
+			if g.dismissed, err = newSet(ctx, browsersPerSet, base, true, siteBrowser); err != nil {
+				return err
 			}
+			if b.wantsNotice() {
+				if g.notice, err = newSet(ctx, browsersPerSet, base, false, siteBrowser); err != nil {
+					return err
+				}
+			}
+			if b.wants(formKind) {
+				if g.forms, err = formPosts(ctx, base, browsersPerSet); err != nil {
+					return err
+				}
+			}
+			bd.single = g
+		}
+		if len(bd.fleet) > 0 {
+			set, err := newSet(ctx, browsersPerSet, "http://"+bd.lbAddr, true, siteBrowser)
+			if err != nil {
+				return err
+			}
+			bd.fleetGroup = &group{dismissed: set}
 		}
 	}
-	found := float64(len(bs) - sz.Missing)
-	if found > 0 {
-		sz.SessionKey /= found
-		sz.SessionValue /= found
-		sz.CounterKey /= found
-		sz.CounterValue /= found
-		sz.Items /= found
-		sz.ItemsPerSess = float64(nItems) / found
+	if b.fiber != nil {
+		set, err := newSet(ctx, browsersPerSet, b.fiber.base(), true, fiberBrowser)
+		if err != nil {
+			return err
+		}
+		b.fiber.group = &group{dismissed: set}
 	}
-	sz.KeyValue = sz.SessionKey + sz.SessionValue + sz.CounterKey + sz.CounterValue
-	if before != nil && after != nil {
-		sz.StatsBytes = float64(testkit.StatInt(after, "bytes")-testkit.StatInt(before, "bytes")) / float64(len(bs))
-		sz.StatsItems = float64(testkit.StatInt(after, "curr_items")-testkit.StatInt(before, "curr_items")) / float64(len(bs))
+	b.logf("browsers made")
+	return nil
+}
+
+func (b *bench) wantsNotice() bool {
+	for _, name := range b.o.targets {
+		if s, _ := specOf(name); s.notice {
+			return true
+		}
 	}
-	return sz, nil
+	return false
 }

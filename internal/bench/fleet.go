@@ -3,157 +3,157 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
+	"text/template"
 	"time"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
-// The fleet target measures what MySQL spends on the home page as the
-// number of replicas grows: the same total traffic, at a fixed rate well
-// below what one replica serves, is sent to 1 and then to 6 replicas of
-// the 1,000,000-copy catalog, in turn, each round. MariaDB's CPU is read
-// from /proc (the whole server, other clients included) and from its
-// per-user statistics (the services' account alone).
-
-// fleetReplicas is the larger fleet; fleetRate the total requests a second.
-const (
-	fleetReplicas = 6
-	fleetRate     = 1000
-)
-
-// fleetRun is one measured interval of the fleet target.
-type fleetRun struct {
-	Round      int           `json:"round"`
-	Replicas   int           `json:"replicas"`
-	Requests   int64         `json:"requests"`
-	Errors     int64         `json:"errors"`
-	Elapsed    time.Duration `json:"elapsed_ns"`
-	MariaDBCPU time.Duration `json:"mariadb_cpu_ns"`       // the server process
-	UserCPU    float64       `json:"mariadb_user_cpu_s"`   // the services' account (userstat)
-	Queries    int64         `json:"mariadb_user_queries"` // the services' account
+// nginxConf is the fleet's load balancer: round robin over the replicas
+// with kept-alive upstream connections (without them each request is a
+// new loopback connection, and TIME_WAIT soon takes every port), and no
+// retry on another replica, which would count a visit twice.
+var nginxConf = template.Must(template.New("nginx.conf").Parse(`# written by internal/bench (fleet.go)
+daemon off;
+{{if .Root}}user root;
+{{end}}worker_processes 2;
+pid {{.Dir}}/nginx.pid;
+error_log {{.Dir}}/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path {{.Dir}}/body;
+    proxy_temp_path {{.Dir}}/proxy;
+    fastcgi_temp_path {{.Dir}}/fastcgi;
+    uwsgi_temp_path {{.Dir}}/uwsgi;
+    scgi_temp_path {{.Dir}}/scgi;
+    upstream replicas {
+{{range .Replicas}}        server {{.}};
+{{end}}        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen {{.Addr}};
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://replicas;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_next_upstream off;
+        }
+    }
 }
+`))
 
-// startFleet starts the fleet's replicas.
-func (h *harness) startFleet(ctx context.Context) error {
-	for i := 1; i <= fleetReplicas; i++ {
-		if err := h.startService(ctx, fmt.Sprintf("fleet%d", i), h.o.largeDB, nil); err != nil {
+// startFleet starts bd's replicas on the 3k catalog and the fleet's
+// memcached nodes, and nginx in front of them, on a free port with its
+// files in the temporary folder.
+func (b *bench) startFleet(ctx context.Context, bd *build) error {
+	var upstream []string
+	for i := range fleetReplicas {
+		// The home page reads no table but the counts' row: a small pool
+		// keeps 6 replicas (12 with -rev) well inside max_connections.
+		env := b.serviceEnv(b.catalogs["3k"], b.fleetNodes, "LOCALLIBRARY_DB_MAX_OPEN_CONNS=2")
+		s, err := b.startService(ctx, fmt.Sprintf("fleet-%d%s", i+1, bd.label), bd.bin, env)
+		if err != nil {
 			return err
 		}
+		bd.fleet = append(bd.fleet, s)
+		upstream = append(upstream, s.Addr)
 	}
-	return nil
+	bin, err := testkit.FindBin("nginx", "nginx", "/usr/sbin")
+	if err != nil {
+		return err
+	}
+	if bd.lbAddr, err = testkit.FreeAddr(); err != nil {
+		return err
+	}
+	dir := filepath.Join(b.tmp, "nginx"+bd.label)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	var text strings.Builder
+	if err := nginxConf.Execute(&text, map[string]any{"Root": os.Geteuid() == 0, "Dir": dir, "Addr": bd.lbAddr, "Replicas": upstream}); err != nil {
+		return err
+	}
+	if err := os.WriteFile(conf, []byte(text.String()), 0o644); err != nil {
+		return err
+	}
+	// -e: the error log is opened before the configuration is read.
+	p, err := b.procs.Start("nginx"+bd.label, nil, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	if err != nil {
+		return err
+	}
+	url := "http://" + bd.lbAddr + "/livez"
+	return testkit.WaitFor(ctx, p, 10*time.Second, "nginx answers", func() error { return testkit.GetOK(ctx, url) })
 }
 
-// measureFleet runs the fleet target: per round, 1 replica then all.
-func (h *harness) measureFleet(ctx context.Context, bs []browser) error {
-	for round := 1; round <= h.o.rounds; round++ {
-		for _, n := range []int{1, fleetReplicas} {
-			h.waitQuiet(ctx)
-			r, err := h.fleetRun(ctx, bs, n)
-			if err != nil {
-				return fmt.Errorf("fleet, %d replicas: %w", n, err)
+// fleetConns is the memcached connections each replica had open at the
+// end of a fleet run, by node: the pool caps each at Cap.
+type fleetConns struct {
+	Target string  `json:"target"`
+	Round  int     `json:"round"`
+	Cap    int     `json:"cap"`         // LOCALLIBRARY_MEMCACHED_MAX_CONNS, per replica and node
+	Conns  [][]int `json:"per_replica"` // [replica][node]
+}
+
+// countConns counts, from /proc, each replica's established TCP
+// connections to each node: the sockets among its file descriptors whose
+// peer port is the node's. (A replica talks to nothing else on those
+// ports.)
+func countConns(replicas []*testkit.Service, nodes []*mcNode) ([][]int, error) {
+	fs, err := procfs.NewFS("/proc")
+	if err != nil {
+		return nil, err
+	}
+	byPort := map[uint64]int{}
+	for i, n := range nodes {
+		_, p, _ := net.SplitHostPort(n.addr)
+		port, _ := strconv.ParseUint(p, 10, 16)
+		byPort[port] = i
+	}
+	nodeOf := map[uint64]int{} // socket inode → node
+	for _, table := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} {
+		lines, err := table()
+		if err != nil {
+			continue // no IPv6 here
+		}
+		for _, l := range lines {
+			if i, ok := byPort[l.RemPort]; ok && l.St == 1 { // ESTABLISHED
+				nodeOf[l.Inode] = i
 			}
-			r.Round = round
-			h.fleet = append(h.fleet, r)
-			h.logf("round %d/%d fleet of %d: %d requests (%d errors) in %v; MariaDB CPU %v (services' account %.3f s, %d queries)",
-				round, h.o.rounds, n, r.Requests, r.Errors, r.Elapsed.Round(time.Millisecond),
-				r.MariaDBCPU.Round(time.Millisecond), r.UserCPU, r.Queries)
 		}
 	}
-	return nil
-}
-
-// fleetRun sends fleetRate home pages a second, spread over n replicas,
-// for the run's duration, and reads MariaDB's CPU around it.
-func (h *harness) fleetRun(ctx context.Context, bs []browser, n int) (fleetRun, error) {
-	r := fleetRun{Replicas: n}
-	var bases []string
-	for i := 1; i <= n; i++ {
-		bases = append(bases, h.services[fmt.Sprintf("fleet%d", i)].base())
-	}
-	client := &http.Client{
-		Timeout:       5 * time.Second,
-		Transport:     &http.Transport{MaxIdleConnsPerHost: 64},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	defer client.CloseIdleConnections()
-	cpu0, _ := testkit.CPUTime(h.mariadbPID)
-	user0, q0, _ := h.mdb.userCPU(ctx)
-	start := time.Now()
-	var sent, failed atomic.Int64
-	var wg sync.WaitGroup
-	tick := time.NewTicker(time.Second / fleetRate)
-	defer tick.Stop()
-	for i := 0; time.Since(start) < h.o.duration; i++ {
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-tick.C:
+	out := make([][]int, len(replicas))
+	for r, s := range replicas {
+		out[r] = make([]int, len(nodes))
+		p, err := fs.Proc(s.PID())
+		if err != nil {
+			return nil, err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, "GET", bases[i%n]+"/catalog/", nil)
-			req.Header.Set("Cookie", bs[i%len(bs)].cookie)
-			resp, err := client.Do(req)
-			sent.Add(1)
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				failed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	r.Elapsed = time.Since(start)
-	cpu1, _ := testkit.CPUTime(h.mariadbPID)
-	user1, q1, _ := h.mdb.userCPU(ctx)
-	r.Requests, r.Errors = sent.Load(), failed.Load()
-	r.MariaDBCPU, r.UserCPU, r.Queries = cpu1-cpu0, user1-user0, q1-q0
-	return r, nil
-}
-
-// userCPU is the CPU time and queries MariaDB counted for the services'
-// account (0 without per-user statistics).
-func (m *mariadb) userCPU(ctx context.Context) (seconds float64, queries int64, err error) {
-	if !m.userStats {
-		return 0, 0, nil
-	}
-	err = m.admin.QueryRowContext(ctx, `SELECT COALESCE(SUM(CPU_TIME), 0), COALESCE(SUM(SELECT_COMMANDS + UPDATE_COMMANDS), 0)
-FROM information_schema.USER_STATISTICS WHERE USER = ?`, benchUser).Scan(&seconds, &queries)
-	return seconds, queries, err
-}
-
-// fleetReport is the fleet section of the report.
-func (h *harness) fleetReport() string {
-	if len(h.fleet) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "### Fleet: MariaDB's work with 1 and %d replicas\n\n", fleetReplicas)
-	fmt.Fprintf(&b, "The same %d home pages a second (1,000,000 copies), sent to 1 replica, then spread over %d, for %v each, in every round.\n\n",
-		fleetRate, fleetReplicas, h.o.duration)
-	b.WriteString("| round | replicas | requests | errors | MariaDB CPU (process) | services' account CPU (userstat) | services' queries |\n|---:|---:|---:|---:|---:|---:|---:|\n")
-	sum := map[int][2]float64{}
-	for _, r := range h.fleet {
-		fmt.Fprintf(&b, "| %d | %d | %s | %d | %.3f s | %.3f s | %d |\n", r.Round, r.Replicas, thousands(r.Requests), r.Errors,
-			r.MariaDBCPU.Seconds(), r.UserCPU, r.Queries)
-		s := sum[r.Replicas]
-		sum[r.Replicas] = [2]float64{s[0] + r.MariaDBCPU.Seconds(), s[1] + r.UserCPU}
-	}
-	one, many := sum[1], sum[fleetReplicas]
-	if one[0] > 0 {
-		fmt.Fprintf(&b, "\nMariaDB CPU with %d replicas over 1, summed over the rounds: %.2f× (process), ", fleetReplicas, many[0]/one[0])
-		if one[1] > 0 {
-			fmt.Fprintf(&b, "%.2f× (services' account). ", many[1]/one[1])
+		fds, err := p.FileDescriptorTargets()
+		if err != nil {
+			return nil, err
 		}
-		fmt.Fprintf(&b, "Goal: at most 1.5×: %s.\n\n", mark(many[0]/one[0] <= 1.5 || one[1] > 0 && many[1]/one[1] <= 1.5))
+		for _, fd := range fds {
+			inode, ok := strings.CutPrefix(fd, "socket:[")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseUint(strings.TrimSuffix(inode, "]"), 10, 64)
+			if i, ok := nodeOf[n]; ok {
+				out[r][i]++
+			}
+		}
 	}
-	return b.String()
+	return out, nil
 }

@@ -2,45 +2,42 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 )
 
-// machineInfo describes where the numbers were taken.
-type machineInfo struct {
+// machine is where and with what the figures were taken.
+type machine struct {
+	Date      string `json:"date"`
 	CPUs      int    `json:"cpus"`
-	Model     string `json:"model"`
-	Memory    string `json:"memory"`
+	Model     string `json:"cpu_model"`
 	Kernel    string `json:"kernel"`
 	Go        string `json:"go"`
-	MariaDB   string `json:"mariadb"`
+	MySQL     string `json:"mysql"`
 	Memcached string `json:"memcached"`
 	Wrk       string `json:"wrk"`
+	Fiber     string `json:"fiber"`
 	Commit    string `json:"commit"`
 }
 
-func readMachine(ctx context.Context, root string) machineInfo {
-	m := machineInfo{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+func readMachine(ctx context.Context, b *bench) machine {
+	m := machine{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), CPUs: runtime.NumCPU(), Go: runtime.Version()}
 	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(raw), "\n") {
 			if name, val, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(name) == "model name" {
 				m.Model = strings.TrimSpace(val)
 				break
-			}
-		}
-	}
-	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(raw), "\n") {
-			if rest, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-				kb, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-				m.Memory = fmt.Sprintf("%.1f GiB", kb/(1<<20))
 			}
 		}
 	}
@@ -55,419 +52,276 @@ func readMachine(ctx context.Context, root string) machineInfo {
 			m.Wrk = f[1]
 		}
 	}
-	if out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
+	if out, err := exec.CommandContext(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
+	}
+	for _, c := range b.catalogs {
+		if db, err := sql.Open("mysql", c.DSN); err == nil {
+			_ = db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&m.MySQL)
+			db.Close()
+		}
+	}
+	if len(b.nodes) > 0 {
+		m.Memcached = b.nodes[0].version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range info.Deps {
+			if d.Path == "github.com/gofiber/fiber/v2" {
+				m.Fiber = d.Version
+			}
+		}
 	}
 	return m
 }
 
+// row is a target's line of the table: medians over the rounds, sums of
+// errors and lost visits. Per-request figures are missing where not known.
+type row struct {
+	Target    string   `json:"target"`
+	What      string   `json:"what"`
+	RPS       float64  `json:"rps"`
+	Ratio     float64  `json:"ratio_to_ceiling"`
+	P50MS     float64  `json:"p50_ms"`
+	P99MS     float64  `json:"p99_ms"`
+	Errors    int64    `json:"errors"`
+	Lost      *int64   `json:"lost_visits,omitempty"`
+	Unchecked int      `json:"runs_unchecked,omitempty"` // runs whose visits could not be checked
+	CPUUS     *float64 `json:"cpu_us_per_req,omitempty"`
+	Allocs    *float64 `json:"allocs_per_req,omitempty"`
+	Syscalls  *float64 `json:"syscalls_per_req,omitempty"`
+	McCPUUS   *float64 `json:"memcached_cpu_us_per_req,omitempty"`
+	McCalls   *float64 `json:"memcached_syscalls_per_req,omitempty"`
+}
+
+type report struct {
+	Machine  machine                 `json:"machine"`
+	Rounds   int                     `json:"rounds"`
+	Duration string                  `json:"duration"`
+	Conns    int                     `json:"conns"`
+	Rev      string                  `json:"rev,omitempty"`
+	Catalogs map[string]*catalogs.DB `json:"catalogs"`
+	Rows     []row                   `json:"rows"`
+	Tabs     []tabsResult            `json:"tabs"`
+	Fleet    []fleetConns            `json:"fleet_connections"`
+	Notes    []string                `json:"notes"`
+	Runs     []result                `json:"runs"`
+}
+
+func (b *bench) report() report {
+	rep := report{Machine: b.machine, Rounds: b.o.rounds, Duration: b.o.duration.String(), Conns: b.o.conns, Rev: b.o.rev,
+		Catalogs: b.catalogs, Tabs: b.tabs, Fleet: b.fleet, Notes: b.notes, Runs: b.runs}
+	for _, t := range b.targets {
+		var runs []result
+		for _, r := range b.runs {
+			if r.Target == t.name {
+				runs = append(runs, r)
+			}
+		}
+		rep.Rows = append(rep.Rows, summarize(t, runs))
+	}
+	return rep
+}
+
+func summarize(t *target, runs []result) row {
+	r := row{Target: t.name, What: t.spec.what}
+	var rps, ratio, p50, p99 []float64
+	var cpu, allocs, calls, mcCPU, mcCalls []float64
+	for _, run := range runs {
+		n := float64(max(1, run.Wrk.Requests))
+		rps, ratio = append(rps, run.RPS), append(ratio, run.Ratio)
+		p50, p99 = append(p50, float64(run.Wrk.P50US)/1000), append(p99, float64(run.Wrk.P99US)/1000)
+		r.Errors += run.Wrk.errors()
+		cpu, calls = append(cpu, float64(run.CPU.Microseconds())/n), append(calls, float64(run.Syscalls)/n)
+		if run.Allocs >= 0 {
+			allocs = append(allocs, run.Allocs/n)
+		}
+		if len(t.nodes) > 0 {
+			mcCPU = append(mcCPU, float64(run.McCPU.Microseconds())/n)
+			if run.McCalls >= 0 {
+				mcCalls = append(mcCalls, float64(run.McCalls)/n)
+			}
+		}
+		switch {
+		case run.Lost != nil && r.Lost == nil:
+			r.Lost = new(int64)
+			fallthrough
+		case run.Lost != nil:
+			*r.Lost += *run.Lost
+		case t.set != nil:
+			r.Unchecked++
+		}
+	}
+	r.RPS, r.Ratio, r.P50MS, r.P99MS = median(rps), median(ratio), median(p50), median(p99)
+	r.CPUUS, r.Allocs, r.Syscalls, r.McCPUUS, r.McCalls = medianOf(cpu), medianOf(allocs), medianOf(calls), medianOf(mcCPU), medianOf(mcCalls)
+	return r
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
-		return math.NaN()
+		return 0
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
+	if n := len(s); n%2 == 0 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
+	return s[len(s)/2]
 }
 
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
+// medianOf is the median, nil for none.
+func medianOf(xs []float64) *float64 {
+	if len(xs) == 0 {
+		return nil
+	}
+	m := median(xs)
+	return &m
+}
+
+func (rep report) writeJSON(path string) error {
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, raw, 0o644)
+}
+
+func (rep report) markdown() string {
+	var w strings.Builder
+	m := rep.Machine
+	fmt.Fprintf(&w, "## LocalLibrary bench, %s, commit %s", m.Date, m.Commit)
+	if rep.Rev != "" {
+		fmt.Fprintf(&w, " beside %s (rows marked @)", rep.Rev)
+	}
+	fmt.Fprintf(&w, "\n\n%d CPUs (%s), Linux %s, %s, MySQL %s, memcached %s, wrk %s. %d rounds of %s at %d connections (256 where named);"+
+		" medians over the rounds, errors and lost visits summed.\n\n", m.CPUs, m.Model, m.Kernel, m.Go, m.MySQL, m.Memcached, m.Wrk,
+		rep.Rounds, rep.Duration, rep.Conns)
+	w.WriteString("| target | req/s | × ceiling | p50 ms | p99 ms | errors | lost visits | CPU µs/req | allocs/req | syscalls/req | memcached CPU µs/req | memcached syscalls/req |\n")
+	w.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(&w, "| %s | %s | %s | %.2f | %.2f | %d | %s | %s | %s | %s | %s | %s |\n", r.Target, thousands(r.RPS), ratioText(r.Ratio),
+			r.P50MS, r.P99MS, r.Errors, lostCell(r), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.Syscalls, 2), num(r.McCPUUS, 2), num(r.McCalls, 2))
+	}
+	w.WriteString("\n")
+	seen := map[string]bool{}
+	for _, r := range rep.Rows {
+		if name, _, _ := strings.Cut(r.Target, "@"); !seen[name] {
+			seen[name] = true
+			fmt.Fprintf(&w, "- `%s`: %s\n", name, r.What)
 		}
-		b.WriteRune(r)
 	}
-	if neg {
-		return "-" + b.String()
+	rep.sessionLayers(&w)
+	rep.fleetSection(&w)
+	w.WriteString("\nCatalogs:")
+	for _, key := range []string{"3k", "1m"} {
+		if c := rep.Catalogs[key]; c != nil {
+			how := "reused (its counts matched)"
+			if c.Seeded > 0 {
+				how = "seeded in " + c.Seeded.Round(100*time.Millisecond).String()
+			}
+			fmt.Fprintf(&w, " %s, %s copies, %s;", c.Name, thousands(float64(c.Size.Copies())), how)
+		}
 	}
-	return b.String()
+	w.WriteString("\n")
+	for _, n := range rep.Notes {
+		fmt.Fprintf(&w, "\n- %s", n)
+	}
+	if len(rep.Notes) > 0 {
+		w.WriteString("\n")
+	}
+	return w.String()
 }
 
-func ms(d time.Duration) string {
-	f := float64(d) / float64(time.Millisecond)
+// sessionLayers compares the site's session layer with Fiber's on the
+// same home page.
+func (rep report) sessionLayers(w *strings.Builder) {
+	if len(rep.Tabs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Session layers: the home page of a returning browser, notice dismissed, 3,000 copies\n\n")
+	fmt.Fprintf(w, "| layer | target | req/s | × ceiling | CPU µs/page | allocs/page | memcached syscalls/page | lost visits under load | %d tabs at once: visits, counted |\n", tabsAtOnce)
+	w.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, tab := range rep.Tabs {
+		name := "home-fiber-session"
+		if label, ok := strings.CutPrefix(tab.Layer, "the site's session layer"); ok {
+			name = "home-3k" + label
+		} else {
+			tab.Layer = "Fiber " + rep.Machine.Fiber + " session middleware on memcachestore"
+		}
+		cells := strings.Repeat(" | ", 5) // six empty cells
+		for _, r := range rep.Rows {
+			if r.Target == name {
+				cells = fmt.Sprintf("%s | %s | %s | %s | %s | %s", thousands(r.RPS), ratioText(r.Ratio), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.McCalls, 2), lostCell(r))
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %d, %d |\n", tab.Layer, name, cells, tab.Expected, tab.Stored)
+	}
+}
+
+// fleetSection shows the memcached connections the fleet's replicas held.
+func (rep report) fleetSection(w *strings.Builder) {
+	if len(rep.Fleet) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Fleet: memcached connections per replica at the end of each run (cap %d per replica and node, LOCALLIBRARY_MEMCACHED_MAX_CONNS)\n\n", rep.Fleet[0].Cap)
+	w.WriteString("| target | round | most to one node | most to all nodes | every replica, by node |\n|---|---:|---:|---:|---|\n")
+	for _, f := range rep.Fleet {
+		most, mostAll := 0, 0
+		var each []string
+		for _, byNode := range f.Conns {
+			all := 0
+			for _, n := range byNode {
+				most, all = max(most, n), all+n
+			}
+			mostAll = max(mostAll, all)
+			each = append(each, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(byNode)), " "), "[]"))
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %s |\n", f.Target, f.Round, most, mostAll, strings.Join(each, "; "))
+	}
+}
+
+func lostCell(r row) string {
 	switch {
-	case f >= 100:
-		return fmt.Sprintf("%.0f ms", f)
-	case f >= 10:
-		return fmt.Sprintf("%.1f ms", f)
+	case r.Lost == nil && r.Unchecked == 0:
+		return ""
+	case r.Lost == nil:
+		return "not checked"
 	}
-	return fmt.Sprintf("%.2f ms", f)
-}
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-// summary aggregates a target's rounds.
-type summary struct {
-	t                          *target
-	runs                       []runResult
-	rps, ratio, p50, p99       float64 // medians (latencies in ns)
-	errors                     int64
-	serverReqs                 float64
-	mcCmds, sessionOps         float64 // per request
-	queries                    int64
-	sqlPerReq, sqlBeyondRefill float64
-	cpuPerReq, mcCPUPerReq     float64 // µs
-	dbCPUPerReq                float64 // µs
-	otherCPU                   float64 // median share of the machine used by others
-	peakRSS                    int64
-	elapsed                    time.Duration
-}
-
-func runErrors(r runResult, t *target) int64 {
-	bad := r.Load.BadStatus
-	if t.svc != nil {
-		bad = max(bad, int64(r.Non2xx))
+	s := strconv.FormatInt(*r.Lost, 10)
+	if *r.Lost < 0 {
+		s = strconv.FormatInt(-*r.Lost, 10) + " extra"
 	}
-	return bad + r.Load.SocketErrors
-}
-
-func (h *harness) summarize(t *target) summary {
-	s := summary{t: t}
-	var rps, ratio, p50, p99 []float64
-	var ops, cpu, mcCPU, dbCPU float64
-	var other []float64
-	var cmds int64
-	var allowed float64
-	for _, r := range h.runs {
-		if r.Target != t.key {
-			continue
-		}
-		s.runs = append(s.runs, r)
-		rps = append(rps, r.Load.RPS)
-		if r.Ratio > 0 {
-			ratio = append(ratio, r.Ratio)
-		}
-		p50 = append(p50, float64(r.Load.P50))
-		p99 = append(p99, float64(r.Load.P99))
-		s.errors += runErrors(r, t)
-		s.serverReqs += r.ServerReqs
-		cmds += r.MemcachedCmds
-		ops += total(r.SessionOps)
-		s.queries += r.Queries
-		cpu += float64(r.ServiceCPU)
-		mcCPU += float64(r.MemcachedCPU)
-		dbCPU += float64(r.MariaDBCPU)
-		other = append(other, r.OtherCPU)
-		s.peakRSS = max(s.peakRSS, r.PeakRSS)
-		s.elapsed += r.Load.Elapsed
-		// A replica reads the shared counts row every half TTL, and at most
-		// one replica claims, counts and stores it per half TTL: four
-		// statements per half TTL (and once more at the edge).
-		allowed += 4 * (math.Ceil(r.Load.Elapsed.Seconds()/(h.countsTTL.Seconds()/2)) + 1)
-	}
-	s.rps, s.ratio, s.p50, s.p99 = median(rps), median(ratio), median(p50), median(p99)
-	s.otherCPU = median(other)
-	if s.serverReqs > 0 {
-		s.mcCmds = float64(cmds) / s.serverReqs
-		s.sessionOps = ops / s.serverReqs
-		s.sqlPerReq = float64(s.queries) / s.serverReqs
-		s.sqlBeyondRefill = math.Max(0, float64(s.queries)-allowed) / s.serverReqs
-		s.cpuPerReq = cpu / s.serverReqs / float64(time.Microsecond)
-		s.mcCPUPerReq = mcCPU / s.serverReqs / float64(time.Microsecond)
-		s.dbCPUPerReq = dbCPU / s.serverReqs / float64(time.Microsecond)
+	if r.Unchecked > 0 {
+		s += fmt.Sprintf(" (%d runs not checked)", r.Unchecked)
 	}
 	return s
 }
 
-// pairRatio is the median over rounds of num's throughput over den's.
-func (h *harness) pairRatio(num, den string) float64 {
-	byRound := map[int]map[string]float64{}
-	for _, r := range h.runs {
-		if byRound[r.Round] == nil {
-			byRound[r.Round] = map[string]float64{}
-		}
-		byRound[r.Round][r.Target] = r.Load.RPS
+func lostText(l *int64, prefix string) string {
+	if l == nil {
+		return ""
 	}
-	var ratios []float64
-	for _, m := range byRound {
-		if m[den] > 0 && m[num] > 0 {
-			ratios = append(ratios, m[num]/m[den])
-		}
-	}
-	return median(ratios)
+	return prefix + strconv.FormatInt(*l, 10)
 }
 
-func mark(ok bool) string {
-	if ok {
-		return "met"
+func ratioText(r float64) string {
+	if r == 0 {
+		return ""
 	}
-	return "**missed**"
+	return strconv.FormatFloat(r, 'f', 3, 64)
 }
 
-func (h *harness) report() string {
-	var b strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	m := h.machine
-	p("## LocalLibrary benchmark, %s\n\n", h.started.UTC().Format("2006-01-02 15:04 UTC"))
-	p("| machine | |\n|---|---|\n")
-	p("| CPU | %d × %s |\n| memory | %s |\n| kernel | Linux %s |\n", m.CPUs, m.Model, m.Memory, m.Kernel)
-	p("| software | %s, MariaDB %s, memcached %s, wrk %s |\n", m.Go, m.MariaDB, m.Memcached, m.Wrk)
-	built := "working tree at " + m.Commit
-	if h.o.rev != "" {
-		built = "git revision " + h.o.rev + " (HEAD " + m.Commit + ")"
+func num(p *float64, decimals int) string {
+	if p == nil {
+		return ""
 	}
-	p("| service | production build (`-tags noembeddeddb`) of the %s |\n", built)
-	settings := fmt.Sprintf("%d rounds × %v per target, alternated; %d connections (e: %d); %d returning browsers per target; wrk %d threads; counts TTL %v",
-		h.o.rounds, h.o.duration, h.o.conns, h.o.highConns, h.o.browsers, h.o.wrkThreads, h.countsTTL)
-	if len(h.o.env) > 0 {
-		settings += "; service env " + strings.Join(h.o.env, " ")
-	}
-	p("| settings | %s |\n\n", settings)
-
-	sums := map[string]summary{}
-	p("### Throughput\n\n")
-	p("| target | conns | req/s (median) | req/s per round | ratio to ceiling | p50 | p99 | errors | service CPU/req | MariaDB CPU/req | memcached round trips/req | SQL/req | peak RSS | others' CPU |\n")
-	p("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, t := range h.targets {
-		s := h.summarize(t)
-		sums[t.key] = s
-		var per []string
-		for _, r := range s.runs {
-			per = append(per, thousands(int64(r.Load.RPS)))
-		}
-		ratio := fmt.Sprintf("%.2f", s.ratio)
-		if t.ceiling == ceilingGo {
-			ratio += " (of " + ceilingGo + ")"
-		}
-		switch {
-		case t.kind == "ceiling":
-			ratio = "1"
-		case math.IsNaN(s.ratio):
-			ratio = "–" // no ceiling in the round
-		}
-		mcRT, sql, cpu := "–", "–", fmt.Sprintf("%.0f µs", s.cpuPerReq)
-		if t.svc != nil {
-			mcRT = fmt.Sprintf("%.2f", s.mcCmds)
-			sql = fmt.Sprintf("%.5f", s.sqlPerReq)
-			if t.kind == "list" {
-				sql = fmt.Sprintf("%.2f", s.sqlPerReq)
-			}
-		}
-		dbCPU := "–"
-		if t.svc != nil {
-			dbCPU = fmt.Sprintf("%.0f µs", s.dbCPUPerReq)
-		}
-		p("| %s: %s (%s) | %d | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %.0f%% |\n",
-			t.key, t.title, t.gen, t.conns, thousands(int64(s.rps)), strings.Join(per, ", "), ratio,
-			ms(time.Duration(s.p50)), ms(time.Duration(s.p99)), s.errors, cpu, dbCPU, mcRT, sql, mib(s.peakRSS), 100*s.otherCPU)
-	}
-	p("\nreq/s, p50 and p99 are medians over the rounds; the ratio is the median of each round's req/s over the ceiling's in the same round. ")
-	p("Errors are non-2xx answers (counted by the service) plus socket errors and timeouts (counted by the load generator), summed over the rounds. ")
-	p("Memcached round trips are the commands memcached served (get, set, add, incr, touch, delete) divided by the requests the service answered; SQL/req likewise from MariaDB's per-user statistics. ")
-	p("Peak RSS is the service's VmHWM during the run (reset before it). ")
-	p("Others' CPU is the share of the machine used during the run by processes outside the benchmark (not the service, load generator, memcached or MariaDB): other people's builds and tests on a shared machine; a run where it is high is slow for that reason.\n")
-	for _, r := range h.runs {
-		if r.Abandoned > 0 {
-			p("\n- %s, round %d: %d of the service's queries were still running in MariaDB when the run ended (requests that timed out leave them there); the next run waited for them (%d killed after 30 s).", r.Target, r.Round, r.Abandoned, r.Killed)
-		}
-	}
-	p("\n\n")
-
-	p("### Targets\n\n| target | goal | measured | |\n|---|---|---|---|\n")
-	row := func(name, goal, measured string, ok bool, have bool) {
-		if !have {
-			p("| %s | %s | not run | |\n", name, goal)
-			return
-		}
-		p("| %s | %s | %s | %s |\n", name, goal, measured, mark(ok))
-	}
-	{
-		var parts []string
-		ok, have := true, false
-		for _, k := range []string{home3k, home1m} {
-			if s, found := sums[k]; found && !math.IsNaN(s.ratio) {
-				have = true
-				parts = append(parts, fmt.Sprintf("%s %.2f", k, s.ratio))
-				ok = ok && s.ratio >= 0.30
-			}
-		}
-		row("home page vs ceiling", "≥ 0.30 of ("+ceilingWrk+") at 64 connections", strings.Join(parts, ", "), ok, have)
-	}
-	{
-		r := h.pairRatio(home1m, home3k)
-		row("1,000,000 vs 3,000 copies", home1m+" ≥ 0.90 of "+home3k, fmt.Sprintf("%.2f", r), r >= 0.90, !math.IsNaN(r))
-	}
-	{
-		var parts []string
-		ok, have := true, false
-		for _, k := range []string{home3k, home1m, home1mHigh} {
-			if s, found := sums[k]; found && s.serverReqs > 0 {
-				have = true
-				parts = append(parts, fmt.Sprintf("%s %.2f (service-side ops %.2f)", k, s.mcCmds, s.sessionOps))
-				ok = ok && s.mcCmds <= 2.0001
-			}
-		}
-		row("memcached round trips per returning home page", "≤ 2", strings.Join(parts, ", "), ok, have)
-	}
-	{
-		var parts []string
-		ok, have := true, false
-		for _, k := range []string{home3k, home1m, home1mHigh} {
-			if s, found := sums[k]; found && s.serverReqs > 0 {
-				have = true
-				parts = append(parts, fmt.Sprintf("%s %d queries in %.0f s (%.2f/s, %.6f/req; beyond the counts row per half TTL: %.6f/req)",
-					k, s.queries, s.elapsed.Seconds(), float64(s.queries)/s.elapsed.Seconds(), s.sqlPerReq, s.sqlBeyondRefill))
-				ok = ok && s.sqlBeyondRefill == 0
-			}
-		}
-		row("SQL queries per home page while the counts are fresh", "0 (only the counts row, per half TTL)", strings.Join(parts, "; "), ok, have)
-	}
-	{
-		sz, have := h.sizes["dismissed"]
-		nd := h.sizes["not dismissed"]
-		row("bytes per session in memcached", "≤ 200", fmt.Sprintf("%.0f (key+value, notice dismissed); %.0f with the notice not dismissed", sz.KeyValue, nd.KeyValue), sz.KeyValue <= 200 && sz.KeyValue > 0, have)
-	}
-	{
-		s, have := sums[home1mHigh]
-		row(fmt.Sprintf("service RSS at %d connections", h.o.highConns), "≤ 64 MB", mib(s.peakRSS)+" peak (VmHWM)", s.peakRSS > 0 && s.peakRSS <= 64<<20, have && s.peakRSS > 0)
-	}
-	{
-		var n int64
-		for _, t := range h.targets {
-			n += sums[t.key].errors
-		}
-		row("errors", "0", fmt.Sprintf("%d over all runs", n), n == 0, len(h.runs) > 0)
-	}
-	{
-		var lost, visits int64
-		var parts []string
-		clean := true
-		for _, lv := range h.lost {
-			lost += lv.Lost
-			visits += lv.Requests
-			parts = append(parts, fmt.Sprintf("%s: %d lost of %s", lv.Target, lv.Lost, thousands(lv.Requests)))
-			clean = clean && lv.Extra == 0 && lv.FetchErrors == 0
-		}
-		row("lost visits", "0", strings.Join(parts, "; "), lost == 0 && clean, len(h.lost) > 0)
-	}
-
-	if len(h.sizes) > 0 {
-		p("\n### Sessions in memcached (per browser)\n\n")
-		p("| browsers | n | session key | session value | counter key | counter value | key+value | memcached items (metadump size) | memcached `bytes` growth |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, name := range []string{"dismissed", "not dismissed"} {
-			sz, ok := h.sizes[name]
-			if !ok {
-				continue
-			}
-			p("| notice %s | %d | %.0f B | %.0f B | %.0f B | %.0f B | **%.0f B** | %.0f B in %.1f items | %.0f B |\n",
-				name, sz.Browsers, sz.SessionKey, sz.SessionValue, sz.CounterKey, sz.CounterValue, sz.KeyValue, sz.Items, sz.ItemsPerSess, sz.StatsBytes)
-			if sz.Missing > 0 {
-				p("\n%d of these sessions were not found in memcached.\n", sz.Missing)
-			}
-		}
-		p("\nA browser that dismissed the notice went through the first visit, the cookie check and the POST; one that did not stopped after its first page. ")
-		p("memcached's item sizes add its per-item header (about 50 bytes) and slab rounding is not included.\n")
-	}
-
-	if len(h.seeds) > 0 {
-		p("\n### Catalogs\n\n| database | authors / books / copies | seed |\n|---|---|---|\n")
-		for _, name := range []string{h.o.smallDB, h.o.largeDB} {
-			rec, ok := h.seeds[name]
-			if !ok {
-				continue
-			}
-			took := "–"
-			if rec.Took > 0 {
-				took = rec.Took.Round(time.Millisecond).String()
-			}
-			how := "seeded in this run in " + took
-			if rec.Reused {
-				how = "reused (its row counts matched); seed time unknown (`-reseed` measures it)"
-				if rec.Took > 0 {
-					how = fmt.Sprintf("reused (its row counts matched); seeded on %s in %s", rec.When.Format("2006-01-02"), took)
-				}
-			}
-			p("| %s | %s / %s / %s | %s |\n", name, thousands(int64(rec.Size.Authors)), thousands(int64(rec.Size.Books)), thousands(int64(rec.Size.copies())), how)
-		}
-	}
-
-	if len(h.lost) > 0 {
-		p("\n### Lost visits\n\nEach browser's count was read, the page loaded for %v with the Go generator (%d connections, each browser on one connection, its answers counted), and the count read again; it must have grown by the browser's answered requests plus the final read.\n\n", h.o.checkDuration, h.o.conns)
-		p("| target | browsers | visits made (2xx) | lost | of which the page said \"unavailable\" | counted extra | uncertain | load errors | browsers left out |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, lv := range h.lost {
-			p("| %s | %d | %s | %d | %d | %d | %d | %d | %d |\n", lv.Target, lv.Browsers, thousands(lv.Requests), lv.Lost, lv.Unavailable, lv.Extra, lv.Uncertain, lv.LoadErrors, lv.Excluded+lv.FetchErrors)
-		}
-		p("\nUncertain: requests whose connection failed after they were sent, and failed final reads (retried); a browser whose first read failed is left out.\n")
-		for _, lv := range h.lost {
-			if lv.FirstError != "" {
-				p("\n%s: first read failure: %s\n", lv.Target, lv.FirstError)
-			}
-			for _, e := range lv.Examples {
-				p("\n- %s: %s", lv.Target, e)
-			}
-			if len(lv.Examples) > 0 {
-				p("\n")
-			}
-		}
-	}
-
-	if a, ag := sums[ceilingWrk], sums[ceilingGo]; a.t != nil && ag.t != nil {
-		p("\n### Load generators\n\nThe generator shares the 2 cores with what it measures; the lighter one leaves more to the server.\n\n")
-		p("| target | wrk req/s | Go req/s | wrk CPU per 1,000 req | Go CPU per 1,000 req |\n|---|---:|---:|---:|---:|\n")
-		for _, pair := range [][2]string{{ceilingWrk, ceilingGo}, {home3k, home3kGo}} {
-			w, g := sums[pair[0]], sums[pair[1]]
-			if w.t == nil || g.t == nil {
-				continue
-			}
-			p("| %s | %s | %s | %s | %s |\n", w.t.title, thousands(int64(w.rps)), thousands(int64(g.rps)), genCPU(w), genCPU(g))
-		}
-	}
-
-	var variants []*target
-	for _, t := range h.targets {
-		if t.baseline != "" {
-			variants = append(variants, t)
-		}
-	}
-	if len(variants) > 0 {
-		p("\n### Settings tried on the large catalog's home page\n\nEach setting runs in its own service process beside the baseline's, alternated in the same rounds.\n\n")
-		p("| run | conns | req/s (median) | vs baseline (median of rounds) | p50 | p99 | service CPU/req | peak RSS | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, base := range []string{home1m, home1mHigh} {
-			if s, ok := sums[base]; ok {
-				p("| %s: baseline | %d | %s | 1 | %s | %s | %.0f µs | %s | %d |\n", base, s.t.conns, thousands(int64(s.rps)), ms(time.Duration(s.p50)), ms(time.Duration(s.p99)), s.cpuPerReq, mib(s.peakRSS), s.errors)
-			}
-			for _, t := range variants {
-				if t.baseline != base {
-					continue
-				}
-				s := sums[t.key]
-				p("| %s: %s | %d | %s | %.2f | %s | %s | %.0f µs | %s | %d |\n", t.key, t.title, t.conns, thousands(int64(s.rps)), h.pairRatio(t.key, base),
-					ms(time.Duration(s.p50)), ms(time.Duration(s.p99)), s.cpuPerReq, mib(s.peakRSS), s.errors)
-			}
-		}
-	}
-
-	if len(h.profile) > 0 {
-		p("\n### CPU profile (perf, cpu-clock) of target %s's service under its load\n\n```\n%s\n```\n", h.o.profileTarget, strings.Join(h.profile, "\n"))
-	}
-	p("%s", h.fleetReport())
-	if len(h.notes) > 0 {
-		p("\n### Notes\n\n")
-		for _, n := range h.notes {
-			p("- %s\n", n)
-		}
-	}
-	return b.String()
+	return strconv.FormatFloat(*p, 'f', decimals, 64)
 }
 
-func genCPU(s summary) string {
-	var cpu time.Duration
-	var n int64
-	for _, r := range s.runs {
-		cpu += r.Load.GenCPU
-		n += r.Load.Requests
+// thousands is n rounded, with commas.
+func thousands(n float64) string {
+	s := strconv.FormatInt(int64(n+0.5), 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
 	}
-	if n == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.1f ms", float64(cpu)/float64(time.Millisecond)/float64(n)*1000)
+	return s
 }

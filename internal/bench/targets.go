@@ -2,90 +2,99 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 )
 
-// targetSpec is a target -targets can name: what is loaded, on which
-// catalog, with which generator and how many connections. Adding a target
-// is adding a row to targetSpecs.
+// kind is what a target loads, which process serves it and how it is
+// checked.
+type kind int
+
+const (
+	ceilingKind    kind = iota // the ceiling program
+	homeKind                   // GET /catalog/ of returning browsers; their visits are checked
+	firstVisitKind             // the cookie test's redirects, each hop a request, no cookie kept
+	formKind                   // a form's POST with its CSRF token
+	pageKind                   // GET of catalog pages, spread over many
+	fleetKind                  // the home page through nginx to fleetReplicas replicas
+	fiberKind                  // the home page through Fiber's session middleware (fibersession)
+)
+
+// targetSpec is a row of the target table: -targets names rows, and a new
+// target is a new row (and a line in README.md, which a test checks).
 type targetSpec struct {
-	name, title string
-	kind        string // "ceiling", "home", "list" (any page but home) or "fleet" (measured apart)
-	large       bool   // on the large catalog (-large-size), else the small one
-	gen         string // "wrk" or "go"
-	highConns   bool   // at -high-conns instead of -conns
-	// browsers names the target whose returning browsers it reuses ("":
-	// its own); browsers of one catalog can be shared, as any process
-	// reads their sessions from memcached.
-	browsers string
-	route    string   // the route label in the service's metrics ("" for the ceiling)
-	settings []string // the service's settings beyond the harness's own
-	// paths are the pages its requests spread over (nil: the home page).
-	paths func(h *harness, size catalogSize) []string
-	// named: run only when -targets names it, not by default.
-	named bool
+	name, what string
+	kind       kind
+	catalog    string // a key of catalogs.Sizes; "" for the ceiling
+	cold       bool   // served with the page cache off
+	conns      int    // 0: -conns
+	notice     bool   // home: browsers that have not dismissed the demo notice
+	action     string // form: the form's action, which it posts to
+	// paths are the pages a page target spreads its requests over.
+	paths func(catalogs.Size) []string
 }
 
-// The targets the report compares by name.
 const (
-	ceilingWrk = "ceiling"
-	ceilingGo  = "ceiling-go"
-	home3k     = "home-3k"
-	home3kGo   = "home-3k-go"
-	home1m     = "home-1m"
-	home1mHigh = "home-1m-high"
+	dismissAction = "/catalog/notice/dismiss"
+	forgetAction  = "/catalog/forget/"
 )
 
 var targetSpecs = []targetSpec{
-	{name: ceilingWrk, title: "13-byte Fiber handler", kind: "ceiling", gen: "wrk", browsers: home3k},
-	{name: home3k, title: "home page, 3,000 copies", kind: "home", gen: "wrk", route: "/catalog/"},
-	{name: home1m, title: "home page, 1,000,000 copies", kind: "home", large: true, gen: "wrk", route: "/catalog/"},
-	{name: "books-1m", title: "book list, ?page=N varying", kind: "list", large: true, gen: "wrk", route: "/catalog/books/", paths: bookListPages},
-	{name: "books-3k", title: "book list, ?page=N varying", kind: "list", gen: "wrk", route: "/catalog/books/", paths: bookListPages},
-	{name: home1mHigh, title: "home page, 1,000,000 copies, high connections", kind: "home", large: true, gen: "wrk", highConns: true, route: "/catalog/"},
-	{name: ceilingGo, title: "13-byte Fiber handler, Go load generator", kind: "ceiling", gen: "go", browsers: home3k},
-	{name: home3kGo, title: "home page, 3,000 copies, Go load generator", kind: "home", gen: "go", browsers: home3k, route: "/catalog/"},
-
-	// Catalog pages, each over many distinct pages of its kind.
-	{named: true, name: "bp3k", title: "book page", kind: "list", gen: "wrk", browsers: home3k, route: "/catalog/book/:id", paths: records("/catalog/book/", bookCount)},
-	{named: true, name: "bp1m", title: "book page", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/book/:id", paths: records("/catalog/book/", bookCount)},
-	{named: true, name: "ap3k", title: "author page", kind: "list", gen: "wrk", browsers: home3k, route: "/catalog/author/:id", paths: records("/catalog/author/", authorCount)},
-	{named: true, name: "ap1m", title: "author page", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/author/:id", paths: records("/catalog/author/", authorCount)},
-	{named: true, name: "al3k", title: "author list", kind: "list", gen: "wrk", browsers: home3k, route: "/catalog/authors/", paths: listPages("/catalog/authors/", authorCount, 0)},
-	{named: true, name: "al1m", title: "author list", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/authors/", paths: listPages("/catalog/authors/", authorCount, 0)},
-	{named: true, name: "bp1m-cold", title: "book page, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/book/:id", settings: coldPages, paths: records("/catalog/book/", bookCount)},
-	{named: true, name: "bl1m-cold", title: "book list, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/books/", settings: coldPages, paths: listPages("/catalog/books/", bookCount, 0)},
-	{named: true, name: "deep1", title: "book list page 1 only, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/books/", settings: coldPages, paths: listPages("/catalog/books/", bookCount, 1)},
-	{named: true, name: "deep10k", title: "book list last page only, cache off", kind: "list", large: true, gen: "wrk", browsers: home1m, route: "/catalog/books/", settings: coldPages, paths: listPages("/catalog/books/", bookCount, -1)},
-
-	// MariaDB's CPU for the same home-page traffic on 1 and on 6 replicas
-	// (fleet.go), measured after the rounds.
-	{named: true, name: "fleet", title: "MariaDB CPU, home page traffic on 1 vs 6 replicas", kind: "fleet", large: true, gen: "go", browsers: home1m, route: "/catalog/"},
+	{name: "ceiling", kind: ceilingKind, what: "13-byte Fiber handler (internal/bench/ceiling)"},
+	{name: "home-3k", kind: homeKind, catalog: "3k", what: "home page, returning browser, notice dismissed"},
+	{name: "home-3k-notice", kind: homeKind, catalog: "3k", notice: true, what: "home page, returning browser, notice shown"},
+	{name: "home-3k-256", kind: homeKind, catalog: "3k", conns: 256, what: "home page, notice dismissed, 256 connections"},
+	{name: "home-3k-notice-256", kind: homeKind, catalog: "3k", conns: 256, notice: true, what: "home page, notice shown, 256 connections"},
+	{name: "first-visit", kind: firstVisitKind, catalog: "3k", what: "first visit, 4 requests: / → /catalog/ → ?cookies=check → /catalog/"},
+	{name: "got-it", kind: formKind, catalog: "3k", action: dismissAction, what: `"Got it": POST ` + dismissAction},
+	{name: "forget-me", kind: formKind, catalog: "3k", action: forgetAction, what: `"Forget me": POST ` + forgetAction},
+	{name: "books-3k", kind: pageKind, catalog: "3k", paths: listPages("/catalog/books/", books), what: "book list, every page"},
+	{name: "book-3k", kind: pageKind, catalog: "3k", paths: records("/catalog/book/", books), what: "book page, every book"},
+	{name: "author-3k", kind: pageKind, catalog: "3k", paths: records("/catalog/author/", authors), what: "author page, every author"},
+	{name: "authors-3k", kind: pageKind, catalog: "3k", paths: listPages("/catalog/authors/", authors), what: "author list, every page"},
+	{name: "books-1m", kind: pageKind, catalog: "1m", paths: listPages("/catalog/books/", books), what: "book list, every page"},
+	{name: "book-1m", kind: pageKind, catalog: "1m", paths: records("/catalog/book/", books), what: "book page, 2,000 books spread evenly"},
+	{name: "author-1m", kind: pageKind, catalog: "1m", paths: records("/catalog/author/", authors), what: "author page, 2,000 authors spread evenly"},
+	{name: "authors-1m", kind: pageKind, catalog: "1m", paths: listPages("/catalog/authors/", authors), what: "author list, every page"},
+	{name: "book-1m-cold", kind: pageKind, catalog: "1m", cold: true, paths: records("/catalog/book/", books), what: "book page, page cache off: what a page costs MySQL"},
+	{name: "fleet", kind: fleetKind, catalog: "3k", what: "home page, notice dismissed, through nginx to 6 replicas on 3 memcached nodes"},
+	{name: "home-fiber-session", kind: fiberKind, catalog: "3k", what: "home page, notice dismissed, through Fiber's session middleware on memcachestore"},
 }
 
-// defaultTargets is -targets' default: the rows not marked named, in the
-// table's order.
-func defaultTargets() string {
-	var names []string
-	for _, s := range targetSpecs {
-		if !s.named {
-			names = append(names, s.name)
-		}
-	}
-	return strings.Join(names, ",")
-}
-
-// allTargets names every row.
-func allTargets() string {
+// targetNames lists the table's rows: the default of -targets.
+func targetNames() []string {
 	names := make([]string, len(targetSpecs))
 	for i, s := range targetSpecs {
 		names[i] = s.name
 	}
-	return strings.Join(names, ",")
+	return names
 }
 
-// specOf is the row of a target name.
+// parseTargets reads -targets: known names, each once.
+func parseTargets(list string) ([]string, error) {
+	var out []string
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+			continue
+		case slices.Contains(out, name):
+			return nil, fmt.Errorf("-targets: %q twice", name)
+		}
+		if _, ok := specOf(name); !ok {
+			return nil, fmt.Errorf("-targets: unknown target %q (known: %s)", name, strings.Join(targetNames(), ", "))
+		}
+		out = append(out, name)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-targets: none given")
+	}
+	return out, nil
+}
+
 func specOf(name string) (targetSpec, bool) {
 	for _, s := range targetSpecs {
 		if s.name == name {
@@ -95,51 +104,53 @@ func specOf(name string) (targetSpec, bool) {
 	return targetSpec{}, false
 }
 
-// ceiling is the target whose same-round throughput this one is divided by:
-// the ceiling measured with the same generator.
-func (s targetSpec) ceiling() string {
-	if s.gen == "go" {
-		return ceilingGo
+// serviceKey names the service process a target of the site runs on:
+// one per catalog and setting, shared by the targets that need it.
+func (s targetSpec) serviceKey() string {
+	if s.cold {
+		return s.catalog + "-cold"
 	}
-	return ceilingWrk
+	return s.catalog
 }
 
-// browserGroup is the name under which its browsers are created.
-func (s targetSpec) browserGroup() string {
-	if s.browsers != "" {
-		return s.browsers
-	}
-	return s.name
+// onService tells whether the target is served by a service process of
+// a build (and so is measured again for -rev).
+func (s targetSpec) onService() bool { return s.kind != ceilingKind && s.kind != fiberKind }
+
+// countsVisits tells whether the target's requests count visits, whose
+// sum is checked after each run.
+func (s targetSpec) countsVisits() bool {
+	return s.kind == homeKind || s.kind == fleetKind || s.kind == fiberKind
 }
 
-// bookListPages are the book list's pages at the default 10 a page, the
-// first -list-pages of them when set.
-func bookListPages(h *harness, size catalogSize) []string {
-	pages := (size.Books + 9) / 10
-	if h.o.listPages > 0 {
-		pages = min(pages, h.o.listPages)
+// distinctRecords bounds how many records a page target spreads over.
+const distinctRecords = 2000
+
+func books(z catalogs.Size) int   { return z.Books }
+func authors(z catalogs.Size) int { return z.Authors }
+
+// records are up to distinctRecords record pages, ids spread evenly over
+// 1..n (the seed numbers them so).
+func records(prefix string, count func(catalogs.Size) int) func(catalogs.Size) []string {
+	return func(z catalogs.Size) []string {
+		n := count(z)
+		k := min(n, distinctRecords)
+		out := make([]string, k)
+		for i := range k {
+			out[i] = prefix + strconv.Itoa(1+i*n/k)
+		}
+		return out
 	}
-	out := make([]string, pages)
-	for i := range pages {
-		out[i] = "/catalog/books/?page=" + strconv.Itoa(i+1)
-	}
-	return out
 }
 
-// spreadLines spreads at least 4096 requests evenly over paths, each
-// from one of the browsers in turn.
-func spreadLines(paths []string, bs []browser) []reqLine {
-	n := max(len(bs), 4096)
-	lines := make([]reqLine, n)
-	for i := range n {
-		// A fixed, even spread (Knuth's multiplicative hash).
-		p := paths[int(uint64(i)*2654435761%uint64(len(paths)))]
-		lines[i] = reqLine{path: p, cookie: bs[i%len(bs)].cookie}
+// listPages are every page of a list at its default 10 a page.
+func listPages(prefix string, count func(catalogs.Size) int) func(catalogs.Size) []string {
+	return func(z catalogs.Size) []string {
+		pages := max(1, (count(z)+9)/10)
+		out := make([]string, pages)
+		for i := range pages {
+			out[i] = prefix + "?page=" + strconv.Itoa(i+1)
+		}
+		return out
 	}
-	return lines
-}
-
-// pageTitle names a page target with its spread and catalog.
-func pageTitle(s targetSpec, distinct int, size catalogSize) string {
-	return fmt.Sprintf("%s, %s distinct, %s copies", s.title, thousands(int64(distinct)), thousands(int64(size.copies())))
 }

@@ -3,11 +3,11 @@
 // counted twice, and neither memory nor goroutines grow. Run it from the
 // repository root:
 //
-//	go run ./internal/bench/soak
+//	go run ./internal/bench/soak -mysql 'user:pass@tcp(127.0.0.1:3306)/llbench'
 //
-// It builds the service, starts its own memcached and service on free
-// loopback ports, and ends both when it stops, however it stops. It exits 1
-// when a target is missed and 2 when it could not run.
+// It builds the service, starts it (and memcached, unless given nodes) on
+// free loopback ports, and ends them when it stops, however it stops. It
+// exits 1 when a target is missed and 2 when it could not run.
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/locallibrary/locallibrary/config"
+	"github.com/locallibrary/locallibrary/internal/memcachestore"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -32,7 +33,7 @@ var errTargetsMissed = errors.New("targets missed")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
 	switch {
 	case errors.Is(err, errTargetsMissed):
@@ -53,6 +54,7 @@ type options struct {
 	timeout          time.Duration
 	sampleEvery      time.Duration
 	dsn              string
+	memcached        []string // given nodes; none: the soak starts its own
 	bin              string
 	out              string
 	memcachedTimeout string
@@ -66,7 +68,11 @@ type options struct {
 	office           int
 }
 
-func parseOptions(args []string, stdout io.Writer) (options, error) {
+// dsnEnv is where the MySQL DSN is read when -mysql is not given, as for
+// the bench.
+const dsnEnv = "LOCALLIBRARY_BENCH_MYSQL_DSN"
+
+func parseOptions(args []string, getenv func(string) string, stdout io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -77,12 +83,13 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 	fs.IntVar(&o.setupConns, "setup-conns", 64, "connections used to create the browsers and to read their final counts")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "a request not answered within this is an error (timeout)")
 	fs.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "how often /metrics is read and a progress line printed")
-	fs.StringVar(&o.dsn, "dsn", "root@tcp(127.0.0.1:3306)/soak_library", "MySQL DSN of the catalog; the database is created, migrated and seeded (100 authors, 1,000 books, 3 copies each) when it has no books")
+	fs.StringVar(&o.dsn, "mysql", getenv(dsnEnv), "DSN of a MySQL the soak may use (default $"+dsnEnv+"): the catalog is the bench's NAME_3k, NAME being the DSN's database (llbench if none), made as the bench makes it")
+	memcached := fs.String("memcached", "", "memcached nodes host:port[,host:port...] to use; empty: the soak starts -memcached-nodes of its own")
 	fs.StringVar(&o.bin, "bin", "", "use this locallibrary binary instead of building one")
 	fs.StringVar(&o.out, "out", "internal/bench/soak/out", "folder for the binary, logs and result.md")
 	fs.StringVar(&o.memcachedTimeout, "memcached-timeout", "", "LOCALLIBRARY_MEMCACHED_TIMEOUT for the service (empty: the service's default, 100ms)")
 	fs.StringVar(&o.serviceEnv, "service-env", "", "more settings for the service, KEY=VALUE[,KEY=VALUE…] (e.g. LOCALLIBRARY_DB_MAX_OPEN_CONNS=32)")
-	fs.IntVar(&o.memcachedNodes, "memcached-nodes", 1, "memcached processes, all listed in LOCALLIBRARY_MEMCACHED_SERVERS")
+	fs.IntVar(&o.memcachedNodes, "memcached-nodes", 1, "memcached processes it starts without -memcached, all listed in LOCALLIBRARY_MEMCACHED_SERVERS")
 	fs.IntVar(&o.memcachedMB, "memcached-mb", 256, "memcached's item memory (-m), per node")
 	fs.DurationVar(&o.flood, "flood", 0, "before the load, while the browsers are away, flood the service with first visits from one address for this long (0: no flood)")
 	fs.IntVar(&o.floodConns, "flood-conns", 128, "connections of the -flood")
@@ -93,6 +100,19 @@ func parseOptions(args []string, stdout io.Writer) (options, error) {
 		return o, err
 	}
 	var problems []error
+	if o.dsn == "" {
+		problems = append(problems, fmt.Errorf("-mysql (or $%s): the DSN of a MySQL the soak may keep its catalog in", dsnEnv))
+	}
+	if *memcached != "" {
+		var err error
+		if o.memcached, err = memcachestore.ParseServers(*memcached); err != nil {
+			problems = append(problems, fmt.Errorf("-memcached: %w", err))
+		}
+		o.memcachedNodes = len(o.memcached)
+		if o.faults {
+			problems = append(problems, errors.New("-faults kills and restarts memcached nodes: only the soak's own, without -memcached"))
+		}
+	}
 	if o.duration < 10*time.Second {
 		problems = append(problems, errors.New("-duration must be at least 10s"))
 	}
@@ -130,8 +150,8 @@ func (o options) serviceSettings() ([]string, error) {
 	return env, nil
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
-	opt, err := parseOptions(args, stdout)
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
+	opt, err := parseOptions(args, getenv, stdout)
 	if err != nil {
 		return err
 	}
@@ -172,8 +192,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		}
 	}()
 
-	say("preparing the catalog %s …", config.MaskDSN(opt.dsn))
-	catalog, err := prepareCatalog(ctx, procs, bin, opt.dsn)
+	say("preparing the catalog on %s …", config.MaskDSN(opt.dsn))
+	dsn, catalog, err := prepareCatalog(ctx, procs, bin, opt.dsn, say)
 	if err != nil {
 		return err
 	}
@@ -182,16 +202,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	nodes := make([]*process, opt.memcachedNodes)
 	var servers []string
 	for i := range nodes {
-		if nodes[i], err = startMemcached(ctx, procs, i, "", opt.memcachedMB); err != nil {
-			return err
+		if len(opt.memcached) > 0 {
+			nodes[i] = &process{addr: opt.memcached[i]}
+			say("memcached node %d: %s, given (the service's sessions under the key prefix %s)", i+1, nodes[i].addr, keyPrefix)
+		} else {
+			if nodes[i], err = startMemcached(ctx, procs, i, "", opt.memcachedMB); err != nil {
+				return err
+			}
+			addrs[nodes[i].Proc] = nodes[i].addr
+			say("memcached node %d on %s (pid %d)", i+1, nodes[i].addr, nodes[i].PID())
 		}
-		addrs[nodes[i].Proc] = nodes[i].addr
-		say("memcached node %d on %s (pid %d)", i+1, nodes[i].addr, nodes[i].PID())
 		servers = append(servers, nodes[i].addr)
 	}
 	// The node that no fault touches is the one whose CPU and stats are read.
 	mc := nodes[min(1, len(nodes)-1)]
-	svc, err := startService(ctx, procs, bin, opt.dsn, strings.Join(servers, ","), extraEnv)
+	svc, err := startService(ctx, procs, bin, dsn, strings.Join(servers, ","), extraEnv)
 	if err != nil {
 		return err
 	}

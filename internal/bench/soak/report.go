@@ -74,8 +74,12 @@ func (r *result) markdown() string {
 	row("req/s", commas(int64(float64(r.requests)/r.loadTook.Seconds())), "", "")
 	row("latency p50 / p99 / max", fmt.Sprintf("%s / %s / %s", ms(r.latency.quantile(0.5)), ms(r.latency.quantile(0.99)), ms(r.latency.quantile(1))), "", "")
 	row("service time p50 / p99 by route, during the load (bucket bounds)", r.serviceLatency(), "", "")
-	row("CPU during the load (cores, of "+fmt.Sprint(runtime.NumCPU())+")", fmt.Sprintf("machine %.2f: service %.2f, memcached %.2f, load generator %.2f, everything else %.2f (MariaDB, other work)",
-		r.cpuMachine, r.cpuService, r.cpuMemcached, r.cpuSoak, r.cpuOthers), "", "")
+	memcached := fmt.Sprintf("memcached %.2f, ", r.cpuMemcached)
+	if len(o.memcached) > 0 {
+		memcached = "" // a given node's process is not ours to read; in everything else if it runs here
+	}
+	row("CPU during the load (cores, of "+fmt.Sprint(runtime.NumCPU())+")", fmt.Sprintf("machine %.2f: service %.2f, %sload generator %.2f, everything else %.2f (MariaDB, other work)",
+		r.cpuMachine, r.cpuService, memcached, r.cpuSoak, r.cpuOthers), "", "")
 	if waits := r.afterLoad.dbWaits - r.start.dbWaits; r.afterLoad.dbMaxOpen > 0 {
 		row(fmt.Sprintf("MySQL pool (%.0f connections) during the load", r.afterLoad.dbMaxOpen), fmt.Sprintf("%s waits for a connection, %.0f ms each on average",
 			commas(int64(waits)), 1000*(r.afterLoad.dbWaitSeconds-r.start.dbWaitSeconds)/max(waits, 1)), "", "")

@@ -10,8 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
-
+	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
@@ -46,10 +45,15 @@ func startMemcached(ctx context.Context, ps *testkit.Procs, i int, addr string, 
 	return &process{Proc: node.Proc, addr: node.Addr}, nil
 }
 
+// keyPrefix keeps the soak's sessions apart from a site's own on a
+// memcached it is given.
+const keyPrefix = "llsoak:"
+
 func startService(ctx context.Context, ps *testkit.Procs, bin, dsn, memcached string, extra []string) (*process, error) {
 	env := append([]string{
 		"LOCALLIBRARY_MYSQL_DSN=" + dsn,
 		"LOCALLIBRARY_MEMCACHED_SERVERS=" + memcached,
+		"LOCALLIBRARY_MEMCACHED_KEY_PREFIX=" + keyPrefix,
 		"LOCALLIBRARY_SECRET_KEY=soak-secret-key-0123456789abcdef0123456789",
 		"LOCALLIBRARY_LOG_LEVEL=warn",
 		"LOCALLIBRARY_SHUTDOWN_DRAIN=0s", // nobody is behind a load balancer here
@@ -79,40 +83,16 @@ type catalogBook struct {
 
 var headingTemplate = template.Must(template.New("h1").Parse(`<h1>Title: {{.}}</h1>`))
 
-// prepareCatalog creates the database when missing, migrates it, seeds it
-// when it has no books (with the service's own commands), and reads the
-// books' ids and titles.
-func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, dsn string) (catalog, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+// prepareCatalog makes the bench's 3k catalog (see package catalogs)
+// and reads its books' ids and titles. It returns the catalog's DSN.
+func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, given string, say func(string, ...any)) (string, catalog, error) {
+	dbs, err := catalogs.Prepare(ctx, given, []string{"3k"}, ps, bin, say)
 	if err != nil {
-		return catalog{}, fmt.Errorf("-dsn: %w", err)
+		return "", catalog{}, err
 	}
-	name := cfg.DBName
-	if name == "" {
-		return catalog{}, fmt.Errorf("-dsn must name a database, such as root@tcp(127.0.0.1:3306)/soak_library")
-	}
-	server, err := testkit.OpenMySQL(dsn)
-	if err != nil {
-		return catalog{}, fmt.Errorf("-dsn: %w", err)
-	}
-	if err := server.CreateDatabase(ctx, name); err != nil {
-		return catalog{}, fmt.Errorf("create database %s: %w", name, err)
-	}
-	env := []string{"LOCALLIBRARY_MYSQL_DSN=" + dsn, "LOCALLIBRARY_LOG_LEVEL=warn"}
-	if _, err := ps.Run(ctx, "catalog", env, bin, "migrate"); err != nil {
-		return catalog{}, err
-	}
+	dsn, name := dbs["3k"].DSN, dbs["3k"].Name
 	var c catalog
 	err = withDB(ctx, dsn, func(db *sql.DB) error {
-		var books int
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM book").Scan(&books); err != nil {
-			return err
-		}
-		if books == 0 {
-			if _, err := ps.Run(ctx, "catalog", env, bin, "seed", "--authors", "100", "--books", "1000", "--copies-per-book", "3"); err != nil {
-				return err
-			}
-		}
 		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM author").Scan(&c.authors); err != nil {
 			return err
 		}
@@ -136,13 +116,13 @@ func prepareCatalog(ctx context.Context, ps *testkit.Procs, bin, dsn string) (ca
 		return rows.Err()
 	})
 	if err != nil {
-		return catalog{}, fmt.Errorf("catalog %s: %w", name, err)
+		return "", catalog{}, fmt.Errorf("catalog %s: %w", name, err)
 	}
 	if len(c.books) == 0 || c.authors == 0 {
-		return catalog{}, fmt.Errorf("catalog %s has %d books and %d authors: nothing to read", name, len(c.books), c.authors)
+		return "", catalog{}, fmt.Errorf("catalog %s has %d books and %d authors: nothing to read", name, len(c.books), c.authors)
 	}
 	c.bookPages = min(100, (len(c.books)+9)/10) // 10 a page, the first 100 pages
-	return c, nil
+	return dsn, c, nil
 }
 
 func withDB(ctx context.Context, dsn string, f func(*sql.DB) error) error {

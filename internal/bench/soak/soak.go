@@ -103,7 +103,8 @@ func soak(ctx context.Context, opt options, cat catalog, svc, mc *process, fault
 		return nil, err
 	}
 	cpuPids := []int{svc.PID(), os.Getpid()}
-	if faults == nil || opt.memcachedNodes > 1 { // else the one node is restarted: a new process
+	// Not a given node's (no process here), nor the one node -faults restarts.
+	if mc.Proc != nil && (faults == nil || opt.memcachedNodes > 1) {
 		cpuPids = append(cpuPids, mc.PID())
 	}
 	cpuStart, err := readCPU(cpuPids...)

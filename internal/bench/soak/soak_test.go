@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +93,19 @@ func TestBrowserKeepsCookies(t *testing.T) {
 	set("csrftoken=t1; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
 	if b.cookie != "sessionid=def" {
 		t.Errorf("Cookie header after a change and two deletions %q", b.cookie)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	env := func(k string) string { return map[string]string{dsnEnv: "u@tcp(127.0.0.1:3306)/x"}[k] }
+	o, err := parseOptions([]string{"-memcached", "127.0.0.1:1,127.0.0.1:2"}, env, io.Discard)
+	if err != nil || o.dsn != "u@tcp(127.0.0.1:3306)/x" || len(o.memcached) != 2 || o.memcachedNodes != 2 {
+		t.Errorf("options %+v, %v", o, err)
+	}
+	_, err = parseOptions([]string{"-memcached", "127.0.0.1:1", "-faults"}, func(string) string { return "" }, io.Discard)
+	for _, want := range []string{"-mysql", dsnEnv, "-faults"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
 	}
 }
