@@ -14,13 +14,14 @@ import (
 )
 
 // writeCounter dials real connections and counts the writes made on them.
-type writeCounter struct{ writes atomic.Int64 }
+type writeCounter struct{ writes, dials atomic.Int64 }
 
 func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
+	w.dials.Add(1)
 	return countingConn{nc, w}, nil
 }
 
@@ -107,8 +108,8 @@ func TestConcurrentPagesShareWrites(t *testing.T) {
 	if got := proc.Stat(t, "cmd_get") - getsBefore; got != pages {
 		t.Errorf("memcached served %d gets, want %d", got, pages)
 	}
-	if free := len(n.pool.free); free != cap(n.pool.free) {
-		t.Errorf("%d of %d connections back in the pool", free, cap(n.pool.free))
+	if free := n.pool.idle(); free != n.pool.size() {
+		t.Errorf("%d of %d connections back in the pool", free, n.pool.size())
 	}
 }
 
@@ -183,12 +184,55 @@ func TestHungNodeCostsQueuedPagesOneTimeout(t *testing.T) {
 	if !n.down.Load() {
 		t.Fatal("the hung node is still in use")
 	}
-	if free := len(n.pool.free); free != cap(n.pool.free) {
-		t.Errorf("%d of %d connections back in the pool", free, cap(n.pool.free))
+	if free := n.pool.idle(); free != n.pool.size() {
+		t.Errorf("%d of %d connections back in the pool", free, n.pool.size())
 	}
 	proc.Continue(t)
 	probed.waitUp(t, n)
 	if val, _, _, err := s.GetAndIncrement("sess", "v:sess"); err != nil || string(val) != "data" {
 		t.Fatalf("after the node answers again: %q, %v", val, err)
+	}
+}
+
+// TestConnectionsFollowTheLoadNotTheCap: a node's pool opens a connection
+// only when every open one is busy. Pages one after another use one
+// connection however large the cap; a few at a time, about as many as are
+// in flight. Lending slots in turn opened every one of them.
+func TestConnectionsFollowTheLoadNotTheCap(t *testing.T) {
+	proc := memcachedtest.Start(t, "")
+	var wc writeCounter
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}, MaxConns: 64}, hooks{dial: wc.dial})
+	n := s.nodes[0]
+	for i := range 500 {
+		id := fmt.Sprintf("one-at-a-time%d", i%10)
+		if err := s.Set(id, []byte(id), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := s.GetAndIncrement(id, "v:"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := wc.dials.Load(); got != 1 {
+		t.Errorf("1,000 operations one after another dialled %d connections, want 1", got)
+	}
+	const inFlight = 4
+	var wg sync.WaitGroup
+	for g := range inFlight {
+		wg.Go(func() {
+			for i := range 500 {
+				id := fmt.Sprintf("few-at-a-time%d-%d", g, i%10)
+				if err := s.Set(id, []byte(id), time.Minute); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := n.pool.open(); got > inFlight {
+		t.Errorf("%d operations in flight at a time left %d connections open, want at most %d", inFlight, got, inFlight)
+	}
+	if free := n.pool.idle(); free != n.pool.size() {
+		t.Errorf("%d of %d connections back in the pool", free, n.pool.size())
 	}
 }

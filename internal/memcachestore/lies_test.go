@@ -112,8 +112,8 @@ func TestBadRepliesCostOneExchange(t *testing.T) {
 			if err == nil || !errors.Is(err, ErrUnavailable) || val != nil || counted {
 				t.Fatalf("= %q, %v, %v; want no value and ErrUnavailable", val, counted, err)
 			}
-			if free := len(n.pool.free); free != cap(n.pool.free) {
-				t.Fatalf("%d of %d slots back in the pool", free, cap(n.pool.free))
+			if free := n.pool.idle(); free != n.pool.size() {
+				t.Fatalf("%d of %d slots back in the pool", free, n.pool.size())
 			}
 			if n.down.Load() != tt.down {
 				t.Fatalf("node down = %v, want %v", n.down.Load(), tt.down)

@@ -16,15 +16,21 @@ import (
 var errPoolBusy = fmt.Errorf("all connections busy: %w", ErrUnavailable)
 
 // pool is a node's one set of connections, shared by gomemcache's
-// operations and the pipelined reads: at most cap(free) of them, ever.
+// operations and the pipelined reads: at most size() of them, ever.
 // Each slot is one connection's worth of the cap: a gomemcache client that
 // keeps at most one idle connection (MaxIdleConns 1), lent to one
 // operation at a time, so the client never holds a second one; the
 // pipeline speaks on that same connection. gomemcache's own free list thus
 // is the pool, cut into slots, and needs no second pool beside it.
+//
+// Free slots whose connection is open (warm) are lent before those without
+// (cold): a connection is dialled only when every open one is in use, so a
+// node holds about as many connections as its peak of operations in
+// flight, not the cap. A plain queue would lend every slot in turn and,
+// under steady load, open all of them on every replica.
 type pool struct {
-	free    chan *slot
-	timeout time.Duration
+	warm, cold chan *slot
+	timeout    time.Duration
 
 	// gen is bumped when a connection of the current generation breaks:
 	// the connections dialled before (all of them dead when memcached
@@ -66,36 +72,71 @@ func (c *slotConn) Close() error {
 // dialled with dial, each with the given socket timeout.
 func newPool(size int, timeout time.Duration, sel memcache.ServerSelector, addr func() (net.Addr, error),
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)) *pool {
-	p := &pool{free: make(chan *slot, size), timeout: timeout}
+	p := &pool{warm: make(chan *slot, size), cold: make(chan *slot, size), timeout: timeout}
 	for range size {
 		s := &slot{mc: memcache.NewFromSelector(sel), dial: dial, addr: addr}
 		s.mc.Timeout = timeout
 		s.mc.MaxIdleConns = 1
 		s.mc.DialContext = s.dialContext
-		p.free <- s
+		p.cold <- s
 	}
 	return p
 }
 
-// get takes a slot, waiting at most the timeout for one to be free.
+// size is how many connections the pool may have; idle how many of its
+// slots are free.
+func (p *pool) size() int { return cap(p.cold) }
+func (p *pool) idle() int { return len(p.warm) + len(p.cold) }
+
+// open is how many of the free slots have their connection open.
+func (p *pool) open() int { return len(p.warm) }
+
+// get takes a slot, a warm one if any is free, waiting at most the timeout
+// for one to be free.
 func (p *pool) get() (*slot, error) {
-	var s *slot
-	select {
-	case s = <-p.free:
-	default:
-		t := time.NewTimer(p.timeout)
-		select {
-		case s = <-p.free:
-			t.Stop()
-		case <-t.C:
-			return nil, errPoolBusy
-		}
+	s, err := p.take()
+	if err != nil {
+		return nil, err
 	}
 	if g := p.gen.Load(); s.gen != g {
 		s.close()
 		s.gen = g
 	}
 	return s, nil
+}
+
+func (p *pool) take() (*slot, error) {
+	select {
+	case s := <-p.warm:
+		return s, nil
+	default:
+	}
+	select {
+	case s := <-p.warm:
+		return s, nil
+	case s := <-p.cold:
+		return s, nil
+	default:
+	}
+	t := time.NewTimer(p.timeout)
+	defer t.Stop()
+	select {
+	case s := <-p.warm:
+		return s, nil
+	case s := <-p.cold:
+		return s, nil
+	case <-t.C:
+		return nil, errPoolBusy
+	}
+}
+
+// give puts a free slot where take looks for it.
+func (p *pool) give(s *slot) {
+	if s.nc != nil {
+		p.warm <- s
+	} else {
+		p.cold <- s
+	}
 }
 
 // put gives s back. err is the outcome of its operation: put reports
@@ -111,7 +152,7 @@ func (p *pool) put(s *slot, err error) (failed bool) {
 			p.gen.CompareAndSwap(s.gen, s.gen+1)
 		}
 	}
-	p.free <- s
+	p.give(s)
 	return failed
 }
 
@@ -119,11 +160,11 @@ func (p *pool) put(s *slot, err error) (failed bool) {
 // are closed when next taken.
 func (p *pool) closeIdle() {
 	p.gen.Add(1) // the ones in use are closed when next taken
-	for range cap(p.free) {
+	for range p.size() {
 		select {
-		case s := <-p.free:
+		case s := <-p.warm:
 			s.close()
-			p.free <- s
+			p.cold <- s
 		default:
 			return
 		}
