@@ -236,3 +236,22 @@ func TestConnectionsFollowTheLoadNotTheCap(t *testing.T) {
 		t.Errorf("%d of %d connections back in the pool", free, n.pool.size())
 	}
 }
+
+// TestAnIdleConnectionToARestartedNodeIsNotLent: memcached restarted while
+// the pool's connection to it sat idle. The next operation must get a new
+// connection and succeed, not fail on the dead one and take the node out.
+func TestAnIdleConnectionToARestartedNodeIsNotLent(t *testing.T) {
+	proc := memcachedtest.Start(t, "")
+	s := mustNewStorage(t, Config{Servers: []string{proc.Addr}}, hooks{})
+	if err := s.Set("before", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	proc = proc.Restart(t)
+	time.Sleep(2 * staleCheckAfter)
+	if err := s.Set("after", []byte("y"), time.Minute); err != nil {
+		t.Fatalf("first operation after the restart: %v", err)
+	}
+	if got, err := s.Get("after"); string(got) != "y" || err != nil {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+}

@@ -118,7 +118,8 @@ func TestGetAndIncrementRepairsASecondCopy(t *testing.T) {
 	first, second := s.ringIndex(owners[0]), s.ringIndex(owners[1])
 
 	procs[second] = procs[second].Restart(t)
-	s.Get("sess") // reads the first copy only: the second stays lost
+	time.Sleep(2 * staleCheckAfter) // a restart takes longer than that in life; see TestAnIdleConnectionToARestartedNodeIsNotLent
+	s.Get("sess")                   // reads the first copy only: the second stays lost
 	for {
 		val, count, counted, err := s.GetAndIncrement("sess", "v:sess")
 		if err == nil {

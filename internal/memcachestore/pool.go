@@ -46,8 +46,14 @@ type slot struct {
 	addr func() (net.Addr, error)
 	gen  uint64
 
-	nc *slotConn // the open connection, nil when there is none
+	nc        *slotConn // the open connection, nil when there is none
+	idleSince time.Time // when it was last given back
 }
+
+// staleCheckAfter is how long a connection may sit idle before it is
+// looked at (peerClosed) when lent again. Under load connections come back
+// far more often, so the look, a system call, is made only by a quiet pool.
+const staleCheckAfter = 10 * time.Millisecond
 
 // slotConn is a slot's connection; closing it (gomemcache does after an
 // error) leaves the slot empty.
@@ -101,6 +107,8 @@ func (p *pool) get() (*slot, error) {
 	if g := p.gen.Load(); s.gen != g {
 		s.close()
 		s.gen = g
+	} else if s.nc != nil && time.Since(s.idleSince) > staleCheckAfter && s.nc.peerClosed() {
+		s.close()
 	}
 	return s, nil
 }
@@ -133,6 +141,7 @@ func (p *pool) take() (*slot, error) {
 // give puts a free slot where take looks for it.
 func (p *pool) give(s *slot) {
 	if s.nc != nil {
+		s.idleSince = time.Now()
 		p.warm <- s
 	} else {
 		p.cold <- s
