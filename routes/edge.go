@@ -32,8 +32,9 @@ var errUnknownMethod = errors.New("unknown method")
 
 // guardEdge wraps the fasthttp server under the Fiber app, so that the
 // answers fasthttp and Fiber make before any route runs (400, 408, 413,
-// 431, an unknown method, a refused Expect: 100-continue) are pages from the one error handler, carry the
-// security headers, end the connection and are counted. Every routed
+// 431, an unknown method, a refused Expect: 100-continue) are pages from
+// the one error handler, carry the security headers and a request id of
+// their own, end the connection and are counted. Every routed
 // answer gets the security headers here too, so no path can miss them.
 //
 // Once draining starts, every answer ends its connection: a keep-alive
@@ -49,6 +50,10 @@ func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
 	refuse := func(ctx *fasthttp.RequestCtx, err error) {
 		start := time.Now()
 		ctx.Response.Reset()
+		// No middleware ran to name the request: it is named here, for
+		// the header and the error handler's log line.
+		id := newRequestID()
+		ctx.SetUserValue(requestIDLocal, id)
 		var status *fiber.Error
 		if errors.As(err, &status) {
 			// A status decided before routing (app's connection cap) goes
@@ -60,6 +65,7 @@ func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
 			fiberErrors(ctx, err) // maps fasthttp's errors to statuses, then errorHandler
 		}
 		setSecurityHeaders(&ctx.Response.Header)
+		ctx.Response.Header.Set(fiber.HeaderXRequestID, id)
 		ctx.Response.Header.Set(fiber.HeaderCacheControl, cacheNever)
 		// A request the server could not make sense of says nothing
 		// reliable about where the next one starts.

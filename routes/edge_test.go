@@ -449,3 +449,48 @@ func allocatedBytes() uint64 {
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
+
+// requestIDPattern is an id from crypto/rand.Text: 26 base32 characters.
+var requestIDPattern = regexp.MustCompile(`^[A-Z2-7]{26}$`)
+
+// TestRefusedAnswersCarryARequestID: an answer made before routing (a
+// request fasthttp could not read, or Fiber would not route) has an id
+// as a routed one does, fresh for each, so a user's report of one can be
+// found.
+func TestRefusedAnswersCarryARequestID(t *testing.T) {
+	app := mustApp(t, routes.Deps{})
+	addr := listen(t, app)
+	slow := mustApp(t, routes.Deps{})
+	slow.Server().ReadTimeout = 300 * time.Millisecond
+	slowAddr := listen(t, slow)
+	const host = "Host: example.test\r\n"
+	tests := []struct {
+		name, addr, raw string
+		want            int
+	}{
+		{"malformed request line", addr, "HELLO\r\n\r\n", 400},
+		{"malformed request line again", addr, "HELLO\r\n\r\n", 400},
+		{"oversized headers", addr, "GET /catalog/ HTTP/1.1\r\n" + host + "X-Padding: " + strings.Repeat("a", 20_000) + "\r\n\r\n", 431},
+		{"unknown method", addr, "FOO /catalog/ HTTP/1.1\r\n" + host + "\r\n", 400},
+		{"body over the limit", addr, "POST /catalog/forget/ HTTP/1.1\r\n" + host +
+			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4194304\r\n\r\n", 413},
+		{"Expect: 100-continue refused", addr, "POST /catalog/forget/ HTTP/1.1\r\n" + host +
+			"Content-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 4194304\r\n\r\n", 413},
+		{"headers too slow", slowAddr, "GET /catalog/ HTTP/1.1\r\n" + host + "X-Slow: ", 408},
+		{"a routed answer", addr, "GET /livez HTTP/1.1\r\n" + host + "X-Request-Id: chosen-by-the-sender\r\nConnection: close\r\n\r\n", 200},
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		resp, body, _ := exchange(t, tt.addr, tt.raw)
+		id := resp.Header.Get("X-Request-Id")
+		switch {
+		case resp.StatusCode != tt.want:
+			t.Errorf("%s: status %d, want %d\n%.300s", tt.name, resp.StatusCode, tt.want, body)
+		case !requestIDPattern.MatchString(id):
+			t.Errorf("%s: X-Request-Id %q, want 26 base32 characters", tt.name, id)
+		case seen[id] != "":
+			t.Errorf("%s: X-Request-Id %s, the same as %s's", tt.name, id, seen[id])
+		}
+		seen[id] = tt.name
+	}
+}

@@ -9,10 +9,16 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 )
 
-// assignRequestID gives a request its id for the log lines and the
-// X-Request-Id header: 128 random bits, so an id says nothing about the
-// process or how busy it is (crypto/rand costs well under a microsecond).
-var assignRequestID = requestid.New(requestid.Config{Generator: rand.Text})
+// newRequestID names a request for the log lines and the X-Request-Id
+// header: 128 random bits, so an id says nothing about the process or how
+// busy it is (crypto/rand costs well under a microsecond). Routed requests
+// get theirs from assignRequestID, refused ones from the edge.
+var newRequestID = rand.Text
+
+// requestIDLocal is where a request's id is kept, routed or refused.
+const requestIDLocal = "requestid"
+
+var assignRequestID = requestid.New(requestid.Config{Generator: newRequestID, ContextKey: requestIDLocal})
 
 // requestIDs keeps the id a trusted proxy sent, and drops one sent by
 // anyone else, who could otherwise write any id into the logs.
@@ -24,7 +30,7 @@ func requestIDs(c *fiber.Ctx) error {
 }
 
 func requestID(c *fiber.Ctx) string {
-	id, _ := c.Locals("requestid").(string)
+	id, _ := c.Locals(requestIDLocal).(string)
 	return id
 }
 
