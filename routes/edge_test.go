@@ -2,9 +2,11 @@ package routes_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/locallibrary/locallibrary/routes"
 )
@@ -492,5 +495,85 @@ func TestRefusedAnswersCarryARequestID(t *testing.T) {
 			t.Errorf("%s: X-Request-Id %s, the same as %s's", tt.name, id, seen[id])
 		}
 		seen[id] = tt.name
+	}
+}
+
+// logRecorder is a slog.Handler keeping the records it is given.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec.Clone())
+	return nil
+}
+
+// lines returns the records at level or above whose message is msg ("":
+// any), with each one's "count" attribute.
+func (r *logRecorder) lines(level slog.Level, msg string) (n int, counts int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.records {
+		if rec.Level < level || (msg != "" && rec.Message != msg) {
+			continue
+		}
+		n++
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "count" {
+				counts += a.Value.Int64()
+			}
+			return true
+		})
+	}
+	return n, counts
+}
+
+// TestOverCapRefusalsAreCountedNotLoggedEach refuses requests as app's
+// connection cap does: each is the site's 503 with its own id and is
+// counted, and the log gets a line a second with their number, not a line
+// each.
+func TestOverCapRefusalsAreCountedNotLoggedEach(t *testing.T) {
+	const refusals = 500
+	m := routes.NewMetrics()
+	logs := new(logRecorder)
+	app := mustApp(t, routes.Deps{Metrics: m, Logger: slog.New(logs)})
+	srv := app.Server()
+	srv.Handler = func(ctx *fasthttp.RequestCtx) { srv.ErrorHandler(ctx, routes.ErrOverConnectionCap) } // as app's cap
+	start := time.Now()
+	ids := map[string]bool{}
+	for range refusals {
+		r := get(t, app, "GET", "/catalog/")
+		id := r.header.Get("X-Request-Id")
+		if r.status != 503 || r.header.Get("Retry-After") == "" || ids[id] || !requestIDPattern.MatchString(id) {
+			t.Fatalf("over the cap: %d, Retry-After %q, X-Request-Id %q (repeated: %v)", r.status, r.header.Get("Retry-After"), id, ids[id])
+		}
+		ids[id] = true
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines, counted := logs.lines(slog.LevelWarn, "connections over the cap refused")
+		if counted == refusals {
+			if most := 2 + int(time.Since(start)/time.Second); lines > most {
+				t.Errorf("%d refusals in %v took %d log lines, want at most %d", refusals, time.Since(start), lines, most)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log counts %d of %d refusals in %d lines", counted, refusals, lines)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if errors, _ := logs.lines(slog.LevelError, ""); errors > 0 {
+		t.Errorf("%d error lines for over-cap refusals", errors)
+	}
+	if !strings.Contains(scrape(t, m), "locallibrary_http_over_cap_connections_total 500\n") {
+		t.Error("the metrics do not count the 500 refusals")
 	}
 }

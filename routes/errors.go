@@ -58,7 +58,9 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		if page == (errorPage{}) {
 			page = errorPageFor(status)
 		}
-		if status >= 500 && logger != nil {
+		// Over-cap answers come in floods: the edge counts them and logs
+		// their number.
+		if status >= 500 && logger != nil && !errors.Is(err, ErrOverConnectionCap) {
 			// Copies: a handler may keep the record past the request, whose
 			// method, path and id are views into Fiber's reused buffers.
 			logger.Error("request failed", "status", status, "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()),

@@ -23,6 +23,7 @@ type Metrics struct {
 	sessionOps    *prometheus.HistogramVec
 	sessionErrors *prometheus.CounterVec
 	visitsUnavail prometheus.Counter
+	overCap       prometheus.Counter
 }
 
 // NewMetrics creates the instruments in a registry of their own.
@@ -55,8 +56,12 @@ func NewMetrics() *Metrics {
 			Name: "locallibrary_visit_count_unavailable_total",
 			Help: "Home pages served without a visit count because the session store failed.",
 		}),
+		overCap: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "locallibrary_http_over_cap_connections_total",
+			Help: "Connections answered 503 because the replica had LOCALLIBRARY_HTTP_MAX_CONNS open.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.countsCache, m.pageCache, m.sessionOps, m.sessionErrors, m.visitsUnavail)
+	m.registry.MustRegister(m.requests, m.countsCache, m.pageCache, m.sessionOps, m.sessionErrors, m.visitsUnavail, m.overCap)
 	return m
 }
 

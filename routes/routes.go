@@ -156,6 +156,6 @@ func New(d Deps) (*fiber.App, error) {
 	// Unmatched paths fall through to Fiber's 404, other methods on a known
 	// path to its 405; the error handler renders both.
 	table.routes = app.GetRoutes(true)
-	guardEdge(app, d.Metrics, d.Draining)
+	guardEdge(app, d.Metrics, d.Logger, d.Draining)
 	return app, nil
 }
