@@ -48,6 +48,13 @@ type Deps struct {
 	PageCacheBytes int64
 	PageCacheTTL   time.Duration
 
+	// DBPoolSize is the catalog's connection pool (DB_MAX_OPEN_CONNS).
+	// Page loads (cache misses and refreshes) take at most 3/4 of it at
+	// once, so a flood of pages not held, unknown ids included, leaves
+	// connections for the counts and the readiness ping; a load that
+	// finds none free within pageLoadWait is a 503. 0: no bound.
+	DBPoolSize int
+
 	// Draining is set when shutdown begins, so /readyz can fail first.
 	Draining *atomic.Bool
 
@@ -73,6 +80,20 @@ const (
 	booksPath     = "/books/"
 	authorsPath   = "/authors/"
 )
+
+// pageLoadWait is how long a page load waits for its share of the pool
+// before the request gets a 503: long enough for a burst of queries to
+// drain, short enough that a flood's requests do not pile up.
+const pageLoadWait = 250 * time.Millisecond
+
+// pageLoads is the share of a pool of n connections that page loads may
+// hold at once (0: no bound).
+func pageLoads(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return max(1, n*3/4)
+}
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
 const ReadBufferSize = 16 << 10
@@ -110,6 +131,10 @@ func New(d Deps) (*fiber.App, error) {
 	pageCache := pagecache.New(pagecache.Options{
 		MaxBytes: d.PageCacheBytes, TTL: d.PageCacheTTL, StaleLimit: d.CountsStaleLimit,
 		LoadTimeout: d.QueryTimeout, Outage: repository.IsUnavailable,
+		// A missing record is kept as its page is: a flood of one unknown
+		// id costs a query per TTL.
+		NotFound: func(err error) bool { return errors.Is(err, repository.ErrNotFound) },
+		MaxLoads: pageLoads(d.DBPoolSize), LoadWait: pageLoadWait,
 		Record: func(result string) { d.Metrics.pageCache.WithLabelValues(result).Inc() },
 	})
 

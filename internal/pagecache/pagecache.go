@@ -9,6 +9,12 @@
 // loads fail because the source is down, the last page is served, marked
 // stale, until it is StaleLimit old; a page not held then is an error.
 //
+// "No such page" is an answer too, kept as a page is, so a flood of
+// requests for one missing page loads it once per TTL. Loads in flight at
+// once are bounded (MaxLoads): a flood of pages that are not held,
+// missing or not, cannot take every connection of the source's pool; a
+// load that finds no slot soon fails with ErrBusy.
+//
 // The store is otter (github.com/maypok86/otter/v2): an S3-FIFO cache with
 // a weigher for a byte bound, per-key single-flight loads and refreshes,
 // which is what this needs and what hashicorp/golang-lru (no size cost, no
@@ -19,12 +25,18 @@ package pagecache
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"golang.org/x/sync/semaphore"
 )
+
+// ErrBusy means MaxLoads loads were in flight for all of LoadWait: the
+// source is busy, not down.
+var ErrBusy = errors.New("pagecache: too many loads in flight")
 
 // Options configure a Cache.
 type Options struct {
@@ -42,7 +54,15 @@ type Options struct {
 	// Outage tells a failure of the source (it is down or too slow) from
 	// an answer such as "not found"; only an outage makes pages stale.
 	Outage func(error) bool
-	// Record counts each Get's outcome: hit, miss, stale or error.
+	// NotFound tells the load errors that say there is no such page: they
+	// are kept, and returned by Get, as a page would be. nil: none.
+	NotFound func(error) bool
+	// MaxLoads bounds the loads (misses and refreshes) in flight at once;
+	// 0: no bound. A load waits up to LoadWait for a slot, then fails
+	// with ErrBusy.
+	MaxLoads int
+	LoadWait time.Duration
+	// Record counts each Get's outcome: hit, miss, stale, busy or error.
 	Record func(result string)
 }
 
@@ -64,10 +84,13 @@ type Cache struct {
 	opt        Options
 	failing    atomic.Bool   // the last load failed for an outage
 	refreshing chan struct{} // a slot per background refresh in flight
+	loads      *semaphore.Weighted
 }
 
+// entry is a page, or the error that says there is none.
 type entry struct {
 	body      []byte
+	err       error // a NotFound error, when there is no such page
 	fetchedAt time.Time
 }
 
@@ -79,8 +102,14 @@ func New(opt Options) *Cache {
 	if opt.Record == nil {
 		opt.Record = func(string) {}
 	}
+	if opt.NotFound == nil {
+		opt.NotFound = func(error) bool { return false }
+	}
 	opt.StaleLimit = max(opt.StaleLimit, opt.TTL)
 	c := &Cache{opt: opt, refreshing: make(chan struct{}, maxRefreshes)}
+	if opt.MaxLoads > 0 {
+		c.loads = semaphore.NewWeighted(int64(opt.MaxLoads))
+	}
 	if opt.MaxBytes <= 0 || opt.TTL <= 0 {
 		return c
 	}
@@ -108,7 +137,7 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 	if c.pages != nil {
 		if e, ok := c.pages.GetIfPresent(key); ok && time.Since(e.fetchedAt) < c.opt.TTL/2 {
 			c.opt.Record("hit")
-			return e.body, false, nil
+			return e.body, false, e.err
 		}
 	}
 	var loaded atomic.Bool // this Get's loader ran: a miss
@@ -119,25 +148,27 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 	if c.pages == nil {
 		e, err := c.load(ctx, load)
 		if err != nil {
+			c.recordError(err)
 			return nil, false, err
 		}
-		return e.body, false, nil
+		c.opt.Record("miss")
+		return e.body, false, e.err
 	}
 	e, err := c.pages.Get(ctx, key, loader)
 	if err != nil {
-		c.opt.Record("error")
+		c.recordError(err)
 		return nil, false, err
 	}
 	if age := time.Since(e.fetchedAt); age < c.opt.TTL {
 		if loaded.Load() {
 			c.opt.Record("miss")
-			return e.body, false, nil
+			return e.body, false, e.err
 		}
 		if age >= c.opt.TTL/2 {
 			c.refreshAhead(key, loader)
 		}
 		c.opt.Record("hit")
-		return e.body, false, nil
+		return e.body, false, e.err
 	}
 	refreshed := c.pages.Refresh(ctx, key, loader) // joins one in flight
 	if !c.failing.Load() {
@@ -145,13 +176,25 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 		case res := <-refreshed:
 			if res.Err == nil && res.Value != nil {
 				c.opt.Record("miss")
-				return res.Value.body, false, nil
+				return res.Value.body, false, res.Value.err
 			}
 		case <-ctx.Done():
 		}
 	}
+	// The source is down or busy: what it last said stands in.
 	c.opt.Record("stale")
+	if e.err != nil {
+		return nil, false, e.err
+	}
 	return e.body, true, nil
+}
+
+func (c *Cache) recordError(err error) {
+	if errors.Is(err, ErrBusy) {
+		c.opt.Record("busy")
+		return
+	}
+	c.opt.Record("error")
 }
 
 // refreshAhead starts a background refresh of key, or joins the one in
@@ -168,15 +211,28 @@ func (c *Cache) refreshAhead(key string, loader otter.Loader[string, *entry]) {
 	}
 }
 
-// load runs one load on a deadline of its own and notes whether the
-// source is failing.
+// load runs one load, once a slot is free, on a deadline of its own, and
+// notes whether the source is failing.
 func (c *Cache) load(ctx context.Context, load func(context.Context) ([]byte, error)) (*entry, error) {
+	if c.loads != nil {
+		wait, cancel := context.WithTimeout(ctx, c.opt.LoadWait)
+		err := c.loads.Acquire(wait, 1)
+		cancel()
+		if err != nil {
+			return nil, ErrBusy
+		}
+		defer c.loads.Release(1)
+	}
 	if c.opt.LoadTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.opt.LoadTimeout)
 		defer cancel()
 	}
 	body, err := load(ctx)
+	if err != nil && c.opt.NotFound(err) {
+		c.failing.Store(false)
+		return &entry{err: err, fetchedAt: time.Now()}, nil
+	}
 	if err != nil {
 		if c.opt.Outage(err) {
 			c.failing.Store(true)
