@@ -260,3 +260,33 @@ func TestLoadsAreBounded(t *testing.T) {
 		t.Errorf("recorded %d busy, want %d", busy.Load(), refused)
 	}
 }
+
+// TestMissingPagesDoNotEvictReadPages: a flood of one-off missing pages,
+// many times what the cache holds, leaves the pages that are read again
+// and again where they are (S3-FIFO keeps one-hit entries in a small
+// queue of their own).
+func TestMissingPagesDoNotEvictReadPages(t *testing.T) {
+	const limit = 64 << 10
+	c := pagecache.New(pagecache.Options{MaxBytes: limit, TTL: time.Minute, StaleLimit: time.Minute,
+		NotFound: func(err error) bool { return errors.Is(err, errNoSuchPage) }})
+	var s source
+	page := func(k string) { // 1 KB each
+		_, _, _ = c.Get(context.Background(), k, func(context.Context) ([]byte, error) { return make([]byte, 1000), nil })
+	}
+	for range 3 {
+		for i := range 20 {
+			page(fmt.Sprint("read", i))
+		}
+	}
+	for i := range 20_000 { // ~140 bytes each: 40 times the bound
+		_, _, _ = c.Get(context.Background(), fmt.Sprint("missing", i), func(context.Context) ([]byte, error) { return nil, errNoSuchPage })
+		if i%1000 == 999 { // 140 KB of missing pages in between: an LRU would have let them go
+			for j := range 20 {
+				_, _, _ = get(t, c, &s, fmt.Sprint("read", j))
+			}
+		}
+	}
+	if n := s.loads.Load(); n > 0 {
+		t.Errorf("the flood of missing pages evicted read pages: %d reloads", n)
+	}
+}
