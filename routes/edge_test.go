@@ -300,8 +300,9 @@ func Test405SaysWhatIsAllowed(t *testing.T) {
 	}
 }
 
-// TestRequestIDsAreRandom: ids say nothing about the process, and only a
-// trusted proxy may choose one.
+// TestRequestIDsAreRandom: ids say nothing about the process, and no
+// sender chooses one, not even a trusted proxy: ingress-nginx passes on
+// the id its client sent.
 func TestRequestIDsAreRandom(t *testing.T) {
 	untrusting := mustApp(t, routes.Deps{})
 	seen := map[string]bool{}
@@ -325,7 +326,7 @@ func TestRequestIDsAreRandom(t *testing.T) {
 	for _, tt := range []struct {
 		app      *fiber.App
 		keptSent bool
-	}{{untrusting, false}, {trusting, true}} {
+	}{{untrusting, false}, {trusting, false}} {
 		req := httptest.NewRequest("GET", "/livez", nil)
 		req.Header.Set("X-Request-Id", "chosen-by-the-sender")
 		resp, err := tt.app.Test(req)
@@ -515,6 +516,26 @@ func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
 	return nil
 }
 
+// attr returns the attribute key of the last record whose message is msg.
+func (r *logRecorder) attr(msg, key string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	value := ""
+	for _, rec := range r.records {
+		if rec.Message != msg {
+			continue
+		}
+		value = ""
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				value = a.Value.String()
+			}
+			return true
+		})
+	}
+	return value
+}
+
 // lines returns the records at level or above whose message is msg ("":
 // any), with each one's "count" attribute.
 func (r *logRecorder) lines(level slog.Level, msg string) (n int, counts int64) {
@@ -575,5 +596,46 @@ func TestOverCapRefusalsAreCountedNotLoggedEach(t *testing.T) {
 	}
 	if !strings.Contains(scrape(t, m), "locallibrary_http_over_cap_connections_total 500\n") {
 		t.Error("the metrics do not count the 500 refusals")
+	}
+}
+
+// TestProxyRequestIDIsLoggedBeside: a trusted proxy's X-Request-Id, if it
+// looks like one, is in the log lines beside the replica's own id, so a
+// request can be found in both logs; anyone else's is not.
+func TestProxyRequestIDIsLoggedBeside(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")} // app.Test's peer
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		sent    string
+		want    string // proxy_request_id logged; "" none
+	}{
+		{"trusted proxy", trusted, "5e1f0c2ab4d34f6e9a8b7c6d5e4f3a21", "5e1f0c2ab4d34f6e9a8b7c6d5e4f3a21"},
+		{"trusted proxy, a UUID", trusted, "0b7e3c1e-3f7a-4c39-9a3e-1c2d3e4f5a6b", "0b7e3c1e-3f7a-4c39-9a3e-1c2d3e4f5a6b"},
+		{"trusted proxy, not an id", trusted, `x" injected=1`, ""},
+		{"trusted proxy, too long", trusted, strings.Repeat("a", 200), ""},
+		{"untrusted peer", nil, "5e1f0c2ab4d34f6e9a8b7c6d5e4f3a21", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := new(logRecorder)
+			app := mustApp(t, routes.Deps{TrustedProxies: tt.trusted, Logger: slog.New(logs),
+				Catalog: &fakeCatalog{err: errors.New("boom")}})
+			req := httptest.NewRequest("GET", "/catalog/book/1", nil)
+			req.Header.Set("X-Request-Id", tt.sent)
+			resp, err := app.Test(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			own := resp.Header.Get("X-Request-Id")
+			if !requestIDPattern.MatchString(own) {
+				t.Fatalf("X-Request-Id %q: not the replica's own", own)
+			}
+			got, ids := logs.attr("request failed", "proxy_request_id"), logs.attr("request failed", "request_id")
+			if got != tt.want || ids != own {
+				t.Errorf("logged request_id %q, proxy_request_id %q; want %q and %q", ids, got, own, tt.want)
+			}
+		})
 	}
 }

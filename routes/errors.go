@@ -76,7 +76,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 			// Copies: a handler may keep the record past the request, whose
 			// method, path and id are views into Fiber's reused buffers.
 			logger.Error("request failed", "status", status, "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()),
-				"request_id", strings.Clone(requestID(c)), "client_ip", ips.of(c), "err", err)
+				"request_id", strings.Clone(requestID(c)), proxyRequestID(c), "client_ip", ips.of(c), "err", err)
 		}
 		if status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)

@@ -63,8 +63,9 @@ type Deps struct {
 	Metrics *Metrics
 
 	// ProxyHeader names the header in which trusted load balancers pass
-	// the client's address. It, X-Forwarded-Proto and the like and
-	// X-Request-Id are believed from TrustedProxies only.
+	// the client's address. It, X-Forwarded-Proto and the like are
+	// believed from TrustedProxies only; their X-Request-Id is logged as
+	// proxy_request_id, never taken as the request's id.
 	ProxyHeader    string
 	TrustedProxies []netip.Prefix
 
