@@ -189,7 +189,7 @@ func TestUnknownIDsCostOneQuery(t *testing.T) {
 // connections are taken by them, the requests beyond wait briefly and get
 // the busy 503, and /readyz and a held page are served meanwhile.
 func TestPageLoadsTakeAShareOfThePool(t *testing.T) {
-	const pool, share, flood = 8, 6, 40
+	const pool, share, flood = 16, 12, 40 // DB_MAX_OPEN_CONNS's default
 	catalog := &countingCatalog{fakeCatalog: &fakeCatalog{books: 25, authors: 10}}
 	m := routes.NewMetrics()
 	logs := new(logRecorder)

@@ -48,11 +48,8 @@ type Deps struct {
 	PageCacheBytes int64
 	PageCacheTTL   time.Duration
 
-	// DBPoolSize is the catalog's connection pool (DB_MAX_OPEN_CONNS).
-	// Page loads (cache misses and refreshes) take at most 3/4 of it at
-	// once, so a flood of pages not held, unknown ids included, leaves
-	// connections for the counts and the readiness ping; a load that
-	// finds none free within pageLoadWait is a 503. 0: no bound.
+	// DBPoolSize is the catalog's connection pool (DB_MAX_OPEN_CONNS),
+	// which bounds the page cache's loads: see pageLoads. 0: no bound.
 	DBPoolSize int
 
 	// Draining is set when shutdown begins, so /readyz can fail first.
@@ -87,13 +84,19 @@ const (
 // drain, short enough that a flood's requests do not pile up.
 const pageLoadWait = 250 * time.Millisecond
 
-// pageLoads is the share of a pool of n connections that page loads may
-// hold at once (0: no bound).
-func pageLoads(n int) int {
+// pageLoads shares a pool of n connections out: page loads hold at most
+// n-2 at once, which leaves the counts' query and the readiness ping
+// theirs; loads of pages not held (misses) at most 3/4 of the pool, which
+// leaves the pages held slots to be refreshed in. So a flood of pages not
+// held, unknown ids included, keeps neither the counts, /readyz, nor the
+// pages people read from MySQL. A load that finds no slot within
+// pageLoadWait is a 503. n <= 0: no bound.
+func pageLoads(n int) (loads, misses int) {
 	if n <= 0 {
-		return 0
+		return 0, 0
 	}
-	return max(1, n*3/4)
+	loads = max(1, n-2)
+	return loads, min(loads, max(1, n*3/4))
 }
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
@@ -129,13 +132,14 @@ func New(d Deps) (*fiber.App, error) {
 	d.Catalog = watchedCatalog{Catalog: d.Catalog, health: health}
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
+	maxLoads, maxMisses := pageLoads(d.DBPoolSize)
 	pageCache := pagecache.New(pagecache.Options{
 		MaxBytes: d.PageCacheBytes, TTL: d.PageCacheTTL, StaleLimit: d.CountsStaleLimit,
 		LoadTimeout: d.QueryTimeout, Outage: repository.IsUnavailable,
 		// A missing record is kept as its page is: a flood of one unknown
 		// id costs a query per TTL.
 		NotFound: func(err error) bool { return errors.Is(err, repository.ErrNotFound) },
-		MaxLoads: pageLoads(d.DBPoolSize), LoadWait: pageLoadWait,
+		MaxLoads: maxLoads, MaxMisses: maxMisses, LoadWait: pageLoadWait,
 		Record: func(result string) { d.Metrics.pageCache.WithLabelValues(result).Inc() },
 	})
 
