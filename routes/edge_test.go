@@ -460,11 +460,12 @@ var requestIDPattern = regexp.MustCompile(`^[A-Z2-7]{26}$`)
 // TestRefusedAnswersCarryARequestID: an answer made before routing (a
 // request fasthttp could not read, or Fiber would not route) has an id
 // as a routed one does, fresh for each, so a user's report of one can be
-// found.
+// found: at debug level each is a log line with its id.
 func TestRefusedAnswersCarryARequestID(t *testing.T) {
-	app := mustApp(t, routes.Deps{})
+	logs := new(logRecorder)
+	app := mustApp(t, routes.Deps{Logger: slog.New(logs)})
 	addr := listen(t, app)
-	slow := mustApp(t, routes.Deps{})
+	slow := mustApp(t, routes.Deps{Logger: slog.New(logs)})
 	slow.Server().ReadTimeout = 300 * time.Millisecond
 	slowAddr := listen(t, slow)
 	const host = "Host: example.test\r\n"
@@ -494,6 +495,8 @@ func TestRefusedAnswersCarryARequestID(t *testing.T) {
 			t.Errorf("%s: X-Request-Id %q, want 26 base32 characters", tt.name, id)
 		case seen[id] != "":
 			t.Errorf("%s: X-Request-Id %s, the same as %s's", tt.name, id, seen[id])
+		case tt.want != 200 && !logs.has("request refused", "request_id", id):
+			t.Errorf("%s: no debug line with its id %s", tt.name, id)
 		}
 		seen[id] = tt.name
 	}
@@ -534,6 +537,23 @@ func (r *logRecorder) attr(msg, key string) string {
 		})
 	}
 	return value
+}
+
+// has tells whether a record with message msg has key = value.
+func (r *logRecorder) has(msg, key, value string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.records {
+		found := false
+		rec.Attrs(func(a slog.Attr) bool {
+			found = found || (a.Key == key && a.Value.String() == value)
+			return !found
+		})
+		if rec.Message == msg && found {
+			return true
+		}
+	}
+	return false
 }
 
 // lines returns the records at level or above whose message is msg ("":
