@@ -85,8 +85,8 @@ const never = 100 * 365 * 24 * time.Hour
 type Cache struct {
 	pages      *otter.Cache[string, *entry] // nil when the cache is off
 	opt        Options
-	failing    atomic.Bool   // the last load failed for an outage
-	refreshing chan struct{} // a slot per background refresh in flight
+	failing    atomic.Bool         // the last load failed for an outage
+	refreshing chan struct{}       // a slot per background refresh in flight
 	loads      *semaphore.Weighted // every load; nil: no bound
 	misses     *semaphore.Weighted // loads of pages not held
 }
