@@ -35,8 +35,8 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// ErrBusy means MaxLoads loads were in flight for all of LoadWait: the
-// source is busy, not down.
+// ErrBusy means a load found no slot (MaxLoads, or MaxMisses for a page
+// not held) free within LoadWait: the source is busy, not down.
 var ErrBusy = errors.New("pagecache: too many loads in flight")
 
 // Options configure a Cache.
