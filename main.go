@@ -1,4 +1,5 @@
-// Command locallibrary serves the LocalLibrary catalog website.
+// Command locallibrary serves the LocalLibrary catalog website; it only
+// wires signals and the exit code around app.Run.
 package main
 
 import (

@@ -1,5 +1,6 @@
 // Package app builds the service from its configuration and runs it: the
-// web server, or the migrate and seed commands.
+// web server (with its connection cap and graceful shutdown), or the
+// migrate, seed and rebuild commands.
 package app
 
 import (
@@ -13,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	fiberlog "github.com/gofiber/fiber/v2/log"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/config"
@@ -24,20 +23,23 @@ import (
 // command is one of the program's commands.
 type command struct {
 	name, args, summary string
+	// load reads the command's configuration (config.Load for the server,
+	// config.LoadForCommand for the commands that keep no sessions).
+	load func(getenv func(string) string) (config.Config, error)
 	// flags declares the command's flags on fs and returns the run that
 	// reads them.
 	flags func(fs *flag.FlagSet) func(ctx context.Context, cfg config.Config, logger *slog.Logger) error
 }
 
 var commands = []command{
-	{"serve", "", "serve the website (the default)", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+	{"serve", "", "serve the website (the default)", config.Load, func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 		return serve
 	}},
-	{"migrate", "", "apply the database migrations to LOCALLIBRARY_MYSQL_DSN", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+	{"migrate", "", "apply the database migrations to LOCALLIBRARY_MYSQL_DSN", config.LoadForCommand, func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 		return migrate
 	}},
-	{"seed", "[flags]", "fill an empty catalog in LOCALLIBRARY_MYSQL_DSN", seedFlags},
-	{"rebuild", "", "recompute every book's genres and copies (book_detail) in LOCALLIBRARY_MYSQL_DSN, after rows were loaded with its triggers off", func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
+	{"seed", "[flags]", "fill an empty catalog in LOCALLIBRARY_MYSQL_DSN", config.LoadForCommand, seedFlags},
+	{"rebuild", "", "recompute every book's genres and copies (book_detail) in LOCALLIBRARY_MYSQL_DSN, after rows were loaded with its triggers off", config.LoadForCommand, func(*flag.FlagSet) func(context.Context, config.Config, *slog.Logger) error {
 		return rebuild
 	}},
 }
@@ -96,16 +98,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("%s: unexpected arguments %q (see locallibrary %s --help)", cmd.name, fs.Args(), cmd.name)
 	}
 
-	cfg, err := config.Load(getenv)
+	cfg, err := cmd.load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	// The MySQL driver logs dropped connections on its own; send them to
-	// the service's log as warnings instead of bare lines on stderr.
-	_ = mysql.SetLogger(driverLogger{logger})
-	// Fiber may log on its own too: into the same JSON log.
-	fiberlog.SetOutput(fiberLogWriter{logger})
 	return run(ctx, cfg, logger)
 }
 
@@ -113,7 +110,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // the build includes it, to a migrated and seeded embedded engine.
 func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*sqlx.DB, func(), error) {
 	if cfg.MySQLDSN != "" {
-		db, err := repository.NewPool(cfg.MySQLDSN, cfg.DBMaxOpenConns)
+		db, err := repository.NewPool(cfg.MySQLDSN, cfg.DBMaxOpenConns, logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -133,15 +130,15 @@ func openCatalog(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 // openForCommand opens the MySQL of LOCALLIBRARY_MYSQL_DSN for a command
 // that works on it (the embedded engine, without a DSN, is migrated,
 // seeded and rebuilt when the server starts).
-func openForCommand(ctx context.Context, cfg config.Config, command string, maxConns int) (*sqlx.DB, error) {
+func openForCommand(ctx context.Context, cfg config.Config, logger *slog.Logger, command string, maxConns int) (*sqlx.DB, error) {
 	if cfg.MySQLDSN == "" {
 		return nil, fmt.Errorf("%s needs LOCALLIBRARY_MYSQL_DSN (the embedded engine is migrated and seeded at start)", command)
 	}
-	return repository.Open(ctx, cfg.MySQLDSN, maxConns)
+	return repository.Open(ctx, cfg.MySQLDSN, maxConns, logger)
 }
 
 func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	db, err := openForCommand(ctx, cfg, "migrate", 2)
+	db, err := openForCommand(ctx, cfg, logger, "migrate", 2)
 	if err != nil {
 		return err
 	}
@@ -156,7 +153,7 @@ func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error 
 // rebuild recomputes book_detail, which the triggers keep as rows change
 // but a bulk load with them off, or a TRUNCATE, does not.
 func rebuild(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	db, err := openForCommand(ctx, cfg, "rebuild", 2)
+	db, err := openForCommand(ctx, cfg, logger, "rebuild", 2)
 	if err != nil {
 		return err
 	}
@@ -185,7 +182,7 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, opt repos
 	if opt.Authors < 1 || opt.Books < 0 || opt.CopiesPerBook < 0 {
 		return errors.New("seed: --authors must be at least 1, --books and --copies-per-book at least 0")
 	}
-	db, err := openForCommand(ctx, cfg, "seed", 4)
+	db, err := openForCommand(ctx, cfg, logger, "seed", 4)
 	if err != nil {
 		return err
 	}
@@ -197,17 +194,4 @@ func seed(ctx context.Context, cfg config.Config, logger *slog.Logger, opt repos
 	logger.Info("seeded", "authors", res.Authors, "books", res.Books, "copies", res.Copies,
 		"genres", res.Genres, "languages", res.Languages, "took", res.Took.String())
 	return nil
-}
-
-// driverLogger adapts slog to the MySQL driver's logger.
-type driverLogger struct{ logger *slog.Logger }
-
-func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "detail", fmt.Sprint(v...)) }
-
-// fiberLogWriter turns Fiber's plain log lines into the service's log.
-type fiberLogWriter struct{ logger *slog.Logger }
-
-func (w fiberLogWriter) Write(p []byte) (int, error) {
-	w.logger.Warn("fiber", "detail", strings.TrimSpace(string(p)))
-	return len(p), nil
 }

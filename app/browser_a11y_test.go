@@ -17,6 +17,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/device"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // What WCAG 2.2 AA asks of the pages.
@@ -43,7 +45,7 @@ const (
 // words in the list and on its page. The home page is checked twice: with
 // the demo notice, and as a browser that refuses cookies sees it.
 func TestBrowserAccessibility(t *testing.T) {
-	memcached := testMemcached(t, false)
+	memcached := testkit.Optional(t, testkit.EnvMemcached)
 	b := newBrowser(t, browserOptions{})
 	site := startSite(t, memcached, uniqueKeyPrefix(t))
 

@@ -33,38 +33,14 @@ import (
 // every action in it.
 const browserTestTimeout = 60 * time.Second
 
-// requireServices tells whether a missing browser or memcached fails the
-// tests (CI) instead of skipping them (a laptop without them).
-func requireServices() bool { return os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" }
-
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if requireServices() {
-		t.Fatalf(format+" (LOCALLIBRARY_TEST_REQUIRE_SERVICES=1)", args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // chromiumPath returns the Chromium to drive, skipping the test without one.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		skipOrFail(t, "browser tests need chromium on PATH (apt-get install chromium chromium-driver): %v", err)
+		testkit.Unavailable(t, "browser tests need chromium on PATH (apt-get install chromium chromium-driver): %v", err)
 	}
 	return path
-}
-
-// testMemcached returns the memcached named by LOCALLIBRARY_TEST_MEMCACHED.
-// Without one, a test that needs it skips, and the others get "" and run
-// with in-process sessions.
-func testMemcached(t *testing.T, needed bool) string {
-	t.Helper()
-	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
-	if addr == "" && (needed || requireServices()) {
-		skipOrFail(t, "set LOCALLIBRARY_TEST_MEMCACHED=host:port to run this test against memcached")
-	}
-	return addr
 }
 
 // testSecretKey signs the CSRF tokens of every site a test starts.

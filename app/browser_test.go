@@ -18,6 +18,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/device"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 // The demo catalog's size, the same on every start.
@@ -30,7 +32,7 @@ const (
 // check on its first visit and sees its count go 1, 2, 3 as it reloads.
 func TestBrowserVisitCount(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 
 	resp := b.open(site + "/")
 	if resp.Status != 200 || resp.URL != site+"/catalog/" {
@@ -60,7 +62,7 @@ func TestBrowserVisitCount(t *testing.T) {
 // share them in the browser: the test checks that too, since it is what
 // lets one browser stand in for a load balancer here.
 func TestBrowserNoticeAcrossReplicas(t *testing.T) {
-	memcached := testMemcached(t, true)
+	memcached := testkit.Require(t, testkit.EnvMemcached)
 	prefix := uniqueKeyPrefix(t)
 	b := newBrowser(t, browserOptions{})
 	replicaA := startSite(t, memcached, prefix)
@@ -112,7 +114,7 @@ func TestBrowserNoticeAcrossReplicas(t *testing.T) {
 // links included.
 func TestBrowserPageSizePreference(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 
 	b.open(site + "/catalog/books/")
 	b.expectList("the first visit", 10, "10", "Page 1 of 15.")
@@ -168,7 +170,7 @@ func (b *browser) expectList(what string, items int, selected, pager string) {
 // is forgotten.
 func TestBrowserForgetMe(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 
 	b.open(site + "/catalog/books/?per_page=50")
 	b.open(site + "/catalog/")
@@ -223,7 +225,7 @@ func TestBrowserForgetMe(t *testing.T) {
 // stale form.
 func TestBrowserBackAfterForgetMe(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 
 	b.open(site + "/catalog/")
 	b.reload()
@@ -249,7 +251,7 @@ func TestBrowserBackAfterForgetMe(t *testing.T) {
 // why its visits are not counted, and is shown no count.
 func TestBrowserCookiesRefused(t *testing.T) {
 	b := newBrowser(t, browserOptions{blockCookies: true})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 
 	for _, visit := range []string{"first visit", "second visit"} {
 		resp := b.open(site + "/catalog/")
@@ -284,7 +286,7 @@ func TestBrowserCookiesRefused(t *testing.T) {
 // violation would be caught.
 func TestBrowserNoConsoleErrors(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 
 	b.open(site + "/catalog/books/")
 	b.expectNoProblems("opening the book list")
@@ -353,7 +355,7 @@ func TestBrowserNoConsoleErrors(t *testing.T) {
 // keyboard: the skip link, the current section's link, a few controls.
 func TestBrowserScreenshots(t *testing.T) {
 	b := newBrowser(t, browserOptions{})
-	site := startSite(t, testMemcached(t, false), uniqueKeyPrefix(t))
+	site := startSite(t, testkit.Optional(t, testkit.EnvMemcached), uniqueKeyPrefix(t))
 	dir, err := os.MkdirTemp("", "locallibrary-screenshots-")
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func openEmbeddedCatalog(ctx context.Context, cfg config.Config, logger *slog.Lo
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := repository.Open(ctx, dsn, cfg.DBMaxOpenConns)
+	db, err := repository.Open(ctx, dsn, cfg.DBMaxOpenConns, logger)
 	if err != nil {
 		_ = stop()
 		return nil, nil, err

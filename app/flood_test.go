@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"sync"
@@ -23,10 +22,7 @@ import (
 func startSmallMemcached(t *testing.T, megabytes int) string {
 	t.Helper()
 	if _, err := testkit.MemcachedBin(); err != nil {
-		if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("%v and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1", err)
-		}
-		t.Skipf("%v; set LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 to make this a failure", err)
+		testkit.Unavailable(t, "%v", err)
 	}
 	ps, err := testkit.NewProcs(t.TempDir())
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/locallibrary/locallibrary/app"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/repository/embedded"
 )
@@ -359,7 +360,7 @@ func emptyEmbeddedDSN(t *testing.T) string {
 // migrated opens dsn and applies the migrations; the caller closes it.
 func migrated(t *testing.T, ctx context.Context, dsn string) *sqlx.DB {
 	t.Helper()
-	db, err := repository.Open(ctx, dsn, 2)
+	db, err := repository.Open(ctx, dsn, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,6 +409,27 @@ func TestStartsWhileMySQLIsDown(t *testing.T) {
 	})
 	if status, _ := fetch(s.url + "/catalog/books/"); status != 200 {
 		t.Errorf("book list after MySQL came up: %d", status)
+	}
+}
+
+// TestEachServiceLogsToItsOwnLog: two services in one process, each given
+// its own stdout, and what the MySQL driver says about each one's
+// connections is in that one's log (no logger is set process-wide).
+func TestEachServiceLogsToItsOwnLog(t *testing.T) {
+	env := map[string]string{"LOCALLIBRARY_MYSQL_DSN": "u@tcp(" + testkit.MustHangUpAddr(t) + ")/db",
+		"LOCALLIBRARY_LOG_LEVEL": "warn", "LOCALLIBRARY_QUERY_TIMEOUT": "300ms"}
+	services := []*service{startService(t, env), startService(t, env)}
+	driverLines := func(s *service) int { return strings.Count(s.logs.String(), `"msg":"mysql driver"`) }
+	for i, s := range services {
+		before := []int{driverLines(services[0]), driverLines(services[1])}
+		if status, _ := fetch(s.url + "/readyz"); status != 503 { // it pings MySQL, which hangs up
+			t.Fatalf("service %d: /readyz %d, want 503", i, status)
+		}
+		for j, other := range services {
+			if grew := driverLines(other) > before[j]; grew != (i == j) {
+				t.Errorf("after service %d's /readyz, service %d's log grew: %v\n%s", i, j, grew, other.logs.String())
+			}
+		}
 	}
 }
 
@@ -463,7 +485,7 @@ func TestRebuildCommand(t *testing.T) {
 	dsn := seededEmbeddedDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := repository.Open(ctx, dsn, 2)
+	db, err := repository.Open(ctx, dsn, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,11 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -29,16 +27,13 @@ import (
 // in-flight requests finish, then the clients close.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("starting", cfg.Attrs()...)
-	// A soft limit keeps the heap near what is live rather than twice it
-	// (README, "Catalog pages and the fleet"); GOMEMLIMIT, when set, is the
-	// runtime's own and wins.
-	if cfg.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+	// A soft limit keeps the heap near what is live rather than twice it,
+	// so a replica stays within its memory at 256 connections; config
+	// leaves it 0 when GOMEMLIMIT, the runtime's own, is set.
+	if cfg.MemoryLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
 	}
-	sessionOpts, err := sessionOptions(cfg, logger)
-	if err != nil {
-		return err
-	}
+	sessionOpts := sessionOptions(cfg)
 	newSessions, err := addrlimit.New(cfg.NewSessionsPerMinute, cfg.NewSessionsBurst, newSessionAddresses)
 	if err != nil {
 		return err
@@ -144,7 +139,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 const newSessionAddresses = 10_000
 
 // admitNewSessions asks l whether the request's client address may start
-// another session (the session package asks once per request).
+// another session (the session package asks at most once per request).
 func admitNewSessions(l *addrlimit.Limiter, clientAddr func(*fiber.Ctx) string) func(*fiber.Ctx) bool {
 	return func(c *fiber.Ctx) bool { return l.Allow(clientAddr(c)) }
 }
@@ -187,25 +182,14 @@ func openSessionStore(cfg config.Config, logger *slog.Logger, observe func(strin
 	return store, func() { _ = store.Close() }, nil
 }
 
-// sessionOptions are the session settings of cfg. Without a secret key
-// (allowed only for the single-process default) a random one is made: its
-// CSRF tokens last as long as the process.
-func sessionOptions(cfg config.Config, logger *slog.Logger) (session.Options, error) {
-	secret := []byte(cfg.SecretKey)
-	if len(secret) == 0 {
-		if cfg.Production() {
-			return session.Options{}, config.ErrNoSecretKey
-		}
-		secret = make([]byte, session.MinSecretLen)
-		_, _ = rand.Read(secret) // never fails on Go ≥ 1.24
-		logger.Info("secret key", "note", "generated for this process; set LOCALLIBRARY_SECRET_KEY to share one between replicas")
-	}
+// sessionOptions are the session settings of cfg.
+func sessionOptions(cfg config.Config) session.Options {
 	return session.Options{
 		Lifetime:             cfg.SessionLifetime,
 		FirstVisitLifetime:   cfg.SessionFirstVisitLifetime,
 		ExpireAtBrowserClose: cfg.SessionExpireAtBrowserClose,
 		SaveEveryRequest:     cfg.SessionSaveEveryRequest,
 		CookieSecure:         cfg.CookieSecure,
-		Secret:               secret,
-	}, nil
+		Secret:               []byte(cfg.SecretKey),
+	}
 }

@@ -1,8 +1,11 @@
 // Package config loads the service's settings from LOCALLIBRARY_* environment
-// variables into one struct, reporting every problem at once.
+// variables (and the runtime's GOMEMLIMIT) into one struct, with every
+// default, reporting every problem at once.
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +20,7 @@ import (
 	"github.com/locallibrary/locallibrary/internal/session"
 )
 
-// Prefix starts the name of every variable this package reads.
+// Prefix starts the name of every variable of the service's own.
 const Prefix = "LOCALLIBRARY_"
 
 // Config is everything the service can be told from outside.
@@ -37,7 +40,11 @@ type Config struct {
 	CountsStaleLimit time.Duration // how long the last counts (and cached pages) are served while MySQL is down
 	PageCacheMiB     int           // bound of the rendered catalog pages kept per replica; 0: no cache
 	PageCacheTTL     time.Duration // the oldest a catalog page (or a list's page boundaries) is served
-	MemoryLimitMiB   int           // the Go runtime's soft memory limit unless GOMEMLIMIT is set; 0: none
+	// MemoryLimitMiB is the soft memory limit serve gives the Go runtime;
+	// 0: none from the service, because LOCALLIBRARY_MEMORY_LIMIT_MIB is 0
+	// or because GOMEMLIMIT is set (the runtime applies that one itself).
+	MemoryLimitMiB int
+	GOMEMLIMIT     string // the runtime's own soft limit, as set, for the startup log
 
 	MemcachedServers  []string // empty: sessions in process memory
 	MemcachedTimeout  time.Duration
@@ -56,10 +63,12 @@ type Config struct {
 	SessionExpireAtBrowserClose bool
 	SessionSaveEveryRequest     bool
 	CookieSecure                bool
-	// SecretKey signs the CSRF tokens; replicas must share it. Empty only
+	// SecretKey signs the CSRF tokens; replicas must share it. Load
+	// requires it with a MySQL DSN or memcached servers, and makes one up
 	// for the single-process default (embedded database, sessions in
-	// memory), where app generates one at start.
-	SecretKey string
+	// memory); LoadForCommand leaves it as set.
+	SecretKey          string
+	secretKeyGenerated bool
 
 	ShutdownDrain   time.Duration // /readyz says 503 this long before the listener stops
 	ShutdownTimeout time.Duration // in-flight requests get this long to finish
@@ -80,9 +89,15 @@ const DefaultHTTPMaxConns = 1024
 // read buffers), with room for the garbage collector to work.
 const MemoryBesideCacheMiB = 32
 
-// Load reads the configuration through getenv (os.Getenv in production) and
-// returns every invalid setting in one joined error.
-func Load(getenv func(string) string) (Config, error) {
+// Load reads the configuration of the web server through getenv (os.Getenv
+// in production) and returns every invalid setting in one joined error.
+func Load(getenv func(string) string) (Config, error) { return load(getenv, true) }
+
+// LoadForCommand is Load for the commands that keep no sessions (migrate,
+// seed, rebuild): they need no LOCALLIBRARY_SECRET_KEY.
+func LoadForCommand(getenv func(string) string) (Config, error) { return load(getenv, false) }
+
+func load(getenv func(string) string, serving bool) (Config, error) {
 	l := loader{getenv: getenv}
 	cfg := Config{
 		// Loopback, as Django's runserver: `go run .` is not on the network
@@ -142,6 +157,12 @@ func Load(getenv func(string) string) (Config, error) {
 	if overlap(cfg.MetricsAddr, cfg.HTTPAddr) {
 		l.fail("METRICS_ADDR", "must differ from LOCALLIBRARY_HTTP_ADDR: /metrics is not for the public")
 	}
+	// GOMEMLIMIT is the runtime's own, read by it at start: when it is set,
+	// LOCALLIBRARY_MEMORY_LIMIT_MIB has no effect.
+	cfg.GOMEMLIMIT = strings.TrimSpace(getenv("GOMEMLIMIT"))
+	if cfg.GOMEMLIMIT != "" {
+		cfg.MemoryLimitMiB = 0
+	}
 	if cfg.MemoryLimitMiB > 0 && cfg.MemoryLimitMiB < cfg.PageCacheMiB+MemoryBesideCacheMiB {
 		l.fail("MEMORY_LIMIT_MIB", fmt.Sprintf("must be 0 (none) or at least LOCALLIBRARY_PAGE_CACHE_MIB + %d (%d): below that the garbage collector would run without pause",
 			MemoryBesideCacheMiB, cfg.PageCacheMiB+MemoryBesideCacheMiB))
@@ -158,8 +179,22 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.SessionFirstVisitLifetime < time.Second || cfg.SessionFirstVisitLifetime > cfg.SessionLifetime {
 		l.fail("SESSION_FIRST_VISIT_LIFETIME", "must be at least 1s and at most LOCALLIBRARY_SESSION_LIFETIME")
 	}
-	if cfg.SecretKey != "" && len(cfg.SecretKey) < session.MinSecretLen {
-		l.fail("SECRET_KEY", fmt.Sprintf("is %d characters; use at least %d random ones", len(cfg.SecretKey), session.MinSecretLen))
+	switch {
+	case cfg.SecretKey != "":
+		if len(cfg.SecretKey) < session.MinSecretLen {
+			l.fail("SECRET_KEY", fmt.Sprintf("is %d characters; use at least %d random ones", len(cfg.SecretKey), session.MinSecretLen))
+		}
+	case !serving:
+		// The commands sign nothing.
+	case cfg.MySQLDSN != "" || len(cfg.MemcachedServers) > 0:
+		// Replicas: each would make up a key of its own, and a form
+		// served by one would be refused by the next.
+		l.fail("SECRET_KEY", fmt.Sprintf("is required with a MySQL DSN or memcached servers: "+
+			"set the same random string of at least %d characters on every replica (e.g. openssl rand -base64 48)", session.MinSecretLen))
+	default:
+		// The single process: a key of its own, whose CSRF tokens last
+		// as long as it runs.
+		cfg.SecretKey, cfg.secretKeyGenerated = hex.EncodeToString(randomBytes(session.MinSecretLen)), true
 	}
 	for name, d := range map[string]time.Duration{
 		"QUERY_TIMEOUT": cfg.QueryTimeout, "MEMCACHED_TIMEOUT": cfg.MemcachedTimeout,
@@ -186,16 +221,10 @@ func overlap(a, b string) bool {
 	return portA == portB && (hostA == hostB || allInterfaces(hostA) || allInterfaces(hostB))
 }
 
-// ErrNoSecretKey is what serve answers when LOCALLIBRARY_SECRET_KEY is
-// missing where it is required (Production).
-var ErrNoSecretKey = fmt.Errorf("%sSECRET_KEY is required with a MySQL DSN or memcached servers: "+
-	"set the same random string of at least %d characters on every replica (e.g. openssl rand -base64 48)", Prefix, session.MinSecretLen)
-
-// Production tells whether the service runs against shared services (a
-// MySQL server or memcached), as replicas do, rather than the
-// single-process default of the embedded engine and in-memory sessions.
-func (c Config) Production() bool {
-	return c.MySQLDSN != "" || len(c.MemcachedServers) > 0
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails on Go ≥ 1.24
+	return b
 }
 
 // Attrs describes the configuration for the startup log, secrets masked.
@@ -213,8 +242,21 @@ func (c Config) Attrs() []any {
 		"page_cache_mib", c.PageCacheMiB,
 		"page_cache_ttl", c.PageCacheTTL.String(),
 		"memory_limit_mib", c.MemoryLimitMiB,
+		"gomemlimit", c.GOMEMLIMIT,
 		"cookie_secure", c.CookieSecure,
+		"secret_key", c.secretKeyNote(),
 	}
+}
+
+// secretKeyNote says where the secret key came from, never what it is.
+func (c Config) secretKeyNote() string {
+	switch {
+	case c.secretKeyGenerated:
+		return "generated for this process; set LOCALLIBRARY_SECRET_KEY to share one between replicas"
+	case c.SecretKey != "":
+		return "set"
+	}
+	return "none"
 }
 
 // MaskDSN hides the password of a DSN so it can be logged.

@@ -54,9 +54,10 @@ func TestValidSettings(t *testing.T) {
 	if !cfg.CookieSecure || cfg.SessionReplicas != 2 || cfg.SessionLifetime != time.Hour {
 		t.Errorf("settings not applied: %+v", cfg)
 	}
-	for _, attr := range cfg.Attrs() {
-		if s, ok := attr.(string); ok && (strings.Contains(s, "secret") || strings.Contains(s, cfg.SecretKey)) {
-			t.Errorf("startup attributes show the password: %v", cfg.Attrs())
+	attrs := cfg.Attrs()
+	for i := 1; i < len(attrs); i += 2 {
+		if s, ok := attrs[i].(string); ok && (strings.Contains(s, "secret") || strings.Contains(s, cfg.SecretKey)) {
+			t.Errorf("startup attributes show the password or the secret key: %v", attrs)
 		}
 	}
 }
@@ -108,7 +109,7 @@ func TestMaskDSN(t *testing.T) {
 func TestPageCacheSettings(t *testing.T) {
 	cfg, err := config.Load(env(nil))
 	if err != nil || cfg.PageCacheMiB != 16 || cfg.PageCacheTTL != 30*time.Second {
-		t.Errorf("defaults: %d MiB, TTL %v, err %v; want 16 MiB, 10s", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
+		t.Errorf("defaults: %d MiB, TTL %v, err %v; want 16 MiB, 30s", cfg.PageCacheMiB, cfg.PageCacheTTL, err)
 	}
 	cfg, err = config.Load(env(map[string]string{"LOCALLIBRARY_PAGE_CACHE_MIB": "0", "LOCALLIBRARY_PAGE_CACHE_TTL": "2s"}))
 	if err != nil || cfg.PageCacheMiB != 0 || cfg.PageCacheTTL != 2*time.Second {
@@ -139,6 +140,22 @@ func TestMemoryLimitCoversThePageCache(t *testing.T) {
 	}
 }
 
+// TestGOMEMLIMITWins: the runtime reads GOMEMLIMIT itself; the service then
+// sets no limit of its own, and does not judge the one it would have set.
+func TestGOMEMLIMITWins(t *testing.T) {
+	cfg, err := config.Load(env(map[string]string{"GOMEMLIMIT": "115MiB", "LOCALLIBRARY_PAGE_CACHE_MIB": "64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MemoryLimitMiB != 0 || cfg.GOMEMLIMIT != "115MiB" {
+		t.Errorf("with GOMEMLIMIT: limit %d MiB, GOMEMLIMIT %q; want 0 and 115MiB", cfg.MemoryLimitMiB, cfg.GOMEMLIMIT)
+	}
+	cfg, err = config.Load(env(map[string]string{"LOCALLIBRARY_MEMORY_LIMIT_MIB": "80"}))
+	if err != nil || cfg.MemoryLimitMiB != 80 || cfg.GOMEMLIMIT != "" {
+		t.Errorf("without GOMEMLIMIT: limit %d MiB, GOMEMLIMIT %q, err %v; want 80", cfg.MemoryLimitMiB, cfg.GOMEMLIMIT, err)
+	}
+}
+
 func TestMetricsListenerMustBeApart(t *testing.T) {
 	tests := []struct {
 		http, metrics string
@@ -157,5 +174,86 @@ func TestMetricsListenerMustBeApart(t *testing.T) {
 		if got := err == nil; got != tt.ok {
 			t.Errorf("site %s, metrics %s: accepted = %v, want %v (%v)", tt.http, tt.metrics, got, tt.ok, err)
 		}
+	}
+}
+
+// TestSecretKey: the server needs a key its replicas share once it uses
+// shared services, makes one up for the single process, and never takes a
+// short one; the commands that keep no sessions need none.
+func TestSecretKey(t *testing.T) {
+	const key = "a secret key of at least thirty-two characters"
+	shared := map[string]string{"LOCALLIBRARY_MYSQL_DSN": "u@tcp(db:3306)/library"}
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		load    func(func(string) string) (config.Config, error)
+		wantErr string // "" for none
+		wantKey string // "" for a key made up
+	}{
+		{"single process", nil, config.Load, "", ""},
+		{"set", map[string]string{"LOCALLIBRARY_SECRET_KEY": key}, config.Load, "", key},
+		{"MySQL without a key", shared, config.Load, "LOCALLIBRARY_SECRET_KEY is required", ""},
+		{"memcached without a key", map[string]string{"LOCALLIBRARY_MEMCACHED_SERVERS": "mc:11211"}, config.Load, "LOCALLIBRARY_SECRET_KEY is required", ""},
+		{"too short", map[string]string{"LOCALLIBRARY_SECRET_KEY": "short"}, config.Load, "LOCALLIBRARY_SECRET_KEY is 5 characters", ""},
+		{"a command on MySQL", shared, config.LoadForCommand, "", "none"},
+		{"a command, too short", map[string]string{"LOCALLIBRARY_SECRET_KEY": "short"}, config.LoadForCommand, "LOCALLIBRARY_SECRET_KEY is 5 characters", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := tt.load(env(tt.vars))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tt.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			switch tt.wantKey {
+			case "":
+				if len(cfg.SecretKey) < 32 {
+					t.Errorf("made-up key %q is shorter than 32", cfg.SecretKey)
+				}
+				if again, _ := tt.load(env(tt.vars)); again.SecretKey == cfg.SecretKey {
+					t.Error("two starts made up the same key")
+				}
+			case "none":
+				if cfg.SecretKey != "" {
+					t.Errorf("key %q for a command that signs nothing", cfg.SecretKey)
+				}
+			default:
+				if cfg.SecretKey != tt.wantKey {
+					t.Errorf("key %q, want %q", cfg.SecretKey, tt.wantKey)
+				}
+			}
+		})
+	}
+}
+
+// TestMissingSecretKeyIsReportedWithTheRest: the key's rule is one of
+// Load's problems, not a later surprise.
+func TestMissingSecretKeyIsReportedWithTheRest(t *testing.T) {
+	_, err := config.Load(env(map[string]string{"LOCALLIBRARY_MYSQL_DSN": "u@tcp(db:3306)/library", "LOCALLIBRARY_COUNTS_TTL": "soon"}))
+	if err == nil || !strings.Contains(err.Error(), "LOCALLIBRARY_SECRET_KEY") || !strings.Contains(err.Error(), "LOCALLIBRARY_COUNTS_TTL") {
+		t.Errorf("err = %v, want both the secret key and the TTL named", err)
+	}
+}
+
+func TestMadeUpSecretKeyIsNotLogged(t *testing.T) {
+	cfg, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, noted := cfg.Attrs(), false
+	for i := 0; i+1 < len(attrs); i += 2 {
+		s, _ := attrs[i+1].(string)
+		if strings.Contains(s, cfg.SecretKey) {
+			t.Errorf("startup attributes show the key: %v", attrs)
+		}
+		noted = noted || attrs[i] == "secret_key" && strings.HasPrefix(s, "generated")
+	}
+	if !noted {
+		t.Errorf("startup attributes do not say the key was made up: %v", attrs)
 	}
 }

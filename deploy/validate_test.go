@@ -26,11 +26,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-)
 
-// requireTools turns a missing kubectl or kube-score from a skip into a
-// failure, as CI sets it.
-const requireEnv = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
+	"github.com/locallibrary/locallibrary/internal/testkit"
+)
 
 // Secrets that the manifests reference but that are created out of band
 // (deploy/README.md); any other reference must be to a rendered Secret.
@@ -50,15 +48,12 @@ var installHints = map[string]string{
 }
 
 // lookPath finds a tool, skipping the test when it is missing unless
-// LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
+// LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 (testkit.Unavailable).
 func lookPath(t *testing.T, tool string) string {
 	t.Helper()
 	path, err := exec.LookPath(tool)
 	if err != nil {
-		if os.Getenv(requireEnv) == "1" {
-			t.Fatalf("%s is not on PATH and %s=1", tool, requireEnv)
-		}
-		t.Skipf("%s is not on PATH (install it: %s); set %s=1 to make this a failure", tool, installHints[tool], requireEnv)
+		testkit.Unavailable(t, "%s is not on PATH (install it: %s)", tool, installHints[tool])
 	}
 	return path
 }

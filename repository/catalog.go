@@ -126,33 +126,28 @@ type Catalog struct {
 	prepared     *statements
 }
 
-// CatalogOptions bound how old what a Catalog shares may be.
+// CatalogOptions bound how old what a Catalog shares may be. The service's
+// values come from config; zero reuses nothing.
 type CatalogOptions struct {
 	// CountsMaxAge is the oldest the shared counts row is read without a
-	// recount (default 1s).
+	// recount; 0 recounts on every read (unless another replica is
+	// counting).
 	CountsMaxAge time.Duration
 	// ListMarksTTL is how long a list's marks are used before they are read
-	// again (default 10s): a new or removed row moves the pages after it
-	// within that time.
+	// again: a new or removed row moves the pages after it within that
+	// time. 0 reads them again, in the background, after every use.
 	ListMarksTTL time.Duration
 }
 
 // NewCatalog returns a Catalog on db.
 func NewCatalog(db *sqlx.DB, opt CatalogOptions) *Catalog {
-	if opt.CountsMaxAge <= 0 {
-		opt.CountsMaxAge = time.Second
-	}
-	marksTTL := opt.ListMarksTTL
-	if marksTTL <= 0 {
-		marksTTL = 10 * time.Second
-	}
 	return &Catalog{
 		db:           db,
 		countsMaxAge: opt.CountsMaxAge,
 		prepared:     &statements{db: db, byQuery: map[string]*sqlx.Stmt{}},
-		bookMarks: &listMarks{db: db, ttl: marksTTL,
+		bookMarks: &listMarks{db: db, ttl: opt.ListMarksTTL,
 			query: `SELECT title AS k1, '' AS k2, id FROM book ORDER BY title, id`},
-		authorMarks: &listMarks{db: db, ttl: marksTTL,
+		authorMarks: &listMarks{db: db, ttl: opt.ListMarksTTL,
 			query: `SELECT last_name AS k1, first_name AS k2, id FROM author ORDER BY last_name, first_name, id`},
 	}
 }

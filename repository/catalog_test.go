@@ -429,6 +429,26 @@ func TestCatalogPagesFromMarks(t *testing.T) {
 	}
 }
 
+// TestZeroCountsMaxAgeRecountsEveryRead: a Catalog keeps no default of its
+// own (config has the service's); told nothing, it reuses no count.
+func TestZeroCountsMaxAgeRecountsEveryRead(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			catalog, db := openFixture(t, b)
+			ctx := testContext(t)
+			if n, err := catalog.Counts(ctx); err != nil || n.Books != 7 {
+				t.Fatalf("first count: %+v, %v; want 7 books", n, err)
+			}
+			if _, err := db.ExecContext(ctx, `INSERT INTO book (id, title, summary, isbn) VALUES (8, 'New', 'New.', '9780000000088')`); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := catalog.Counts(ctx); err != nil || n.Books != 8 {
+				t.Errorf("count right after a new book: %+v, %v; want 8 books", n, err)
+			}
+		})
+	}
+}
+
 // TestCountsAreSharedByReplicas runs two catalogs on one database, as two
 // replicas: a fresh row is read, not recounted; an old one is recounted by
 // the replica that claims it, while a claim held by another replica makes

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -21,8 +22,10 @@ const connMaxLifetime = 3 * time.Minute
 // Whatever the DSN says, dates are parsed into time.Time (parseTime=true) and
 // the connection speaks utf8mb4; placeholders are interpolated client-side
 // (one round trip per query) unless the DSN sets interpolateParams itself.
-func Open(ctx context.Context, dsn string, maxOpenConns int) (*sqlx.DB, error) {
-	db, err := NewPool(dsn, maxOpenConns)
+// The driver's own messages (a connection dropped, a packet out of order)
+// go to logger as warnings; nil leaves them on the driver's default, stderr.
+func Open(ctx context.Context, dsn string, maxOpenConns int, logger *slog.Logger) (*sqlx.DB, error) {
+	db, err := NewPool(dsn, maxOpenConns, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +39,7 @@ func Open(ctx context.Context, dsn string, maxOpenConns int) (*sqlx.DB, error) {
 // NewPool is Open without the ping: the pool connects when first used. A
 // web server uses it to start while MySQL is down, report not-ready, and
 // recover by itself when MySQL returns.
-func NewPool(dsn string, maxOpenConns int) (*sqlx.DB, error) {
+func NewPool(dsn string, maxOpenConns int, logger *slog.Logger) (*sqlx.DB, error) {
 	if maxOpenConns < 1 {
 		return nil, fmt.Errorf("open database: maxOpenConns is %d, want at least 1", maxOpenConns)
 	}
@@ -55,6 +58,11 @@ func NewPool(dsn string, maxOpenConns int) (*sqlx.DB, error) {
 	if !strings.Contains(dsn, "interpolateParams=") {
 		cfg.InterpolateParams = true
 	}
+	if logger != nil {
+		// This pool's, not mysql.SetLogger's process-wide one: two
+		// services in one process keep their own logs.
+		cfg.Logger = driverLogger{logger}
+	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s/%s: %w", cfg.Addr, cfg.DBName, err)
@@ -65,6 +73,11 @@ func NewPool(dsn string, maxOpenConns int) (*sqlx.DB, error) {
 	db.SetConnMaxLifetime(connMaxLifetime)
 	return db, nil
 }
+
+// driverLogger adapts slog to the MySQL driver's logger.
+type driverLogger struct{ logger *slog.Logger }
+
+func (l driverLogger) Print(v ...any) { l.logger.Warn("mysql driver", "detail", fmt.Sprint(v...)) }
 
 // describe names a DSN's server, database and user, never its password.
 func describe(dsn string) string {

@@ -1,11 +1,17 @@
 package repository_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
+	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/repository"
 )
 
@@ -24,7 +30,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			db, err := repository.Open(ctx, tt.dsn, tt.maxOpen)
+			db, err := repository.Open(ctx, tt.dsn, tt.maxOpen, nil)
 			if err == nil {
 				db.Close()
 				t.Fatalf("Open(%q) succeeded, want an error", tt.dsn)
@@ -37,4 +43,55 @@ func TestOpenErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDriverMessagesGoToThePoolsLogger: the MySQL driver's own messages
+// about a pool's connections are in the log given to that pool, and in no
+// other: two services in one process keep their own logs.
+func TestDriverMessagesGoToThePoolsLogger(t *testing.T) {
+	var logs [2]syncBuffer
+	var pools [2]*sqlx.DB
+	for i := range pools {
+		db, err := repository.NewPool("u@tcp("+testkit.MustHangUpAddr(t)+")/db", 1, slog.New(slog.NewJSONHandler(&logs[i], nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		pools[i] = db
+	}
+	for i, db := range pools {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("pool %d: ping of a server that hangs up succeeded", i)
+		}
+		for j := range logs {
+			got := strings.Count(logs[j].String(), `"msg":"mysql driver"`)
+			if (j <= i) != (got > 0) {
+				t.Errorf("after pinging pools 0..%d, log %d has %d driver messages:\n%s", i, j, got, logs[j].String())
+			}
+		}
+	}
+	if !strings.Contains(logs[0].String(), `"level":"WARN"`) {
+		t.Errorf("driver messages are not warnings:\n%s", logs[0].String())
+	}
+}
+
+// syncBuffer is a log the driver's goroutines and the test may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

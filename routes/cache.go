@@ -9,7 +9,7 @@ import (
 )
 
 // The caching policy, applied to every routed answer once it is final
-// (README, "Caching"):
+// (docs/architecture.md, "Caching"):
 //
 //   - an answer with per-browser content (a route marked perBrowser, or any
 //     answer that sets a cookie) is "private, no-store" with "Vary: Cookie":

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +20,7 @@ import (
 // homePage is what the home handler learns; complete works out what the
 // page derives from it.
 type homePage struct {
-	Counts      repository.Counts
-	CountsStale bool
+	Counts      templates.Fragment
 	Visits      uint64
 	VisitsKnown bool
 	// CookiesRefused is set when the browser sent back no cookie after the
@@ -32,7 +33,7 @@ type homePage struct {
 // complete is the page's view: the notice's form shown only with a token,
 // the visits in the tutorial's sentence.
 func (page homePage) complete() templates.Home {
-	h := templates.Home{Counts: page.Counts, CountsStale: page.CountsStale, CookiesRefused: page.CookiesRefused,
+	h := templates.Home{Counts: page.Counts, CookiesRefused: page.CookiesRefused,
 		VisitsKnown: page.VisitsKnown, ShowNoticeForm: page.ShowNotice && page.CSRFToken != "", CSRFToken: page.CSRFToken}
 	switch {
 	case !page.VisitsKnown:
@@ -46,13 +47,18 @@ func (page homePage) complete() templates.Home {
 
 // home serves GET /catalog/: the catalog's counts and the browser's visits.
 func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter) fiber.Handler {
+	var shown shownCounts
 	return func(c *fiber.Ctx) error {
 		totals, stale, err := counts.Get()
 		if err != nil {
 			return catalogError(err)
 		}
+		block, err := shown.fragment(c.UserContext(), totals, stale)
+		if err != nil {
+			return err
+		}
 		sess := session.From(c)
-		page := homePage{Counts: totals, CountsStale: stale, CookiesRefused: sess.CookiesRefused()}
+		page := homePage{Counts: block, CookiesRefused: sess.CookiesRefused()}
 		if c.Method() == fiber.MethodGet && !page.CookiesRefused {
 			visits, err := sess.Visit() // first: it reads the session and counts in one round trip
 			switch {
@@ -68,6 +74,30 @@ func home(r *renderer, counts *countsCache, visitsUnavailable prometheus.Counter
 		view := page.complete()
 		return r.render(c, fiber.StatusOK, templates.HomePage(r.in(homeSection), &view))
 	}
+}
+
+// shownCounts keeps the home page's counts rendered: they change at most
+// once per COUNTS_TTL, and every view of the home page shows them.
+type shownCounts struct{ last atomic.Pointer[countsShown] }
+
+type countsShown struct {
+	counts repository.Counts
+	stale  bool
+	html   templates.Fragment
+}
+
+// fragment is the counts block for these counts, rendered again only when
+// they (or their staleness) changed since the last view.
+func (s *shownCounts) fragment(ctx context.Context, n repository.Counts, stale bool) (templates.Fragment, error) {
+	if last := s.last.Load(); last != nil && last.counts == n && last.stale == stale {
+		return last.html, nil
+	}
+	html, err := templates.CountsFragment(ctx, n, stale)
+	if err != nil {
+		return templates.Fragment{}, fmt.Errorf("render the counts: %w", err)
+	}
+	s.last.Store(&countsShown{counts: n, stale: stale, html: html})
+	return html, nil
 }
 
 // catalogList serves a paginated list: /catalog/books/ or /catalog/authors/.

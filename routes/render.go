@@ -24,12 +24,16 @@ type renderer struct {
 	chrome [sectionCount]*templates.Chrome
 }
 
-func newRenderer(a *assets) *renderer {
+func newRenderer(a *assets) (*renderer, error) {
 	r := new(renderer)
 	for s := range sectionCount {
-		r.chrome[s] = &templates.Chrome{StyleURL: templ.SafeURL(a.url("style.css")), IconURL: templ.SafeURL(a.url("favicon.svg")), Nav: navFor(s)}
+		chrome, err := templates.NewChrome(templ.SafeURL(a.url("style.css")), templ.SafeURL(a.url("favicon.svg")), navFor(s))
+		if err != nil {
+			return nil, fmt.Errorf("render the navigation: %w", err)
+		}
+		r.chrome[s] = chrome
 	}
-	return r
+	return r, nil
 }
 
 // in is the chrome of a page of section s.

@@ -22,7 +22,11 @@ func mustRenderer(t testing.TB) *renderer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newRenderer(a)
+	r, err := newRenderer(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // A page is rendered into a pooled buffer that goes back to the pool when

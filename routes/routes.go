@@ -1,5 +1,6 @@
-// Package routes holds the site's one route table, its page handlers, the
-// error handler and the health endpoints.
+// Package routes is the site's HTTP layer: the one route table, the page
+// handlers, the edge that refuses bad requests, the caching policy, the
+// error handler, the health endpoints and the metrics.
 package routes
 
 import (
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -108,18 +110,32 @@ func New(d Deps) (*fiber.App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load static files: %w", err)
 	}
-	renderer := newRenderer(assets)
+	renderer, err := newRenderer(assets)
+	if err != nil {
+		return nil, err
+	}
 	if d.Draining == nil {
 		d.Draining = new(atomic.Bool)
 	}
-	if d.QueryTimeout <= 0 || d.CountsTTL <= 0 || d.CountsStaleLimit <= 0 {
-		return nil, errors.New("routes: QueryTimeout, CountsTTL and CountsStaleLimit must be set (config has the defaults)")
+	// No defaults here: config has them, and a setting left out is a bug
+	// in the caller, not a value to make up.
+	var unset []string
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{
+		{"QueryTimeout", d.QueryTimeout > 0}, {"CountsTTL", d.CountsTTL > 0},
+		{"CountsStaleLimit", d.CountsStaleLimit > 0}, {"BodyLimit", d.BodyLimit > 0},
+	} {
+		if !s.set {
+			unset = append(unset, s.name)
+		}
+	}
+	if len(unset) > 0 {
+		return nil, fmt.Errorf("routes: %s not set (config has the defaults)", strings.Join(unset, ", "))
 	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics()
-	}
-	if d.BodyLimit <= 0 {
-		d.BodyLimit = 8 << 10
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

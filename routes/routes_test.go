@@ -3,6 +3,7 @@ package routes_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -22,8 +23,8 @@ import (
 
 	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
-	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
 	"github.com/locallibrary/locallibrary/internal/session"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/routes"
 )
@@ -113,6 +114,9 @@ func mustApp(t testing.TB, d routes.Deps) *fiber.App {
 	if d.CountsStaleLimit == 0 {
 		d.CountsStaleLimit = defaults.CountsStaleLimit
 	}
+	if d.BodyLimit == 0 {
+		d.BodyLimit = defaults.BodyLimit
+	}
 	if d.PageCacheBytes == 0 { // as app runs: pages cached (-1: not)
 		d.PageCacheBytes, d.PageCacheTTL = 1<<20, time.Minute
 	}
@@ -132,6 +136,42 @@ func testConfig(t testing.TB) config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestNewWantsEverySetting: routes has no defaults of its own (config has
+// them), so a setting left out is an error that names it.
+func TestNewWantsEverySetting(t *testing.T) {
+	defaults := testConfig(t)
+	complete := func() routes.Deps {
+		return routes.Deps{Catalog: &fakeCatalog{books: 1, authors: 1}, Sessions: sessionsOn(t, session.NewMemoryStore()),
+			CountsTTL: defaults.CountsTTL, CountsStaleLimit: defaults.CountsStaleLimit,
+			QueryTimeout: defaults.QueryTimeout, BodyLimit: defaults.BodyLimit}
+	}
+	app, err := routes.New(complete())
+	if err != nil {
+		t.Fatalf("every setting given: %v", err)
+	}
+	_ = app.Shutdown()
+	unsets := map[string]func(*routes.Deps){
+		"QueryTimeout":     func(d *routes.Deps) { d.QueryTimeout = 0 },
+		"CountsTTL":        func(d *routes.Deps) { d.CountsTTL = 0 },
+		"CountsStaleLimit": func(d *routes.Deps) { d.CountsStaleLimit = 0 },
+		"BodyLimit":        func(d *routes.Deps) { d.BodyLimit = 0 },
+	}
+	for name, unset := range unsets {
+		d := complete()
+		unset(&d)
+		_, err := routes.New(d)
+		if err == nil {
+			t.Errorf("%s 0: accepted", name)
+			continue
+		}
+		for other := range unsets {
+			if strings.Contains(err.Error(), other) != (other == name) {
+				t.Errorf("%s 0: error %q, want it to name %s alone", name, err, name)
+			}
+		}
+	}
 }
 
 // testSecret keys the CSRF tokens of test sites; replicas share it.
@@ -552,7 +592,7 @@ func newMemcachedStore(t testing.TB, cfg memcachestore.Config) *memcachestore.St
 // skips (fails with LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
 func memcachedForTest(t testing.TB) *memcachestore.Storage {
 	t.Helper()
-	addr := memcachedtest.Addr(t)
+	addr := testkit.Require(t, testkit.EnvMemcached)
 	// A generous timeout: CI runs test packages in parallel on two cores.
 	return newMemcachedStore(t, memcachestore.Config{Servers: []string{addr}, Timeout: 2 * time.Second, KeyPrefix: fmt.Sprintf("test%d:", time.Now().UnixNano())})
 }
@@ -945,4 +985,43 @@ func TestNewBrowserWhileMemcachedIsDown(t *testing.T) {
 	if r.status != fiber.StatusServiceUnavailable || !strings.Contains(r.body, "Your session is unavailable") {
 		t.Errorf("Got it with memcached down: %d, want 503 saying the session is unavailable\n%s", r.status, r.body)
 	}
+}
+
+// changingCounts is a catalog whose counts a test changes while pages
+// are served, or makes fail.
+type changingCounts struct {
+	*fakeCatalog
+	books   atomic.Int64
+	failing atomic.Bool
+}
+
+func (c *changingCounts) Counts(context.Context) (repository.Counts, error) {
+	if c.failing.Load() {
+		return repository.Counts{}, driver.ErrBadConn
+	}
+	n := c.books.Load()
+	return repository.Counts{Books: n, Copies: 3 * n, CopiesAvailable: n, Authors: 2, Genres: 4}, nil
+}
+
+// The home page keeps its counts block rendered between changes: every
+// change of the counts, and of their staleness, must still reach the page.
+func TestTheHomePageShowsTheCountsOfNow(t *testing.T) {
+	catalog := &changingCounts{fakeCatalog: &fakeCatalog{books: 5, authors: 2}}
+	catalog.books.Store(5)
+	app := mustApp(t, routes.Deps{Catalog: catalog, CountsTTL: 20 * time.Millisecond, CountsStaleLimit: time.Hour})
+	shows := func(books string, stale bool) func() bool {
+		return func() bool {
+			r := get(t, app, "GET", "/catalog/?cookies=check")
+			return r.status == 200 && strings.Contains(r.body, "<li><strong>Books:</strong> "+books+"</li>") &&
+				strings.Contains(r.body, "may be out of date") == stale
+		}
+	}
+	waitUntil(t, "5 books", 5*time.Second, shows("5", false))
+	catalog.books.Store(7)
+	waitUntil(t, "7 books once the counts changed", 5*time.Second, shows("7", false))
+	catalog.failing.Store(true)
+	waitUntil(t, "7 books marked out of date while the catalog fails", 5*time.Second, shows("7", true))
+	catalog.failing.Store(false)
+	catalog.books.Store(8)
+	waitUntil(t, "8 books, no longer marked, once it answers", 5*time.Second, shows("8", false))
 }

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"context"
 	"database/sql"
 	"strings"
 
@@ -13,8 +14,41 @@ import (
 // kind at startup (the navigation with its current link, the hashed
 // asset URLs), since no request changes it.
 type Chrome struct {
-	StyleURL, IconURL templ.SafeURL // the site's own static files
-	Nav               []NavLink
+	assetLinks Fragment // the links to the site's own static files
+	sidebar    Fragment // the navigation
+}
+
+// NewChrome makes the chrome of a page kind and renders it once, so that
+// no page renders it again.
+func NewChrome(styleURL, iconURL templ.SafeURL, nav []NavLink) (*Chrome, error) {
+	links, err := renderFragment(context.Background(), assetLinks(styleURL, iconURL))
+	if err != nil {
+		return nil, err
+	}
+	sidebar, err := renderFragment(context.Background(), sidebar(nav))
+	if err != nil {
+		return nil, err
+	}
+	return &Chrome{assetLinks: links, sidebar: sidebar}, nil
+}
+
+// Fragment is HTML that a component of this package rendered, kept to be
+// written again as it is. Only this package makes one, from a component,
+// so a Fragment is escaped as the component escapes.
+type Fragment struct{ html string }
+
+func renderFragment(ctx context.Context, c templ.Component) (Fragment, error) {
+	var b strings.Builder
+	if err := c.Render(ctx, &b); err != nil {
+		return Fragment{}, err
+	}
+	return Fragment{html: b.String()}, nil
+}
+
+// CountsFragment renders the home page's counts (and, when stale, the
+// notice that says so), for Home.Counts.
+func CountsFragment(ctx context.Context, n repository.Counts, stale bool) (Fragment, error) {
+	return renderFragment(ctx, catalogCounts(n, stale))
 }
 
 // NavLink is one link of the site's navigation.
@@ -26,8 +60,7 @@ type NavLink struct {
 
 // Home is the home page's data, with what it derives worked out in Go.
 type Home struct {
-	Counts         repository.Counts
-	CountsStale    bool
+	Counts         Fragment // from CountsFragment
 	CookiesRefused bool
 	VisitsKnown    bool
 	VisitsSentence string // the tutorial's "You have visited this page N times."

@@ -2,6 +2,7 @@
 // three replicas of the production build behind nginx, sessions in three
 // memcached servers, the catalog in MariaDB, every replica replaced one by
 // one under continuous load, and the memcached tier resized from 3 to 4.
-// It is all in proof_test.go; run it with ./proof.sh or
-// `go -C deploy test -run Proof -v ./local/`.
+// The proof is proof_test.go, run with ./proof.sh or
+// `go -C deploy test -run Proof -v ./local/`; readiness_test.go floods such a
+// fleet with unknown ids and checks that every replica stays ready.
 package local

@@ -3,7 +3,6 @@ package local
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -41,22 +40,12 @@ func findTools(t *testing.T) tools {
 	t.Helper()
 	nginx, err := testkit.FindBin("nginx", "nginx", "/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin")
 	if err != nil {
-		unavailable(t, err.Error())
+		testkit.Unavailable(t, "%v", err)
 	}
 	if _, err := testkit.MemcachedBin(); err != nil {
-		unavailable(t, err.Error())
+		testkit.Unavailable(t, "%v", err)
 	}
 	return tools{nginx: nginx}
-}
-
-// unavailable skips the test, or fails it under
-// LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 (as CI sets it).
-func unavailable(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv(envRequire) == "1" {
-		t.Fatalf("%s (and %s=1)", msg, envRequire)
-	}
-	t.Skipf("%s; set %s=1 to make this a failure", msg, envRequire)
 }
 
 func randomHex(t *testing.T, n int) string {

@@ -22,12 +22,6 @@ import (
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
-// Environment variables read by the proof.
-const (
-	envAdminDSN = "LOCALLIBRARY_TEST_MYSQL_DSN"
-	envRequire  = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
-)
-
 // The proof's shape.
 const (
 	replicas       = 3
@@ -138,13 +132,10 @@ func setUp(t *testing.T) (*fleet, []string) {
 // processes' keeper, the test's folder, the binary and the database's DSN.
 func setUpCatalog(t *testing.T) (tl tools, ps *testkit.Procs, dir, bin, dsn string) {
 	tl = findTools(t)
-	rawDSN := os.Getenv(envAdminDSN)
-	if rawDSN == "" {
-		unavailable(t, envAdminDSN+" is not set (e.g. root@tcp(127.0.0.1:3306)/mysql): the proof creates its database there")
-	}
+	rawDSN := testkit.Require(t, testkit.EnvMySQLDSN) // the proof creates its database there
 	server, err := testkit.OpenMySQL(rawDSN)
 	if err != nil {
-		unavailable(t, fmt.Sprintf("%s: %v", envAdminDSN, err))
+		testkit.Unavailable(t, "%s: %v", testkit.EnvMySQLDSN, err)
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -161,7 +152,7 @@ func setUpCatalog(t *testing.T) (tl tools, ps *testkit.Procs, dir, bin, dsn stri
 	// A database of its own, dropped after every process has stopped
 	// (cleanups run last-registered first, and procs is made below).
 	if err := server.Exec(ctx, "SELECT 1"); err != nil {
-		unavailable(t, fmt.Sprintf("MariaDB of %s does not answer: %v", envAdminDSN, err))
+		testkit.Unavailable(t, "MariaDB of %s does not answer: %v", testkit.EnvMySQLDSN, err)
 	}
 	dbName := "ll_test_proof_" + randomHex(t, 4)
 	if err := server.CreateDatabase(ctx, dbName); err != nil {

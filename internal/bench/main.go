@@ -1,10 +1,10 @@
 // Command bench measures LocalLibrary on this machine and prints a
-// Markdown report: throughput and latency of the home page on a small and
-// a large catalog and of the book list, each against a trivial Fiber
+// Markdown report: throughput and latency of the site's pages (home, lists,
+// records) on a small and a large catalog, each against a trivial Fiber
 // program (the machine's ceiling), plus what a page costs in memcached
 // round trips, SQL queries and memory, and whether any visit is lost.
 //
-//	go run ./bench            # from the repository root; see bench/README.md
+//	go run ./internal/bench   # from the repository root; see internal/bench/README.md
 package main
 
 import (

@@ -5,13 +5,14 @@
 // middleware sits on it like on any storage:
 // session.New(session.Config{Storage: s}) with s from New.
 //
-// It exists because github.com/gofiber/storage/memcache cannot be fetched
-// here; it is built on github.com/bradfitz/gomemcache, with what a
-// memcached tier in Kubernetes needs on top: rendezvous hashing (resizing
-// moves few keys), periodic re-resolution of server names (StatefulSet pods
-// change IP on restart), optional two-way replication, one capped pool of
-// connections per server, and health tracking that stops a dead or hung
-// node from costing every request a timeout (see node).
+// It is the project's own adapter rather than github.com/gofiber/storage/memcache
+// (one gomemcache client, whose Reset flushes every server): it is built on
+// github.com/bradfitz/gomemcache, with what a memcached tier in Kubernetes
+// needs on top: rendezvous hashing (resizing moves few keys), periodic
+// re-resolution of server names (StatefulSet pods change IP on restart),
+// optional two-way replication, one capped pool of connections per server,
+// and health tracking that stops a dead or hung node from costing every
+// request a timeout (see node).
 //
 // Keys: memcached holds keys of at most 250 bytes with no spaces or control
 // characters; KeyPrefix and the generation tag Reset moves ("0:", "1:",

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,27 +16,13 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/session"
 
 	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
-// memcachedAddr returns the memcached named by LOCALLIBRARY_TEST_MEMCACHED,
-// skipping the test when it is unset unless LOCALLIBRARY_TEST_REQUIRE_SERVICES=1.
+// memcachedAddr returns the shared test memcached (testkit.Require).
 func memcachedAddr(t *testing.T) string {
 	t.Helper()
-	addr := os.Getenv("LOCALLIBRARY_TEST_MEMCACHED")
-	if addr == "" {
-		skipOrFail(t, "set LOCALLIBRARY_TEST_MEMCACHED=host:port of a memcached for tests")
-	}
-	return addr
-}
-
-// skipOrFail skips the test, or fails it when the environment demands the
-// services be there.
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("LOCALLIBRARY_TEST_REQUIRE_SERVICES") == "1" {
-		t.Fatalf("%s, and LOCALLIBRARY_TEST_REQUIRE_SERVICES=1", why)
-	}
-	t.Skip(why)
+	return testkit.Require(t, testkit.EnvMemcached)
 }
 
 // uniquePrefix gives each test its own namespace in the shared memcached.

@@ -1,7 +1,7 @@
 // Package session owns a browser's session: the cookie and its id, the
-// entry kept in a Store (the dismissed notice, the chosen page size), the
-// home page's visit counter, renewal, forgetting, the cookie test and CSRF
-// tokens. Pages ask a request's *Session (From) for what they need; it
+// entry kept in a Store (the dismissed notice), the chosen page size (a
+// cookie of its own), the home page's visit counter, renewal, forgetting,
+// the cookie test and CSRF tokens. Pages ask a request's *Session (From) for what they need; it
 // reads the store at most once per request.
 package session
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/locallibrary/locallibrary/internal/memcachestore"
 	"github.com/locallibrary/locallibrary/internal/memcachestore/memcachedtest"
+	"github.com/locallibrary/locallibrary/internal/testkit"
 )
 
 var testSecret = []byte("session test secret: thirty-two bytes or more")
@@ -90,7 +91,7 @@ func (s *countingStore) GetAndIncrement(getKey, incrKey string) ([]byte, uint64,
 // LOCALLIBRARY_TEST_REQUIRE_SERVICES=1) when it is unset.
 func memcachedForTest(t testing.TB) *memcachestore.Storage {
 	t.Helper()
-	return newMemcached(t, memcachedtest.Addr(t), fmt.Sprintf("st%d:", time.Now().UnixNano()))
+	return newMemcached(t, testkit.Require(t, testkit.EnvMemcached), fmt.Sprintf("st%d:", time.Now().UnixNano()))
 }
 
 func newMemcached(t testing.TB, addr, prefix string) *memcachestore.Storage {

@@ -31,6 +31,28 @@ func MustFreeAddr(t testing.TB) string {
 	return addr
 }
 
+// MustHangUpAddr returns a loopback host:port that accepts every
+// connection and closes it at once, until the test ends: a server that is
+// there and says nothing, which clients report as a dropped connection.
+func MustHangUpAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // Dial checks that addr accepts a TCP connection.
 func Dial(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)

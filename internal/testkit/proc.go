@@ -1,9 +1,10 @@
-// Package testkit is what the tests, the benchmark (bench), the soak
-// (bench/soak) and the scale-out proof (deploy/local) share to run real
-// parts on loopback: child processes and their logs, free ports, memcached
-// nodes, MariaDB scratch databases, browsers that keep cookies, follow
-// redirects and submit forms, figures from /proc, and the service's
-// /metrics. One file per concern.
+// Package testkit is what the tests, the benchmark (internal/bench), the
+// soak (internal/bench/soak) and the scale-out proof (deploy/local) share
+// to run real parts on loopback: the one check that skips a test whose
+// service is not configured (Require), child processes and their logs,
+// free ports, memcached nodes, MariaDB scratch databases, browsers that
+// keep cookies, follow redirects and submit forms, figures from /proc, and
+// the service's /metrics. One file per concern.
 package testkit
 
 import (

@@ -54,7 +54,11 @@ func SelfCPU() time.Duration {
 // but idle and iowait (guest time is already in user); 0 when /proc/stat
 // cannot be read.
 func MachineBusy() time.Duration {
-	st, err := procfs.NewStat()
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0
+	}
+	st, err := fs.Stat()
 	if err != nil {
 		return 0
 	}

@@ -1,7 +1,7 @@
 // Package repotest gives tests a migrated, empty catalog database: on the
 // embedded go-mysql-server engine (no services needed) and, when
-// LOCALLIBRARY_TEST_MYSQL_DSN names a server, on MySQL/MariaDB in a fresh
-// database of its own that is dropped afterwards.
+// LOCALLIBRARY_TEST_MYSQL_DSN (testkit.EnvMySQLDSN) names a server, on
+// MySQL/MariaDB in a fresh database of its own that is dropped afterwards.
 //
 //	for _, b := range repotest.Backends() {
 //		t.Run(b.Name, func(t *testing.T) {
@@ -17,26 +17,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/locallibrary/locallibrary/internal/testkit"
 	"github.com/locallibrary/locallibrary/repository"
-)
-
-// Environment variables read by this package.
-const (
-	// EnvMySQLDSN names a MySQL/MariaDB server to test against, e.g.
-	// root@tcp(127.0.0.1:3306)/test. Its database is only used to connect:
-	// each Open creates and drops its own.
-	EnvMySQLDSN = "LOCALLIBRARY_TEST_MYSQL_DSN"
-	// EnvRequireServices, set to 1, fails tests whose service is missing
-	// instead of skipping them.
-	EnvRequireServices = "LOCALLIBRARY_TEST_REQUIRE_SERVICES"
 )
 
 // setupTimeout bounds starting, creating and migrating a test database.
@@ -68,10 +56,11 @@ func Backends() []Backend {
 }
 
 // MustOpen returns a fresh migrated database: on the MySQL/MariaDB server of
-// LOCALLIBRARY_TEST_MYSQL_DSN if it is set, else on the embedded engine.
+// LOCALLIBRARY_TEST_MYSQL_DSN if it is set, else on the embedded engine
+// (testkit.Optional: under LOCALLIBRARY_TEST_REQUIRE_SERVICES=1 it must be set).
 func MustOpen(t testing.TB) *sqlx.DB {
 	t.Helper()
-	if os.Getenv(EnvMySQLDSN) != "" {
+	if testkit.Optional(t, testkit.EnvMySQLDSN) != "" {
 		return MustMariaDB(t)
 	}
 	return MustEmbedded(t)
@@ -81,16 +70,13 @@ func MustOpen(t testing.TB) *sqlx.DB {
 // LOCALLIBRARY_TEST_MYSQL_DSN, dropped when the test ends.
 func MustMariaDB(t testing.TB) *sqlx.DB {
 	t.Helper()
-	dsn := os.Getenv(EnvMySQLDSN)
-	if dsn == "" {
-		unavailable(t, "MariaDB tests skipped: set "+EnvMySQLDSN+" (e.g. root@tcp(127.0.0.1:3306)/test)")
-	}
+	dsn := testkit.Require(t, testkit.EnvMySQLDSN)
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 
-	admin, err := repository.Open(ctx, dsn, 1)
+	admin, err := repository.Open(ctx, dsn, 1, nil)
 	if err != nil {
-		unavailable(t, fmt.Sprintf("MariaDB at %s does not answer (start it, or set %s to one that does): %v", EnvMySQLDSN, EnvMySQLDSN, err))
+		testkit.Unavailable(t, "MariaDB at %s does not answer (start it, or set %s to one that does): %v", testkit.EnvMySQLDSN, testkit.EnvMySQLDSN, err)
 	}
 	t.Cleanup(func() { admin.Close() })
 
@@ -110,7 +96,7 @@ func MustMariaDB(t testing.TB) *sqlx.DB {
 
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvMySQLDSN, err)
+		t.Fatalf("parse %s: %v", testkit.EnvMySQLDSN, err)
 	}
 	cfg.DBName = name
 	return openMigrated(t, ctx, cfg.FormatDSN())
@@ -119,7 +105,7 @@ func MustMariaDB(t testing.TB) *sqlx.DB {
 // openMigrated opens dsn, closes it when the test ends, and migrates it.
 func openMigrated(t testing.TB, ctx context.Context, dsn string) *sqlx.DB {
 	t.Helper()
-	db, err := repository.Open(ctx, dsn, 4)
+	db, err := repository.Open(ctx, dsn, 4, nil)
 	if err != nil {
 		t.Fatalf("open test database: %v", err)
 	}
@@ -140,15 +126,6 @@ func MustSeed(t testing.TB, db *sqlx.DB, opt repository.SeedOptions) repository.
 		t.Fatalf("seed %+v: %v", opt, err)
 	}
 	return res
-}
-
-// unavailable skips the test, or fails it if services are required.
-func unavailable(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv(EnvRequireServices) == "1" {
-		t.Fatalf("%s (required by %s=1)", msg, EnvRequireServices)
-	}
-	t.Skip(msg)
 }
 
 func randomHex(t testing.TB, n int) string {

@@ -3,7 +3,7 @@
 // counted twice, and neither memory nor goroutines grow. Run it from the
 // repository root:
 //
-//	go run ./bench/soak
+//	go run ./internal/bench/soak
 //
 // It builds the service, starts its own memcached and service on free
 // loopback ports, and ends both when it stops, however it stops. It exits 1
