@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -107,3 +108,55 @@ func TestConnectionCap(t *testing.T) {
 		t.Errorf("%d idle connections past the cap added %.1f MiB of heap", flood, float64(heap)/(1<<20))
 	}
 }
+
+// TestOverCapAnswersCarryARequestID fills the cap and its spare slots:
+// the answer read from a spare slot and the ones given at once beyond
+// them are the site's 503 page, each with an id of its own, and none is
+// a log line of its own.
+func TestOverCapAnswersCarryARequestID(t *testing.T) {
+	const limit, spare = 20, 16
+	s := startService(t, map[string]string{"LOCALLIBRARY_HTTP_MAX_CONNS": "20", "LOCALLIBRARY_LOG_LEVEL": "warn"})
+	addr := strings.TrimPrefix(s.url, "http://")
+	client.CloseIdleConnections() // startService's, which count too
+	for range limit {
+		if resp, _ := request(t, dial(t, addr), "/livez"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("under the cap: %d", resp.StatusCode)
+		}
+	}
+	ids := map[string]bool{}
+	check := func(what string, resp *http.Response, body string) {
+		t.Helper()
+		id := resp.Header.Get("X-Request-Id")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `<nav class="sidebar"`) {
+			t.Errorf("%s: %d, Retry-After %q; want the site's 503 page:\n%.300s", what, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		if !requestIDPattern.MatchString(id) || ids[id] {
+			t.Errorf("%s: X-Request-Id %q: malformed or repeated", what, id)
+		}
+		ids[id] = true
+	}
+	resp, body := request(t, dial(t, addr), "/catalog/")
+	check("read from a spare slot", resp, body)
+
+	// The spare slots held by connections that send nothing (for 2 s);
+	// the next ones are answered as they are accepted, unread.
+	for range spare {
+		dial(t, addr)
+	}
+	for i := range 3 {
+		c := dial(t, addr)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("beyond the spare slots, connection %d: no answer: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		check("beyond the spare slots", resp, string(b))
+	}
+	if lines := strings.Count(s.logs.String(), `"msg":"request failed"`); lines > 0 {
+		t.Errorf("over-cap answers logged one by one (%d lines):\n%s", lines, s.logs)
+	}
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Z2-7]{26}$`)

@@ -62,6 +62,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			CountsMaxAge: countsAge, ListMarksTTL: cfg.PageCacheTTL}),
 		PageCacheBytes:   int64(cfg.PageCacheMiB) << 20,
 		PageCacheTTL:     cfg.PageCacheTTL,
+		DBPoolSize:       cfg.DBMaxOpenConns,
 		Logger:           logger,
 		CountsTTL:        countsAge,
 		CountsStaleLimit: cfg.CountsStaleLimit,

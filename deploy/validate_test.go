@@ -213,6 +213,7 @@ func TestOverlays(t *testing.T) {
 			t.Run("memcached", func(t *testing.T) { checkMemcached(t, m) })
 			t.Run("secret key", func(t *testing.T) { checkSecretKey(t, m) })
 			t.Run("migration job", func(t *testing.T) { checkMigrationJob(t, m) })
+			t.Run("ingress without snippets", func(t *testing.T) { checkIngressSnippets(t, m) })
 			if filepath.Base(dir) == "prod" {
 				t.Run("production settings", func(t *testing.T) { checkProduction(t, m) })
 			}
@@ -1045,6 +1046,20 @@ func checkHeaderNamesSecrets(t *testing.T, m manifests, kustomization string) {
 		}
 		if !strings.Contains(header.String(), want) {
 			t.Errorf("%s's header does not say to create %q (%s): it is used but not rendered", kustomization, want, name)
+		}
+	}
+}
+
+// checkIngressSnippets refuses ingress-nginx's snippet annotations: raw
+// nginx config that the controller turns off by default for what it can
+// reach (its own secrets among them). Nothing here needs one: a request
+// id, say, is the replica's own whatever the controller passes.
+func checkIngressSnippets(t *testing.T, m manifests) {
+	for _, i := range m.ingresses {
+		for key := range i.Annotations {
+			if strings.HasPrefix(key, "nginx.ingress.kubernetes.io/") && strings.HasSuffix(key, "-snippet") {
+				t.Errorf("Ingress %s has %s", i.Name, key)
+			}
 		}
 	}
 }

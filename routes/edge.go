@@ -1,8 +1,11 @@
 package routes
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,18 +33,25 @@ const routeRefused = "refused"
 // errUnknownMethod is a method Fiber does not route at all ("FOO").
 var errUnknownMethod = errors.New("unknown method")
 
+// ErrOverConnectionCap is what app hands the edge for a connection over
+// the replica's cap: it is answered with the 503 page, counted, and logged
+// once per floodLogEvery with the number since, never a line each.
+var ErrOverConnectionCap = &fiber.Error{Code: fiber.StatusServiceUnavailable, Message: "over the connection cap"}
+
 // guardEdge wraps the fasthttp server under the Fiber app, so that the
 // answers fasthttp and Fiber make before any route runs (400, 408, 413,
-// 431, an unknown method, a refused Expect: 100-continue) are pages from the one error handler, carry the
-// security headers, end the connection and are counted. Every routed
+// 431, an unknown method, a refused Expect: 100-continue) are pages from
+// the one error handler, carry the security headers and a request id of
+// their own, end the connection and are counted. Every routed
 // answer gets the security headers here too, so no path can miss them.
 //
 // Once draining starts, every answer ends its connection: a keep-alive
 // client then opens its next one through the load balancer, to a replica
 // that stays, instead of sending it on a connection this one is about to
 // close (which the client sees as a dropped request).
-func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
+func guardEdge(app *fiber.App, m *Metrics, logger *slog.Logger, draining *atomic.Bool) {
 	server := app.Server()
+	overCap := newFloodLog(logger, "connections over the cap refused")
 	server.CloseOnShutdown = true
 	routed, fiberErrors := server.Handler, server.ErrorHandler
 	methods := app.Config().RequestMethods
@@ -49,6 +59,10 @@ func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
 	refuse := func(ctx *fasthttp.RequestCtx, err error) {
 		start := time.Now()
 		ctx.Response.Reset()
+		// No middleware ran to name the request: it is named here, for
+		// the header and the error handler's log line.
+		id := newRequestID()
+		ctx.SetUserValue(requestIDLocal, id)
 		var status *fiber.Error
 		if errors.As(err, &status) {
 			// A status decided before routing (app's connection cap) goes
@@ -60,12 +74,22 @@ func guardEdge(app *fiber.App, m *Metrics, draining *atomic.Bool) {
 			fiberErrors(ctx, err) // maps fasthttp's errors to statuses, then errorHandler
 		}
 		setSecurityHeaders(&ctx.Response.Header)
+		ctx.Response.Header.Set(fiber.HeaderXRequestID, id)
 		ctx.Response.Header.Set(fiber.HeaderCacheControl, cacheNever)
 		// A request the server could not make sense of says nothing
 		// reliable about where the next one starts.
 		ctx.SetConnectionClose()
+		code := ctx.Response.StatusCode()
 		m.requests.WithLabelValues(routeRefused, methodLabel(string(ctx.Method())),
-			strconv.Itoa(ctx.Response.StatusCode())).Observe(time.Since(start).Seconds())
+			strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		if errors.Is(err, ErrOverConnectionCap) {
+			m.overCap.Inc()
+			overCap.note()
+		}
+		if logger.Enabled(context.Background(), slog.LevelDebug) {
+			logger.Debug("request refused", "status", code, "request_id", id,
+				"client_ip", ctx.RemoteIP().String(), "err", err.Error())
+		}
 	}
 	server.ErrorHandler = refuse
 	// A client that asks before sending a body too large hears 413 at
@@ -111,4 +135,51 @@ func isOneOf(method []byte, methods []string) bool {
 		}
 	}
 	return false
+}
+
+// floodLogEvery is the most often a floodLog writes.
+const floodLogEvery = time.Second
+
+// floodLog logs an event that comes in floods when it comes at all (a
+// connection over the cap, a page load refused) at warning level: the
+// first at once, then at most one line per floodLogEvery with how many
+// came since, so a flood fills neither the log nor the disk under it and
+// the count is never lost. The metrics count each one.
+type floodLog struct {
+	logger  *slog.Logger
+	msg     string
+	mu      sync.Mutex
+	pending int64 // events not yet in a line
+	armed   bool  // a line is due at the end of the interval
+}
+
+func newFloodLog(logger *slog.Logger, msg string) *floodLog {
+	return &floodLog{logger: logger, msg: msg}
+}
+
+// note counts one event.
+func (l *floodLog) note() {
+	l.mu.Lock()
+	l.pending++
+	if l.armed {
+		l.mu.Unlock()
+		return
+	}
+	l.armed = true
+	l.mu.Unlock()
+	l.flush()
+}
+
+// flush writes the events since the last line, if any, and arms the next.
+func (l *floodLog) flush() {
+	l.mu.Lock()
+	n := l.pending
+	l.pending = 0
+	l.armed = n > 0
+	l.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	l.logger.Warn(l.msg, "count", n, "interval", floodLogEvery.String())
+	time.AfterFunc(floodLogEvery, l.flush)
 }

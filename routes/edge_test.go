@@ -2,9 +2,11 @@ package routes_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/locallibrary/locallibrary/routes"
 )
@@ -297,8 +300,9 @@ func Test405SaysWhatIsAllowed(t *testing.T) {
 	}
 }
 
-// TestRequestIDsAreRandom: ids say nothing about the process, and only a
-// trusted proxy may choose one.
+// TestRequestIDsAreRandom: ids say nothing about the process, and no
+// sender chooses one, not even a trusted proxy: ingress-nginx passes on
+// the id its client sent.
 func TestRequestIDsAreRandom(t *testing.T) {
 	untrusting := mustApp(t, routes.Deps{})
 	seen := map[string]bool{}
@@ -322,7 +326,7 @@ func TestRequestIDsAreRandom(t *testing.T) {
 	for _, tt := range []struct {
 		app      *fiber.App
 		keptSent bool
-	}{{untrusting, false}, {trusting, true}} {
+	}{{untrusting, false}, {trusting, false}} {
 		req := httptest.NewRequest("GET", "/livez", nil)
 		req.Header.Set("X-Request-Id", "chosen-by-the-sender")
 		resp, err := tt.app.Test(req)
@@ -450,4 +454,210 @@ func allocatedBytes() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// requestIDPattern is an id from crypto/rand.Text: 26 base32 characters.
+var requestIDPattern = regexp.MustCompile(`^[A-Z2-7]{26}$`)
+
+// TestRefusedAnswersCarryARequestID: an answer made before routing (a
+// request fasthttp could not read, or Fiber would not route) has an id
+// as a routed one does, fresh for each, so a user's report of one can be
+// found: at debug level each is a log line with its id.
+func TestRefusedAnswersCarryARequestID(t *testing.T) {
+	logs := new(logRecorder)
+	app := mustApp(t, routes.Deps{Logger: slog.New(logs)})
+	addr := listen(t, app)
+	slow := mustApp(t, routes.Deps{Logger: slog.New(logs)})
+	slow.Server().ReadTimeout = 300 * time.Millisecond
+	slowAddr := listen(t, slow)
+	const host = "Host: example.test\r\n"
+	tests := []struct {
+		name, addr, raw string
+		want            int
+	}{
+		{"malformed request line", addr, "HELLO\r\n\r\n", 400},
+		{"malformed request line again", addr, "HELLO\r\n\r\n", 400},
+		{"oversized headers", addr, "GET /catalog/ HTTP/1.1\r\n" + host + "X-Padding: " + strings.Repeat("a", 20_000) + "\r\n\r\n", 431},
+		{"unknown method", addr, "FOO /catalog/ HTTP/1.1\r\n" + host + "\r\n", 400},
+		{"body over the limit", addr, "POST /catalog/forget/ HTTP/1.1\r\n" + host +
+			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4194304\r\n\r\n", 413},
+		{"Expect: 100-continue refused", addr, "POST /catalog/forget/ HTTP/1.1\r\n" + host +
+			"Content-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 4194304\r\n\r\n", 413},
+		{"headers too slow", slowAddr, "GET /catalog/ HTTP/1.1\r\n" + host + "X-Slow: ", 408},
+		{"a routed answer", addr, "GET /livez HTTP/1.1\r\n" + host + "X-Request-Id: chosen-by-the-sender\r\nConnection: close\r\n\r\n", 200},
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		resp, body, _ := exchange(t, tt.addr, tt.raw)
+		id := resp.Header.Get("X-Request-Id")
+		switch {
+		case resp.StatusCode != tt.want:
+			t.Errorf("%s: status %d, want %d\n%.300s", tt.name, resp.StatusCode, tt.want, body)
+		case !requestIDPattern.MatchString(id):
+			t.Errorf("%s: X-Request-Id %q, want 26 base32 characters", tt.name, id)
+		case seen[id] != "":
+			t.Errorf("%s: X-Request-Id %s, the same as %s's", tt.name, id, seen[id])
+		case tt.want != 200 && !logs.has("request refused", "request_id", id):
+			t.Errorf("%s: no debug line with its id %s", tt.name, id)
+		}
+		seen[id] = tt.name
+	}
+}
+
+// logRecorder is a slog.Handler keeping the records it is given.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec.Clone())
+	return nil
+}
+
+// attr returns the attribute key of the last record whose message is msg.
+func (r *logRecorder) attr(msg, key string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	value := ""
+	for _, rec := range r.records {
+		if rec.Message != msg {
+			continue
+		}
+		value = ""
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				value = a.Value.String()
+			}
+			return true
+		})
+	}
+	return value
+}
+
+// has tells whether a record with message msg has key = value.
+func (r *logRecorder) has(msg, key, value string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.records {
+		found := false
+		rec.Attrs(func(a slog.Attr) bool {
+			found = found || (a.Key == key && a.Value.String() == value)
+			return !found
+		})
+		if rec.Message == msg && found {
+			return true
+		}
+	}
+	return false
+}
+
+// lines returns the records at level or above whose message is msg ("":
+// any), with each one's "count" attribute.
+func (r *logRecorder) lines(level slog.Level, msg string) (n int, counts int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.records {
+		if rec.Level < level || (msg != "" && rec.Message != msg) {
+			continue
+		}
+		n++
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "count" {
+				counts += a.Value.Int64()
+			}
+			return true
+		})
+	}
+	return n, counts
+}
+
+// TestOverCapRefusalsAreCountedNotLoggedEach refuses requests as app's
+// connection cap does: each is the site's 503 with its own id and is
+// counted, and the log gets a line a second with their number, not a line
+// each.
+func TestOverCapRefusalsAreCountedNotLoggedEach(t *testing.T) {
+	const refusals = 500
+	m := routes.NewMetrics()
+	logs := new(logRecorder)
+	app := mustApp(t, routes.Deps{Metrics: m, Logger: slog.New(logs)})
+	srv := app.Server()
+	srv.Handler = func(ctx *fasthttp.RequestCtx) { srv.ErrorHandler(ctx, routes.ErrOverConnectionCap) } // as app's cap
+	start := time.Now()
+	ids := map[string]bool{}
+	for range refusals {
+		r := get(t, app, "GET", "/catalog/")
+		id := r.header.Get("X-Request-Id")
+		if r.status != 503 || r.header.Get("Retry-After") == "" || ids[id] || !requestIDPattern.MatchString(id) {
+			t.Fatalf("over the cap: %d, Retry-After %q, X-Request-Id %q (repeated: %v)", r.status, r.header.Get("Retry-After"), id, ids[id])
+		}
+		ids[id] = true
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines, counted := logs.lines(slog.LevelWarn, "connections over the cap refused")
+		if counted == refusals {
+			if most := 2 + int(time.Since(start)/time.Second); lines > most {
+				t.Errorf("%d refusals in %v took %d log lines, want at most %d", refusals, time.Since(start), lines, most)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log counts %d of %d refusals in %d lines", counted, refusals, lines)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if errors, _ := logs.lines(slog.LevelError, ""); errors > 0 {
+		t.Errorf("%d error lines for over-cap refusals", errors)
+	}
+	if !strings.Contains(scrape(t, m), "locallibrary_http_over_cap_connections_total 500\n") {
+		t.Error("the metrics do not count the 500 refusals")
+	}
+}
+
+// TestProxyRequestIDIsLoggedBeside: a trusted proxy's X-Request-Id, if it
+// looks like one, is in the log lines beside the replica's own id, so a
+// request can be found in both logs; anyone else's is not.
+func TestProxyRequestIDIsLoggedBeside(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")} // app.Test's peer
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		sent    string
+		want    string // proxy_request_id logged; "" none
+	}{
+		{"trusted proxy", trusted, "5e1f0c2ab4d34f6e9a8b7c6d5e4f3a21", "5e1f0c2ab4d34f6e9a8b7c6d5e4f3a21"},
+		{"trusted proxy, a UUID", trusted, "0b7e3c1e-3f7a-4c39-9a3e-1c2d3e4f5a6b", "0b7e3c1e-3f7a-4c39-9a3e-1c2d3e4f5a6b"},
+		{"trusted proxy, not an id", trusted, `x" injected=1`, ""},
+		{"trusted proxy, too long", trusted, strings.Repeat("a", 200), ""},
+		{"untrusted peer", nil, "5e1f0c2ab4d34f6e9a8b7c6d5e4f3a21", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := new(logRecorder)
+			app := mustApp(t, routes.Deps{TrustedProxies: tt.trusted, Logger: slog.New(logs),
+				Catalog: &fakeCatalog{err: errors.New("boom")}})
+			req := httptest.NewRequest("GET", "/catalog/book/1", nil)
+			req.Header.Set("X-Request-Id", tt.sent)
+			resp, err := app.Test(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			own := resp.Header.Get("X-Request-Id")
+			if !requestIDPattern.MatchString(own) {
+				t.Fatalf("X-Request-Id %q: not the replica's own", own)
+			}
+			got, ids := logs.attr("request failed", "proxy_request_id"), logs.attr("request failed", "request_id")
+			if got != tt.want || ids != own {
+				t.Errorf("logged request_id %q, proxy_request_id %q; want %q and %q", ids, got, own, tt.want)
+			}
+		})
+	}
 }

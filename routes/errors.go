@@ -8,6 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/locallibrary/locallibrary/internal/pagecache"
 	"github.com/locallibrary/locallibrary/internal/session"
 	"github.com/locallibrary/locallibrary/repository"
 	"github.com/locallibrary/locallibrary/templates"
@@ -16,6 +17,10 @@ import (
 // errCatalogUnavailable means MySQL did not answer: the page is a 503 the
 // browser may retry, not a bug.
 var errCatalogUnavailable = errors.New("catalog unavailable")
+
+// errCatalogBusy means the page loads' share of the pool was taken for
+// longer than a request waits: a 503 too, which comes in floods.
+var errCatalogBusy = errors.New("catalog busy")
 
 // retryAfterSeconds is what a 503 asks the browser to wait.
 const retryAfterSeconds = "5"
@@ -29,6 +34,8 @@ func catalogError(err error) error {
 		return fiber.ErrNotFound
 	case repository.IsUnavailable(err):
 		return errors.Join(errCatalogUnavailable, err)
+	case errors.Is(err, pagecache.ErrBusy):
+		return errors.Join(errCatalogBusy, err)
 	default:
 		return err
 	}
@@ -41,13 +48,20 @@ type errorPage struct {
 // errorHandler is the one place errors become responses. Users see a page
 // in the site's layout and never the error's text; only 5xx are logged.
 func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *routeTable) fiber.ErrorHandler {
+	busy := newFloodLog(logger, "catalog page loads refused: their share of the pool stayed taken")
 	return func(c *fiber.Ctx, err error) error {
 		status := fiber.StatusInternalServerError
 		var page errorPage
 		var fe *fiber.Error
+		flood := false // a 503 that comes in floods: counted, not a line each
 		switch {
 		case errors.Is(err, errCatalogUnavailable):
 			status = fiber.StatusServiceUnavailable
+		case errors.Is(err, errCatalogBusy):
+			status, page, flood = fiber.StatusServiceUnavailable, catalogBusyPage, true
+			busy.note()
+		case errors.Is(err, ErrOverConnectionCap):
+			status, flood = fiber.StatusServiceUnavailable, true // the edge counts them
 		case errors.Is(err, session.ErrUnavailable):
 			status, page = fiber.StatusServiceUnavailable, sessionsUnavailablePage
 		case errors.Is(err, session.ErrNoCookie):
@@ -58,11 +72,11 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		if page == (errorPage{}) {
 			page = errorPageFor(status)
 		}
-		if status >= 500 && logger != nil {
+		if status >= 500 && !flood {
 			// Copies: a handler may keep the record past the request, whose
 			// method, path and id are views into Fiber's reused buffers.
 			logger.Error("request failed", "status", status, "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()),
-				"request_id", strings.Clone(requestID(c)), "client_ip", ips.of(c), "err", err)
+				"request_id", strings.Clone(requestID(c)), proxyRequestID(c), "client_ip", ips.of(c), "err", err)
 		}
 		if status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
@@ -81,6 +95,11 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 // me) while memcached is down.
 var sessionsUnavailablePage = errorPage{"Your session is unavailable",
 	"Your choice could not be saved right now. Please try again in a few seconds."}
+
+// catalogBusyPage answers a page that is not held while the queries for
+// pages have all the database connections they may have.
+var catalogBusyPage = errorPage{"The catalog is busy",
+	"Too many pages are being looked up in the library's catalog right now. Please try again in a few seconds."}
 
 // cookiesNeededPage answers a form sent without the session cookie.
 var cookiesNeededPage = errorPage{"Cookies are needed for this",

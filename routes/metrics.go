@@ -23,6 +23,7 @@ type Metrics struct {
 	sessionOps    *prometheus.HistogramVec
 	sessionErrors *prometheus.CounterVec
 	visitsUnavail prometheus.Counter
+	overCap       prometheus.Counter
 }
 
 // NewMetrics creates the instruments in a registry of their own.
@@ -55,8 +56,12 @@ func NewMetrics() *Metrics {
 			Name: "locallibrary_visit_count_unavailable_total",
 			Help: "Home pages served without a visit count because the session store failed.",
 		}),
+		overCap: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "locallibrary_http_over_cap_connections_total",
+			Help: "Connections answered 503 because the replica had LOCALLIBRARY_HTTP_MAX_CONNS open.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.countsCache, m.pageCache, m.sessionOps, m.sessionErrors, m.visitsUnavail)
+	m.registry.MustRegister(m.requests, m.countsCache, m.pageCache, m.sessionOps, m.sessionErrors, m.visitsUnavail, m.overCap)
 	return m
 }
 
@@ -106,7 +111,7 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 		if logger.Enabled(context.Background(), slog.LevelDebug) {
 			// Copies, as the error handler's: the record may outlive the request.
 			logger.Debug("request", "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()), "route", route, "status", status,
-				"took", took, "request_id", strings.Clone(requestID(c)), "client_ip", ips.of(c))
+				"took", took, "request_id", strings.Clone(requestID(c)), proxyRequestID(c), "client_ip", ips.of(c))
 		}
 		return nil
 	}

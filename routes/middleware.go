@@ -2,6 +2,7 @@ package routes
 
 import (
 	"crypto/rand"
+	"log/slog"
 	"net/netip"
 	"strings"
 
@@ -9,23 +10,61 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/requestid"
 )
 
-// assignRequestID gives a request its id for the log lines and the
-// X-Request-Id header: 128 random bits, so an id says nothing about the
-// process or how busy it is (crypto/rand costs well under a microsecond).
-var assignRequestID = requestid.New(requestid.Config{Generator: rand.Text})
+// newRequestID names a request for the log lines and the X-Request-Id
+// header: 128 random bits, so an id says nothing about the process or how
+// busy it is (crypto/rand costs well under a microsecond). Routed requests
+// get theirs from assignRequestID, refused ones from the edge.
+var newRequestID = rand.Text
 
-// requestIDs keeps the id a trusted proxy sent, and drops one sent by
-// anyone else, who could otherwise write any id into the logs.
+// requestIDLocal is where a request's id is kept, routed or refused.
+const requestIDLocal = "requestid"
+
+var assignRequestID = requestid.New(requestid.Config{Generator: newRequestID, ContextKey: requestIDLocal})
+
+// proxyRequestIDLocal is where a trusted proxy's X-Request-Id is kept.
+type proxyRequestIDLocal struct{}
+
+// requestIDs names every request itself. A trusted proxy's X-Request-Id
+// is kept beside the replica's, to find the request in the proxy's log,
+// but never taken as it: ingress-nginx (like nginx unless told otherwise)
+// passes on the id its client sent, so it is anyone's choice.
 func requestIDs(c *fiber.Ctx) error {
-	if !c.IsProxyTrusted() {
-		c.Request().Header.Del(fiber.HeaderXRequestID)
+	if c.IsProxyTrusted() {
+		if sent := c.Get(fiber.HeaderXRequestID); looksLikeRequestID(sent) {
+			c.Locals(proxyRequestIDLocal{}, strings.Clone(sent))
+		}
 	}
+	c.Request().Header.Del(fiber.HeaderXRequestID)
 	return assignRequestID(c)
 }
 
 func requestID(c *fiber.Ctx) string {
-	id, _ := c.Locals("requestid").(string)
+	id, _ := c.Locals(requestIDLocal).(string)
 	return id
+}
+
+// proxyRequestID is the trusted proxy's id for the request as a log
+// attribute, or none (an empty Attr, which slog leaves out).
+func proxyRequestID(c *fiber.Ctx) slog.Attr {
+	if id, _ := c.Locals(proxyRequestIDLocal{}).(string); id != "" {
+		return slog.String("proxy_request_id", id)
+	}
+	return slog.Attr{}
+}
+
+// looksLikeRequestID accepts what proxies make (nginx's 32 hex digits, a
+// UUID, ...): up to 64 letters, digits, '-', '_' and '.', nothing a log
+// reader could mistake for more.
+func looksLikeRequestID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // clientIPs finds the browser's address behind trusted load balancers: the

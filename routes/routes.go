@@ -50,6 +50,10 @@ type Deps struct {
 	PageCacheBytes int64
 	PageCacheTTL   time.Duration
 
+	// DBPoolSize is the catalog's connection pool (DB_MAX_OPEN_CONNS),
+	// which bounds the page cache's loads: see pageLoads. 0: no bound.
+	DBPoolSize int
+
 	// Draining is set when shutdown begins, so /readyz can fail first.
 	Draining *atomic.Bool
 
@@ -58,8 +62,9 @@ type Deps struct {
 	Metrics *Metrics
 
 	// ProxyHeader names the header in which trusted load balancers pass
-	// the client's address. It, X-Forwarded-Proto and the like and
-	// X-Request-Id are believed from TrustedProxies only.
+	// the client's address. It, X-Forwarded-Proto and the like are
+	// believed from TrustedProxies only; their X-Request-Id is logged as
+	// proxy_request_id, never taken as the request's id.
 	ProxyHeader    string
 	TrustedProxies []netip.Prefix
 
@@ -75,6 +80,26 @@ const (
 	booksPath     = "/books/"
 	authorsPath   = "/authors/"
 )
+
+// pageLoadWait is how long a page load waits for its share of the pool
+// before the request gets a 503: long enough for a burst of queries to
+// drain, short enough that a flood's requests do not pile up.
+const pageLoadWait = 250 * time.Millisecond
+
+// pageLoads shares a pool of n connections out: page loads hold at most
+// n-2 at once, which leaves the counts' query and the readiness ping
+// theirs; loads of pages not held (misses) at most 3/4 of the pool, which
+// leaves the pages held slots to be refreshed in. So a flood of pages not
+// held, unknown ids included, keeps neither the counts, /readyz, nor the
+// pages people read from MySQL. A load that finds no slot within
+// pageLoadWait is a 503. n <= 0: no bound.
+func pageLoads(n int) (loads, misses int) {
+	if n <= 0 {
+		return 0, 0
+	}
+	loads = max(1, n-2)
+	return loads, min(loads, max(1, n*3/4))
+}
 
 // ReadBufferSize bounds a request's headers; larger ones get 431.
 const ReadBufferSize = 16 << 10
@@ -123,9 +148,14 @@ func New(d Deps) (*fiber.App, error) {
 	d.Catalog = watchedCatalog{Catalog: d.Catalog, health: health}
 	counts := newCountsCache(d.Catalog.Counts, d.CountsTTL, d.CountsStaleLimit, d.QueryTimeout,
 		func(result string) { d.Metrics.countsCache.WithLabelValues(result).Inc() })
+	maxLoads, maxMisses := pageLoads(d.DBPoolSize)
 	pageCache := pagecache.New(pagecache.Options{
 		MaxBytes: d.PageCacheBytes, TTL: d.PageCacheTTL, StaleLimit: d.CountsStaleLimit,
 		LoadTimeout: d.QueryTimeout, Outage: repository.IsUnavailable,
+		// A missing record is kept as its page is: a flood of one unknown
+		// id costs a query per TTL.
+		NotFound: func(err error) bool { return errors.Is(err, repository.ErrNotFound) },
+		MaxLoads: maxLoads, MaxMisses: maxMisses, LoadWait: pageLoadWait,
 		Record: func(result string) { d.Metrics.pageCache.WithLabelValues(result).Inc() },
 	})
 
@@ -172,6 +202,6 @@ func New(d Deps) (*fiber.App, error) {
 	// Unmatched paths fall through to Fiber's 404, other methods on a known
 	// path to its 405; the error handler renders both.
 	table.routes = app.GetRoutes(true)
-	guardEdge(app, d.Metrics, d.Draining)
+	guardEdge(app, d.Metrics, d.Logger, d.Draining)
 	return app, nil
 }
