@@ -69,32 +69,67 @@ func (b *bench) startFleet(ctx context.Context, bd *build) error {
 		bd.fleet = append(bd.fleet, s)
 		upstream = append(upstream, s.Addr)
 	}
+	var err error
+	bd.lbAddr, err = b.startNginx(ctx, "nginx"+bd.label, upstream, "/livez")
+	return err
+}
+
+// startCeilingFleet starts fleetReplicas ceilings behind nginx: the fleet's
+// way (nginx, then one of six processes) with the least page behind it, so
+// that the fleet's ratio to it says what the page costs there.
+func (b *bench) startCeilingFleet(ctx context.Context) error {
+	var upstream []string
+	for i := range fleetReplicas {
+		addr, err := testkit.FreeAddr()
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("ceiling-fleet-%d", i+1)
+		p, err := b.procs.Start(name, nil, filepath.Join(b.tmp, "ceiling"), "-addr", addr)
+		if err != nil {
+			return err
+		}
+		url := "http://" + addr + "/"
+		if err := testkit.WaitFor(ctx, p, 10*time.Second, name+" answers", func() error { return testkit.GetOK(ctx, url) }); err != nil {
+			return err
+		}
+		b.ceilFleet, upstream = append(b.ceilFleet, p), append(upstream, addr)
+	}
+	var err error
+	b.ceilFleetAddr, err = b.startNginx(ctx, "nginx-ceiling", upstream, "/")
+	return err
+}
+
+// startNginx starts nginx in front of upstream on a free port, its files in
+// the temporary folder, and returns its address once probe answers there.
+func (b *bench) startNginx(ctx context.Context, name string, upstream []string, probe string) (string, error) {
 	bin, err := testkit.FindBin("nginx", "nginx", "/usr/sbin")
 	if err != nil {
-		return err
+		return "", err
 	}
-	if bd.lbAddr, err = testkit.FreeAddr(); err != nil {
-		return err
+	addr, err := testkit.FreeAddr()
+	if err != nil {
+		return "", err
 	}
-	dir := filepath.Join(b.tmp, "nginx"+bd.label)
+	dir := filepath.Join(b.tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	conf := filepath.Join(dir, "nginx.conf")
 	var text strings.Builder
-	if err := nginxConf.Execute(&text, map[string]any{"Root": os.Geteuid() == 0, "Dir": dir, "Addr": bd.lbAddr, "Replicas": upstream}); err != nil {
-		return err
+	if err := nginxConf.Execute(&text, map[string]any{"Root": os.Geteuid() == 0, "Dir": dir, "Addr": addr, "Replicas": upstream}); err != nil {
+		return "", err
 	}
 	if err := os.WriteFile(conf, []byte(text.String()), 0o644); err != nil {
-		return err
+		return "", err
 	}
 	// -e: the error log is opened before the configuration is read.
-	p, err := b.procs.Start("nginx"+bd.label, nil, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	p, err := b.procs.Start(name, nil, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
 	if err != nil {
-		return err
+		return "", err
 	}
-	url := "http://" + bd.lbAddr + "/livez"
-	return testkit.WaitFor(ctx, p, 10*time.Second, "nginx answers", func() error { return testkit.GetOK(ctx, url) })
+	url := "http://" + addr + probe
+	return addr, testkit.WaitFor(ctx, p, 10*time.Second, name+" answers", func() error { return testkit.GetOK(ctx, url) })
 }
 
 // fleetConns is the memcached connections each replica had open at the

@@ -107,6 +107,17 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 		}
 		t.lines = getLines("/", cookies)
 		return t
+	case ceilingFleetKind:
+		t.addr = b.ceilFleetAddr
+		for _, p := range b.ceilFleet {
+			t.pids = append(t.pids, p.PID())
+		}
+		if g := b.builds[0].single; g != nil {
+			t.lines = getLines("/", g.dismissed.cookies)
+		} else {
+			t.lines = getLines("/", nil)
+		}
+		return t
 	case fiberKind:
 		f := b.fiber
 		t.addr, t.pids, t.metrics, t.nodes, t.set = f.Addr, []int{f.PID()}, []string{f.MetricsAddr}, b.nodes, f.group.dismissed

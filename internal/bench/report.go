@@ -263,6 +263,21 @@ func (rep report) fleetSection(w *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(w, "\n### Fleet: memcached connections per replica at the end of each run (cap %d per replica and node, LOCALLIBRARY_MEMCACHED_MAX_CONNS)\n\n", rep.Fleet[0].Cap)
+	rps := map[string]float64{}
+	for _, r := range rep.Rows {
+		rps[r.Target] = r.RPS
+	}
+	if c := rps["ceiling-fleet"]; c > 0 {
+		for _, r := range rep.Rows {
+			if name, label, _ := strings.Cut(r.Target, "@"); name == "fleet" {
+				if label != "" {
+					label = "@" + label
+				}
+				fmt.Fprintf(w, "- `%s` ÷ `ceiling-fleet` (req/s, medians): %.3f; `home-3k%s` ÷ `ceiling`: %s\n", r.Target, r.RPS/c, label, ratioText(ratioOf(rep.Rows, "home-3k"+label)))
+			}
+		}
+		w.WriteString("\n")
+	}
 	w.WriteString("| target | round | most to one node | most to all nodes | every replica, by node |\n|---|---:|---:|---:|---|\n")
 	for _, f := range rep.Fleet {
 		most, mostAll := 0, 0
@@ -277,6 +292,16 @@ func (rep report) fleetSection(w *strings.Builder) {
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %s |\n", f.Target, f.Round, most, mostAll, strings.Join(each, "; "))
 	}
+}
+
+// ratioOf is the named row's ratio to the ceiling, 0 without that row.
+func ratioOf(rows []row, target string) float64 {
+	for _, r := range rows {
+		if r.Target == target {
+			return r.Ratio
+		}
+	}
+	return 0
 }
 
 func lostCell(r row) string {

@@ -34,15 +34,17 @@ type bench struct {
 	tmp       string // binaries, nginx's files; removed at the end
 	procs     *testkit.Procs
 
-	catalogs   map[string]*catalogs.DB // by catalogs.Sizes key
-	nodes      []*mcNode               // the services' memcached
-	fleetNodes []*mcNode               // the fleet's
-	builds     []*build                // the working tree, then -rev
-	ceiling    *testkit.Proc
-	ceilAddr   string
-	fiber      *fiberProc
-	targets    []*target
-	machine    machine
+	catalogs      map[string]*catalogs.DB // by catalogs.Sizes key
+	nodes         []*mcNode               // the services' memcached
+	fleetNodes    []*mcNode               // the fleet's
+	builds        []*build                // the working tree, then -rev
+	ceiling       *testkit.Proc
+	ceilAddr      string
+	ceilFleet     []*testkit.Proc // ceiling-fleet's ceilings, behind nginx at ceilFleetAddr
+	ceilFleetAddr string
+	fiber         *fiberProc
+	targets       []*target
+	machine       machine
 
 	runs  []result
 	tabs  []tabsResult
@@ -111,7 +113,7 @@ func (b *bench) setUp(ctx context.Context) error {
 		return err
 	}
 	needs := []string{"wrk"}
-	if b.wants(fleetKind) {
+	if b.wants(fleetKind) || b.wants(ceilingFleetKind) {
 		needs = append(needs, "nginx")
 	}
 	if len(b.o.memcached) == 0 {
@@ -284,6 +286,11 @@ func (b *bench) startAll(ctx context.Context) error {
 		}
 		url := "http://" + b.ceilAddr + "/"
 		if err := testkit.WaitFor(ctx, b.ceiling, 10*time.Second, "ceiling answers", func() error { return testkit.GetOK(ctx, url) }); err != nil {
+			return err
+		}
+	}
+	if b.wants(ceilingFleetKind) {
+		if err := b.startCeilingFleet(ctx); err != nil {
 			return err
 		}
 	}

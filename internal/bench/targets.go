@@ -14,13 +14,14 @@ import (
 type kind int
 
 const (
-	ceilingKind    kind = iota // the ceiling program
-	homeKind                   // GET /catalog/ of returning browsers; their visits are checked
-	firstVisitKind             // the cookie test's redirects, each hop a request, no cookie kept
-	formKind                   // a form's POST with its CSRF token
-	pageKind                   // GET of catalog pages, spread over many
-	fleetKind                  // the home page through nginx to fleetReplicas replicas
-	fiberKind                  // the home page through Fiber's session middleware (fibersession)
+	ceilingKind      kind = iota // the ceiling program
+	homeKind                     // GET /catalog/ of returning browsers; their visits are checked
+	firstVisitKind               // the cookie test's redirects, each hop a request, no cookie kept
+	formKind                     // a form's POST with its CSRF token
+	pageKind                     // GET of catalog pages, spread over many
+	fleetKind                    // the home page through nginx to fleetReplicas replicas
+	ceilingFleetKind             // the ceiling through nginx to fleetReplicas of its processes
+	fiberKind                    // the home page through Fiber's session middleware (fibersession)
 )
 
 // targetSpec is a row of the target table: -targets names rows, and a new
@@ -60,6 +61,7 @@ var targetSpecs = []targetSpec{
 	{name: "author-1m", kind: pageKind, catalog: "1m", paths: records("/catalog/author/", authors), what: "author page, 2,000 authors spread evenly"},
 	{name: "authors-1m", kind: pageKind, catalog: "1m", paths: listPages("/catalog/authors/", authors), what: "author list, every page"},
 	{name: "book-1m-cold", kind: pageKind, catalog: "1m", cold: true, paths: records("/catalog/book/", books), what: "book page, page cache off: what a page costs MySQL"},
+	{name: "ceiling-fleet", kind: ceilingFleetKind, what: "the ceiling through nginx to 6 of its processes: the most the fleet's way serves"},
 	{name: "fleet", kind: fleetKind, catalog: "3k", what: "home page, notice dismissed, through nginx to 6 replicas on 3 memcached nodes"},
 	{name: "home-fiber-session", kind: fiberKind, catalog: "3k", what: "home page, notice dismissed, through Fiber's session middleware on memcachestore"},
 }
@@ -115,7 +117,9 @@ func (s targetSpec) serviceKey() string {
 
 // onService tells whether the target is served by a service process of
 // a build (and so is measured again for -rev).
-func (s targetSpec) onService() bool { return s.kind != ceilingKind && s.kind != fiberKind }
+func (s targetSpec) onService() bool {
+	return s.kind != ceilingKind && s.kind != ceilingFleetKind && s.kind != fiberKind
+}
 
 // countsVisits tells whether the target's requests count visits, whose
 // sum is checked after each run.

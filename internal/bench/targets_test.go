@@ -52,7 +52,7 @@ func TestTargetTable(t *testing.T) {
 		if !strings.Contains(string(readme), "`"+s.name+"`") {
 			t.Errorf("README.md does not describe target %s", s.name)
 		}
-		if _, ok := catalogs.Sizes[s.catalog]; ok != (s.kind != ceilingKind) {
+		if _, ok := catalogs.Sizes[s.catalog]; ok != (s.kind != ceilingKind && s.kind != ceilingFleetKind) {
 			t.Errorf("%s: catalog %q", s.name, s.catalog)
 		}
 		if (s.kind == pageKind) != (s.paths != nil) || (s.kind == formKind) != (s.action != "") {
