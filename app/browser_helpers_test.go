@@ -3,7 +3,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -58,24 +57,6 @@ func uniqueKeyPrefix(t *testing.T) string {
 // report the port it listens on, so the test chooses one.
 func freePort(t *testing.T) string { return testkit.MustFreeAddr(t) }
 
-// lockedBuffer collects a replica's JSON log, shown only when the test fails.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startSite runs the whole service, as main does, on a free port of
 // 127.0.0.1 with the embedded demo catalog, and returns its base URL once
 // /livez answers. memcached "" keeps sessions in the process. The site
@@ -108,7 +89,7 @@ func startSiteWith(t *testing.T, memcached, keyPrefix string, settings map[strin
 		env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := new(lockedBuffer)
+	logs := new(testkit.LogBuffer)
 	stopped := make(chan struct{})
 	var runErr error
 	go func() {

@@ -27,7 +27,7 @@ type service struct {
 	url, metricsURL string
 	stop            context.CancelFunc
 	done            chan error
-	logs            *lockedBuffer // its JSON log, at LOCALLIBRARY_LOG_LEVEL (error unless env says)
+	logs            *testkit.LogBuffer // its JSON log, at LOCALLIBRARY_LOG_LEVEL (error unless env says)
 }
 
 // startService runs app.Run with env (plus a free loopback port) until the
@@ -41,7 +41,7 @@ func startService(t *testing.T, env map[string]string) *service {
 		vars[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1), logs: new(lockedBuffer)}
+	s := &service{url: "http://" + addr, metricsURL: "http://" + metricsAddr, stop: cancel, done: make(chan error, 1), logs: new(testkit.LogBuffer)}
 	go func() { s.done <- app.Run(ctx, nil, func(k string) string { return vars[k] }, s.logs) }()
 	t.Cleanup(func() {
 		cancel()

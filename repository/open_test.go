@@ -1,11 +1,9 @@
 package repository_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,7 +47,7 @@ func TestOpenErrors(t *testing.T) {
 // about a pool's connections are in the log given to that pool, and in no
 // other: two services in one process keep their own logs.
 func TestDriverMessagesGoToThePoolsLogger(t *testing.T) {
-	var logs [2]syncBuffer
+	var logs [2]testkit.LogBuffer
 	var pools [2]*sqlx.DB
 	for i := range pools {
 		db, err := repository.NewPool("u@tcp("+testkit.MustHangUpAddr(t)+")/db", 1, slog.New(slog.NewJSONHandler(&logs[i], nil)))
@@ -76,22 +74,4 @@ func TestDriverMessagesGoToThePoolsLogger(t *testing.T) {
 	if !strings.Contains(logs[0].String(), `"level":"WARN"`) {
 		t.Errorf("driver messages are not warnings:\n%s", logs[0].String())
 	}
-}
-
-// syncBuffer is a log the driver's goroutines and the test may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
