@@ -51,7 +51,7 @@ var ErrOverConnectionCap = &fiber.Error{Code: fiber.StatusServiceUnavailable, Me
 // close (which the client sees as a dropped request).
 func guardEdge(app *fiber.App, m *Metrics, logger *slog.Logger, draining *atomic.Bool) {
 	server := app.Server()
-	overCap := newFloodLog(logger, "connections over the cap refused")
+	overCap := newFloodLog(logger, slog.LevelWarn, "connections over the cap refused")
 	server.CloseOnShutdown = true
 	routed, fiberErrors := server.Handler, server.ErrorHandler
 	methods := app.Config().RequestMethods
@@ -84,7 +84,7 @@ func guardEdge(app *fiber.App, m *Metrics, logger *slog.Logger, draining *atomic
 			strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 		if errors.Is(err, ErrOverConnectionCap) {
 			m.overCap.Inc()
-			overCap.note()
+			overCap.note(nil)
 		}
 		if logger.Enabled(context.Background(), slog.LevelDebug) {
 			logger.Debug("request refused", "status", code, "request_id", id,
@@ -141,26 +141,32 @@ func isOneOf(method []byte, methods []string) bool {
 const floodLogEvery = time.Second
 
 // floodLog logs an event that comes in floods when it comes at all (a
-// connection over the cap, a page load refused) at warning level: the
-// first at once, then at most one line per floodLogEvery with how many
-// came since, so a flood fills neither the log nor the disk under it and
-// the count is never lost. The metrics count each one.
+// connection over the cap, a page load refused, a page while MySQL is
+// down): the first at once, then at most one line per floodLogEvery with
+// how many came since and the last one's error, so a flood fills neither
+// the log nor the disk under it and the count is never lost. The metrics
+// count each one.
 type floodLog struct {
 	logger  *slog.Logger
+	level   slog.Level
 	msg     string
 	mu      sync.Mutex
 	pending int64 // events not yet in a line
+	last    error // the last event's error, if it had one
 	armed   bool  // a line is due at the end of the interval
 }
 
-func newFloodLog(logger *slog.Logger, msg string) *floodLog {
-	return &floodLog{logger: logger, msg: msg}
+func newFloodLog(logger *slog.Logger, level slog.Level, msg string) *floodLog {
+	return &floodLog{logger: logger, level: level, msg: msg}
 }
 
-// note counts one event.
-func (l *floodLog) note() {
+// note counts one event, err its error or nil.
+func (l *floodLog) note(err error) {
 	l.mu.Lock()
 	l.pending++
+	if err != nil {
+		l.last = err
+	}
 	if l.armed {
 		l.mu.Unlock()
 		return
@@ -173,13 +179,17 @@ func (l *floodLog) note() {
 // flush writes the events since the last line, if any, and arms the next.
 func (l *floodLog) flush() {
 	l.mu.Lock()
-	n := l.pending
-	l.pending = 0
+	n, last := l.pending, l.last
+	l.pending, l.last = 0, nil
 	l.armed = n > 0
 	l.mu.Unlock()
 	if n == 0 {
 		return
 	}
-	l.logger.Warn(l.msg, "count", n, "interval", floodLogEvery.String())
+	attrs := []any{"count", n, "interval", floodLogEvery.String()}
+	if last != nil {
+		attrs = append(attrs, "last_err", last)
+	}
+	l.logger.Log(context.Background(), l.level, l.msg, attrs...)
 	time.AfterFunc(floodLogEvery, l.flush)
 }

@@ -3,6 +3,7 @@ package routes_test
 import (
 	"bufio"
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -659,5 +660,38 @@ func TestProxyRequestIDIsLoggedBeside(t *testing.T) {
 				t.Errorf("logged request_id %q, proxy_request_id %q; want %q and %q", ids, got, own, tt.want)
 			}
 		})
+	}
+}
+
+// TestAnOutageIsLoggedOnceASecondNotOnceAPage: while MySQL is down every
+// uncached page is a 503; the log gets the first at once, then a line a
+// second with how many and the last error, at error level.
+func TestAnOutageIsLoggedOnceASecondNotOnceAPage(t *testing.T) {
+	const pages = 300
+	logs := new(logRecorder)
+	app := mustApp(t, routes.Deps{Logger: slog.New(logs), Catalog: &fakeCatalog{books: 50, authors: 5, err: driver.ErrBadConn}})
+	start := time.Now()
+	for i := range pages {
+		if r := get(t, app, "GET", fmt.Sprintf("/catalog/book/%d", i+1)); r.status != 503 {
+			t.Fatalf("book %d while the catalog is down: %d, want 503", i+1, r.status)
+		}
+	}
+	const msg = "catalog unavailable: pages answered 503"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines, counted := logs.lines(slog.LevelError, msg)
+		if counted == pages {
+			if most := 2 + int(time.Since(start)/time.Second); lines > most {
+				t.Errorf("%d pages in %v took %d log lines, want at most %d", pages, time.Since(start), lines, most)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log counts %d of %d pages in %d lines", counted, pages, lines)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if all, _ := logs.lines(slog.LevelError, ""); all > 2+int(time.Since(start)/time.Second) {
+		t.Errorf("%d error lines in all for %d pages of an outage", all, pages)
 	}
 }

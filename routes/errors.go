@@ -48,7 +48,8 @@ type errorPage struct {
 // errorHandler is the one place errors become responses. Users see a page
 // in the site's layout and never the error's text; only 5xx are logged.
 func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *routeTable) fiber.ErrorHandler {
-	busy := newFloodLog(logger, "catalog page loads refused: their share of the pool stayed taken")
+	busy := newFloodLog(logger, slog.LevelWarn, "catalog page loads refused: their share of the pool stayed taken")
+	unavailable := newFloodLog(logger, slog.LevelError, "catalog unavailable: pages answered 503")
 	return func(c *fiber.Ctx, err error) error {
 		status := fiber.StatusInternalServerError
 		var page errorPage
@@ -56,10 +57,11 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		flood := false // a 503 that comes in floods: counted, not a line each
 		switch {
 		case errors.Is(err, errCatalogUnavailable):
-			status = fiber.StatusServiceUnavailable
+			status, flood = fiber.StatusServiceUnavailable, true // an outage: a line a second, not one a page
+			unavailable.note(err)
 		case errors.Is(err, errCatalogBusy):
 			status, page, flood = fiber.StatusServiceUnavailable, catalogBusyPage, true
-			busy.note()
+			busy.note(nil)
 		case errors.Is(err, ErrOverConnectionCap):
 			status, flood = fiber.StatusServiceUnavailable, true // the edge counts them
 		case errors.Is(err, session.ErrUnavailable):
