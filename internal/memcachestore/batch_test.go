@@ -246,7 +246,7 @@ func TestAnIdleConnectionToARestartedNodeIsNotLent(t *testing.T) {
 	if err := s.Set("before", []byte("x"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	proc = proc.Restart(t)
+	proc.Restart(t) // the new one ends with the test
 	time.Sleep(2 * staleCheckAfter)
 	if err := s.Set("after", []byte("y"), time.Minute); err != nil {
 		t.Fatalf("first operation after the restart: %v", err)

@@ -548,7 +548,7 @@ func TestFiberSessionNodeLost(t *testing.T) {
 	if status, _, _ := fiberGet(t, app, "/", id); status != fiber.StatusServiceUnavailable {
 		t.Fatalf("with memcached dead: status %d, want 503", status)
 	}
-	node = node.Restart(t)
+	node.Restart(t) // the new one ends with the test
 	probed.waitUp(t, s.nodes[0])
 	status, got, body := fiberGet(t, app, "/", id)
 	if status != 200 || got == "" || got == id || body != "x" {
