@@ -121,12 +121,6 @@ func (s targetSpec) onService() bool {
 	return s.kind != ceilingKind && s.kind != ceilingFleetKind && s.kind != fiberKind
 }
 
-// countsVisits tells whether the target's requests count visits, whose
-// sum is checked after each run.
-func (s targetSpec) countsVisits() bool {
-	return s.kind == homeKind || s.kind == fleetKind || s.kind == fiberKind
-}
-
 // distinctRecords bounds how many records a page target spreads over.
 const distinctRecords = 2000
 
