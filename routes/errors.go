@@ -18,10 +18,6 @@ import (
 // browser may retry, not a bug.
 var errCatalogUnavailable = errors.New("catalog unavailable")
 
-// errCatalogBusy means the page loads' share of the pool was taken for
-// longer than a request waits: a 503 too, which comes in floods.
-var errCatalogBusy = errors.New("catalog busy")
-
 // retryAfterSeconds is what a 503 asks the browser to wait.
 const retryAfterSeconds = "5"
 
@@ -34,8 +30,6 @@ func catalogError(err error) error {
 		return fiber.ErrNotFound
 	case repository.IsUnavailable(err):
 		return errors.Join(errCatalogUnavailable, err)
-	case errors.Is(err, pagecache.ErrBusy):
-		return errors.Join(errCatalogBusy, err)
 	default:
 		return err
 	}
@@ -59,7 +53,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 		case errors.Is(err, errCatalogUnavailable):
 			status, flood = fiber.StatusServiceUnavailable, true // an outage: a line a second, not one a page
 			unavailable.note(err)
-		case errors.Is(err, errCatalogBusy):
+		case errors.Is(err, pagecache.ErrBusy): // the page loads' share of the pool stayed taken
 			status, page, flood = fiber.StatusServiceUnavailable, catalogBusyPage, true
 			busy.note(nil)
 		case errors.Is(err, ErrOverConnectionCap):
@@ -78,7 +72,7 @@ func errorHandler(r *renderer, logger *slog.Logger, ips clientIPs, routes *route
 			// Copies: a handler may keep the record past the request, whose
 			// method, path and id are views into Fiber's reused buffers.
 			logger.Error("request failed", "status", status, "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()),
-				"request_id", strings.Clone(requestID(c)), proxyRequestID(c), "client_ip", ips.of(c), "err", err)
+				"request_id", requestID(c), proxyRequestID(c), "client_ip", ips.of(c), "err", err)
 		}
 		if status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)

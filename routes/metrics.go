@@ -111,7 +111,7 @@ func observeRequests(m *Metrics, logger *slog.Logger, ips clientIPs) fiber.Handl
 		if logger.Enabled(context.Background(), slog.LevelDebug) {
 			// Copies, as the error handler's: the record may outlive the request.
 			logger.Debug("request", "method", strings.Clone(c.Method()), "path", strings.Clone(c.Path()), "route", route, "status", status,
-				"took", took, "request_id", strings.Clone(requestID(c)), proxyRequestID(c), "client_ip", ips.of(c))
+				"took", took, "request_id", requestID(c), proxyRequestID(c), "client_ip", ips.of(c))
 		}
 		return nil
 	}

@@ -38,6 +38,9 @@ func requestIDs(c *fiber.Ctx) error {
 	return assignRequestID(c)
 }
 
+// requestID is the request's id: a string of its own (made by
+// newRequestID, never a view into the request, whose header requestIDs
+// removes first), so it may be kept past the request.
 func requestID(c *fiber.Ctx) string {
 	id, _ := c.Locals(requestIDLocal).(string)
 	return id
