@@ -80,17 +80,8 @@ func (b *bench) startFleet(ctx context.Context, bd *build) error {
 func (b *bench) startCeilingFleet(ctx context.Context) error {
 	var upstream []string
 	for i := range fleetReplicas {
-		addr, err := testkit.FreeAddr()
+		p, addr, err := b.startCeiling(ctx, fmt.Sprintf("ceiling-fleet-%d", i+1))
 		if err != nil {
-			return err
-		}
-		name := fmt.Sprintf("ceiling-fleet-%d", i+1)
-		p, err := b.procs.Start(name, nil, filepath.Join(b.tmp, "ceiling"), "-addr", addr)
-		if err != nil {
-			return err
-		}
-		url := "http://" + addr + "/"
-		if err := testkit.WaitFor(ctx, p, 10*time.Second, name+" answers", func() error { return testkit.GetOK(ctx, url) }); err != nil {
 			return err
 		}
 		b.ceilFleet, upstream = append(b.ceilFleet, p), append(upstream, addr)

@@ -93,6 +93,15 @@ func (b *bench) makeTargets(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// homeCookies are the Cookie headers of the home page's returning
+// browsers, which the ceilings get too, so their requests weigh the same.
+func (b *bench) homeCookies() []string {
+	if g := b.builds[0].single; g != nil {
+		return g.dismissed.cookies
+	}
+	return nil
+}
+
 func (b *bench) newTarget(s targetSpec, bd *build) *target {
 	t := &target{spec: s, name: s.name, conns: s.conns}
 	if t.conns == 0 {
@@ -101,22 +110,14 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 	switch s.kind {
 	case ceilingKind:
 		t.addr, t.pids = b.ceilAddr, []int{b.ceiling.PID()}
-		var cookies []string // the same headers as the home page's
-		if g := b.builds[0].single; g != nil {
-			cookies = g.dismissed.cookies
-		}
-		t.lines = getLines("/", cookies)
+		t.lines = getLines("/", b.homeCookies())
 		return t
 	case ceilingFleetKind:
 		t.addr = b.ceilFleetAddr
 		for _, p := range b.ceilFleet {
 			t.pids = append(t.pids, p.PID())
 		}
-		if g := b.builds[0].single; g != nil {
-			t.lines = getLines("/", g.dismissed.cookies)
-		} else {
-			t.lines = getLines("/", nil)
-		}
+		t.lines = getLines("/", b.homeCookies())
 		return t
 	case fiberKind:
 		f := b.fiber

@@ -273,19 +273,27 @@ func (b *bench) startService(ctx context.Context, name, bin string, env []string
 	return s, err
 }
 
+// startCeiling starts a ceiling process on a free port and returns it and
+// its address once it answers.
+func (b *bench) startCeiling(ctx context.Context, name string) (*testkit.Proc, string, error) {
+	addr, err := testkit.FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := b.procs.Start(name, nil, filepath.Join(b.tmp, "ceiling"), "-addr", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr + "/"
+	return p, addr, testkit.WaitFor(ctx, p, 10*time.Second, name+" answers", func() error { return testkit.GetOK(ctx, url) })
+}
+
 // startAll starts the processes the targets need, makes the browsers and
 // the targets.
 func (b *bench) startAll(ctx context.Context) error {
 	if b.wants(ceilingKind) {
 		var err error
-		if b.ceilAddr, err = testkit.FreeAddr(); err != nil {
-			return err
-		}
-		if b.ceiling, err = b.procs.Start("ceiling", nil, filepath.Join(b.tmp, "ceiling"), "-addr", b.ceilAddr); err != nil {
-			return err
-		}
-		url := "http://" + b.ceilAddr + "/"
-		if err := testkit.WaitFor(ctx, b.ceiling, 10*time.Second, "ceiling answers", func() error { return testkit.GetOK(ctx, url) }); err != nil {
+		if b.ceiling, b.ceilAddr, err = b.startCeiling(ctx, "ceiling"); err != nil {
 			return err
 		}
 	}
