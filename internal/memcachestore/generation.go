@@ -25,16 +25,11 @@ const followEvery = 30 * time.Second
 // genKey is the generation's key, after KeyPrefix.
 const genKey = "gen"
 
-// StoredKey is the memcached key under which a Storage with this
-// KeyPrefix keeps key in generation g (a fresh memcached is in 0), for
-// tools that read memcached directly, such as the bench.
-func StoredKey(prefix string, g uint64, key string) string {
-	return prefix + strconv.FormatUint(g, 10) + ":" + key
-}
-
-// setGeneration makes g the generation of the keys s makes from now on.
+// setGeneration makes g the generation of the keys s makes from now on:
+// they are KeyPrefix, g and a colon before the caller's key (a fresh
+// memcached is in generation 0).
 func (s *Storage) setGeneration(g uint64) {
-	ns := StoredKey(s.prefix, g, "")
+	ns := s.prefix + strconv.FormatUint(g, 10) + ":"
 	s.gen.Store(g)
 	s.ns.Store(&ns)
 }

@@ -117,7 +117,6 @@ func New(opt Options) *Cache {
 		}
 		c.loads = semaphore.NewWeighted(int64(opt.MaxLoads))
 		c.misses = semaphore.NewWeighted(int64(opt.MaxMisses))
-		c.opt = opt
 	}
 	if opt.MaxBytes <= 0 || opt.TTL <= 0 {
 		return c
@@ -149,7 +148,6 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 			return e.body, false, e.err
 		}
 	}
-	loader := &pageLoader{c: c, load: load}
 	if c.pages == nil {
 		e, err := c.load(ctx, true, load)
 		if err != nil {
@@ -159,6 +157,7 @@ func (c *Cache) Get(ctx context.Context, key string, load func(context.Context) 
 		c.opt.Record("miss")
 		return e.body, false, e.err
 	}
+	loader := &pageLoader{c: c, load: load}
 	e, err := c.pages.Get(ctx, key, loader)
 	if err != nil {
 		c.recordError(err)
