@@ -89,13 +89,8 @@ func newPool(size int, timeout time.Duration, sel memcache.ServerSelector, addr 
 	return p
 }
 
-// size is how many connections the pool may have; idle how many of its
-// slots are free.
+// size is how many connections the pool may have.
 func (p *pool) size() int { return cap(p.cold) }
-func (p *pool) idle() int { return len(p.warm) + len(p.cold) }
-
-// open is how many of the free slots have their connection open.
-func (p *pool) open() int { return len(p.warm) }
 
 // get takes a slot, a warm one if any is free, waiting at most the timeout
 // for one to be free.
