@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,6 +32,23 @@ type fleet struct {
 var scrapedMetrics = []string{
 	"locallibrary_session_store_errors_total",
 	"locallibrary_visit_count_unavailable_total",
+}
+
+// start starts n replicas on the memcached servers and nginx (the binary
+// nginx, its files under dir) in front of them.
+func (f *fleet) start(nginx, dir string, servers []string, n int) {
+	f.t.Helper()
+	for range n {
+		r, _, err := f.startReplica(servers)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.live = append(f.live, r)
+	}
+	var err error
+	if f.lb, err = startNginx(f.ps, nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(f.t), f.addrs()); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 // scrape adds r's session-store figures from /metrics to f.metrics.

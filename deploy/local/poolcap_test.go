@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -60,16 +59,7 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn, env: []string{
 		fmt.Sprintf("LOCALLIBRARY_MEMCACHED_MAX_CONNS=%d", poolCap),
 	}}
-	for range poolReplicas {
-		r, _, err := f.startReplica(servers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.live = append(f.live, r)
-	}
-	if f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs()); err != nil {
-		t.Fatal(err)
-	}
+	f.start(tl.nginx, dir, servers, poolReplicas)
 	base, _ := url.Parse(f.lb.url)
 	pids := make([]int, len(f.live))
 	for i, r := range f.live {

@@ -107,18 +107,7 @@ func setUp(t *testing.T) (*fleet, []string) {
 		servers = append(servers, startMemcached(t, ps, i+1))
 	}
 	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn}
-	for range replicas {
-		r, _, err := f.startReplica(servers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.live = append(f.live, r)
-	}
-	var err error
-	f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.start(tl.nginx, dir, servers, replicas)
 	for _, path := range []string{"/catalog/book/1", fmt.Sprintf("/catalog/book/%d", books), fmt.Sprintf("/catalog/books/?page=%d", listPages)} {
 		if err := expectStatus(f.lb.url+path, http.StatusOK); err != nil {
 			t.Fatalf("the seeded catalog through nginx: %v", err)

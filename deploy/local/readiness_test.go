@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,16 +66,7 @@ func TestReadyThroughAFloodOfUnknownIDs(t *testing.T) {
 		"LOCALLIBRARY_PAGE_CACHE_TTL=" + floodPageTTL.String(),
 	}}
 	servers := []string{startMemcached(t, ps, 1)}
-	for range replicas {
-		r, _, err := f.startReplica(servers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.live = append(f.live, r)
-	}
-	if f.lb, err = startNginx(ps, tl.nginx, filepath.Join(dir, "nginx"), testkit.MustFreeAddr(t), f.addrs()); err != nil {
-		t.Fatal(err)
-	}
+	f.start(tl.nginx, dir, servers, replicas)
 	for _, r := range f.live {
 		for _, page := range knownPages {
 			if err := expectStatus("http://"+r.addr+page, http.StatusOK); err != nil {
