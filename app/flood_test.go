@@ -79,9 +79,8 @@ func (b *floodBrowser) visit(t *testing.T, client *http.Client, base string) int
 	return n
 }
 
-// TestFloodFromOneAllocationKeepsReturningBrowsers is the soak's flood
-// (internal/bench/soak, -flood) from 65,536 /64s of one IPv6 /48 instead of
-// one address, against a memcached small enough that the flood's sessions
+// TestFloodFromOneAllocationKeepsReturningBrowsers is a flood of first
+// visits from 65,536 /64s of one IPv6 /48, against a memcached small enough that the flood's sessions
 // would evict everybody else's: 1,000 browsers that visited before keep
 // their sessions, and new browsers elsewhere still get sessions.
 func TestFloodFromOneAllocationKeepsReturningBrowsers(t *testing.T) {

@@ -3,15 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
-
-	"github.com/prometheus/procfs"
 
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
@@ -121,65 +117,4 @@ func (b *bench) startNginx(ctx context.Context, name string, upstream []string, 
 	}
 	url := "http://" + addr + probe
 	return addr, testkit.WaitFor(ctx, p, 10*time.Second, name+" answers", func() error { return testkit.GetOK(ctx, url) })
-}
-
-// fleetConns is the memcached connections each replica had open at the
-// end of a fleet run, by node: the pool caps each at Cap.
-type fleetConns struct {
-	Target string  `json:"target"`
-	Round  int     `json:"round"`
-	Cap    int     `json:"cap"`         // LOCALLIBRARY_MEMCACHED_MAX_CONNS, per replica and node
-	Conns  [][]int `json:"per_replica"` // [replica][node]
-}
-
-// countConns counts, from /proc, each replica's established TCP
-// connections to each node: the sockets among its file descriptors whose
-// peer port is the node's. (A replica talks to nothing else on those
-// ports.)
-func countConns(replicas []*testkit.Service, nodes []*mcNode) ([][]int, error) {
-	fs, err := procfs.NewFS("/proc")
-	if err != nil {
-		return nil, err
-	}
-	byPort := map[uint64]int{}
-	for i, n := range nodes {
-		_, p, _ := net.SplitHostPort(n.addr)
-		port, _ := strconv.ParseUint(p, 10, 16)
-		byPort[port] = i
-	}
-	nodeOf := map[uint64]int{} // socket inode → node
-	for _, table := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} {
-		lines, err := table()
-		if err != nil {
-			continue // no IPv6 here
-		}
-		for _, l := range lines {
-			if i, ok := byPort[l.RemPort]; ok && l.St == 1 { // ESTABLISHED
-				nodeOf[l.Inode] = i
-			}
-		}
-	}
-	out := make([][]int, len(replicas))
-	for r, s := range replicas {
-		out[r] = make([]int, len(nodes))
-		p, err := fs.Proc(s.PID())
-		if err != nil {
-			return nil, err
-		}
-		fds, err := p.FileDescriptorTargets()
-		if err != nil {
-			return nil, err
-		}
-		for _, fd := range fds {
-			inode, ok := strings.CutPrefix(fd, "socket:[")
-			if !ok {
-				continue
-			}
-			n, _ := strconv.ParseUint(strings.TrimSuffix(inode, "]"), 10, 64)
-			if i, ok := nodeOf[n]; ok {
-				out[r][i]++
-			}
-		}
-	}
-	return out, nil
 }

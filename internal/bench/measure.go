@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/prometheus/procfs"
 
 	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
@@ -17,30 +14,27 @@ import (
 // target is a row of the table on one build: what wrk sends where, and
 // what is read around each run.
 type target struct {
-	spec    targetSpec
-	name    string // the row's, with the build's label
-	addr    string // wrk's host:port
-	conns   int
-	lines   []reqLine
-	pids    []int    // processes whose CPU and system calls are counted
-	metrics []string // their /metrics listeners (none for the ceiling)
-	nodes   []*mcNode
-	set     *browserSet        // home pages: the browsers whose visits are checked
-	fleet   []*testkit.Service // the fleet's replicas, whose connections are counted
+	spec  targetSpec
+	name  string // the row's, with the build's label
+	addr  string // wrk's host:port
+	conns int
+	lines []reqLine
+	pids  []int              // processes whose CPU is counted
+	svcs  []*testkit.Service // those of them whose /metrics are read (none for the ceiling)
+	nodes []*mcNode
+	set   *browserSet // home pages: the browsers whose visits are checked
 }
 
 // result is one measured run of a target.
 type result struct {
-	Target   string        `json:"target"`
-	Round    int           `json:"round"`
-	Wrk      wrkResult     `json:"wrk"`
-	RPS      float64       `json:"rps"`
-	Ratio    float64       `json:"ratio_to_ceiling"` // 0 without a ceiling in the round
-	CPU      time.Duration `json:"cpu_ns"`           // of the target's processes
-	Syscalls int64         `json:"syscalls"`         // their read and write calls (/proc/PID/io)
-	Allocs   float64       `json:"allocs"`           // heap objects they allocated; -1: not known
-	McCPU    time.Duration `json:"memcached_cpu_ns"` // rusage in memcached's stats
-	McCalls  int64         `json:"memcached_syscalls"`
+	Target string        `json:"target"`
+	Round  int           `json:"round"`
+	Wrk    wrkResult     `json:"wrk"`
+	RPS    float64       `json:"rps"`
+	Ratio  float64       `json:"ratio_to_ceiling"` // 0 without a ceiling in the round
+	CPU    time.Duration `json:"cpu_ns"`           // of the target's processes
+	Allocs float64       `json:"allocs"`           // heap objects they allocated; -1: not known
+	McCPU  time.Duration `json:"memcached_cpu_ns"` // rusage in memcached's stats
 	// Lost is the visits made but not counted (negative: counted beyond
 	// them); nil when not checked.
 	Lost *int64 `json:"lost_visits,omitempty"`
@@ -121,21 +115,21 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 		return t
 	case fiberKind:
 		f := b.fiber
-		t.addr, t.pids, t.metrics, t.nodes, t.set = f.Addr, []int{f.PID()}, []string{f.MetricsAddr}, b.nodes, f.group.dismissed
+		t.addr, t.pids, t.svcs, t.nodes, t.set = f.Addr, []int{f.PID()}, []*testkit.Service{f.Service}, b.nodes, f.group.dismissed
 		t.lines = getLines("/catalog/", t.set.cookies)
 		return t
 	case fleetKind:
 		t.name += bd.label
-		t.addr, t.nodes, t.set, t.fleet = bd.lbAddr, b.fleetNodes, bd.fleetGroup.dismissed, bd.fleet
+		t.addr, t.nodes, t.set, t.svcs = bd.lbAddr, b.fleetNodes, bd.fleetGroup.dismissed, bd.fleet
 		for _, r := range bd.fleet {
-			t.pids, t.metrics = append(t.pids, r.PID()), append(t.metrics, r.MetricsAddr)
+			t.pids = append(t.pids, r.PID())
 		}
 		t.lines = getLines("/catalog/", t.set.cookies)
 		return t
 	}
 	t.name += bd.label
 	svc := bd.svcs[s.serviceKey()]
-	t.addr, t.pids, t.metrics, t.nodes = svc.Addr, []int{svc.PID()}, []string{svc.MetricsAddr}, b.nodes
+	t.addr, t.pids, t.svcs, t.nodes = svc.Addr, []int{svc.PID()}, []*testkit.Service{svc}, b.nodes
 	g := bd.single
 	switch s.kind {
 	case homeKind:
@@ -216,13 +210,6 @@ func (b *bench) runOnce(ctx context.Context, t *target, round int) (result, erro
 	if r.Wrk, err = runWrk(ctx, b.wrkDir(), fmt.Sprintf("%s-round%d", t.name, round), t.addr, t.lines, t.conns, b.o.duration); err != nil {
 		return r, err
 	}
-	if t.fleet != nil {
-		conns, err := countConns(t.fleet, t.nodes)
-		if err != nil {
-			return r, err
-		}
-		b.fleet = append(b.fleet, fleetConns{Target: t.name, Round: round, Cap: configDefaults().MemcachedMaxConns, Conns: conns})
-	}
 	if check {
 		b.settle(ctx, t, before.counted)
 	}
@@ -231,13 +218,9 @@ func (b *bench) runOnce(ctx context.Context, t *target, round int) (result, erro
 		return r, err
 	}
 	r.RPS = r.Wrk.rps()
-	r.CPU, r.Syscalls, r.McCPU = after.cpu-before.cpu, after.syscalls-before.syscalls, after.mcCPU-before.mcCPU
-	r.Allocs, r.McCalls = -1, -1
-	if len(t.metrics) > 0 {
+	r.CPU, r.McCPU, r.Allocs = after.cpu-before.cpu, after.mcCPU-before.mcCPU, -1
+	if len(t.svcs) > 0 {
 		r.Allocs = after.allocs - before.allocs
-	}
-	if before.mcCalls >= 0 && after.mcCalls >= 0 {
-		r.McCalls = after.mcCalls - before.mcCalls
 	}
 	if check {
 		prev := t.set.sum
@@ -254,12 +237,10 @@ func (b *bench) runOnce(ctx context.Context, t *target, round int) (result, erro
 
 // sample is what is read before and after a run.
 type sample struct {
-	cpu      time.Duration
-	syscalls int64
-	allocs   float64 // go_memstats_mallocs_total
-	counted  float64 // home pages that showed a count
-	mcCPU    time.Duration
-	mcCalls  int64 // -1: a node's process is not readable here
+	cpu     time.Duration
+	allocs  float64 // go_memstats_mallocs_total
+	counted float64 // home pages that showed a count
+	mcCPU   time.Duration
 }
 
 func (b *bench) sample(ctx context.Context, t *target) (sample, error) {
@@ -270,27 +251,22 @@ func (b *bench) sample(ctx context.Context, t *target) (sample, error) {
 			return s, err
 		}
 		s.cpu += cpu
-		s.syscalls += procSyscalls(pid)
 	}
-	for _, addr := range t.metrics {
-		m, err := testkit.Scrape(ctx, nil, "http://"+addr+"/metrics")
+	for _, svc := range t.svcs {
+		m, err := testkit.Scrape(ctx, nil, "http://"+svc.MetricsAddr+"/metrics")
 		if err != nil {
 			return s, err
 		}
 		s.allocs += m.Sum("go_memstats_mallocs_total", nil)
 		s.counted += countedPages(m)
+		b.growth.read(svc.Name, m)
 	}
 	for _, n := range t.nodes {
-		cpu, calls, err := n.sample()
+		cpu, err := n.cpu()
 		if err != nil {
 			return s, err
 		}
 		s.mcCPU += cpu
-		if calls < 0 || s.mcCalls < 0 {
-			s.mcCalls = -1
-		} else {
-			s.mcCalls += calls
-		}
 	}
 	return s, nil
 }
@@ -362,57 +338,26 @@ func (b *bench) checkTabs(ctx context.Context) error {
 }
 
 // mcNode is a memcached node the services use.
-type mcNode struct {
-	addr, version string
-	maxConns      int // the connections it takes (-c)
-	pid           int // 0: its process is not readable here
-}
+type mcNode struct{ addr, version string }
 
-// openNode checks a node answers and finds its process from the pid in
-// its stats, when that is a memcached of this machine's.
+// openNode checks a node answers.
 func openNode(addr string) (*mcNode, error) {
 	st, err := testkit.MemcachedStats(addr)
 	if err != nil {
 		return nil, fmt.Errorf("memcached %s: %w", addr, err)
 	}
-	n := &mcNode{addr: addr, version: st["version"], maxConns: int(testkit.StatInt(st, "max_connections"))}
-	pid := int(testkit.StatInt(st, "pid"))
-	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && testkit.IsLoopback(addr) &&
-		strings.TrimSpace(string(comm)) == "memcached" && procSyscalls(pid) >= 0 {
-		n.pid = pid
-	}
-	return n, nil
+	return &mcNode{addr: addr, version: st["version"]}, nil
 }
 
-// sample reads the node's CPU time (from its stats) and its read and
-// write calls (from /proc, -1 when not readable).
-func (n *mcNode) sample() (time.Duration, int64, error) {
+// cpu is the node's CPU time so far, from its stats.
+func (n *mcNode) cpu() (time.Duration, error) {
 	st, err := testkit.MemcachedStats(n.addr)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	user, _ := strconv.ParseFloat(st["rusage_user"], 64)
 	sys, _ := strconv.ParseFloat(st["rusage_system"], 64)
-	calls := int64(-1)
-	if n.pid > 0 {
-		calls = procSyscalls(n.pid)
-	}
-	return time.Duration((user + sys) * float64(time.Second)), calls, nil
-}
-
-// procSyscalls is a process's read and write system calls so far
-// (/proc/PID/io: read, readv, write, writev..., not recvmsg or sendmsg),
-// -1 when not readable.
-func procSyscalls(pid int) int64 {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return -1
-	}
-	io, err := p.IO()
-	if err != nil {
-		return -1
-	}
-	return int64(io.SyscR + io.SyscW)
+	return time.Duration((user + sys) * float64(time.Second)), nil
 }
 
 func addrsOf(nodes []*mcNode) string {

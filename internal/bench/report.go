@@ -32,29 +32,9 @@ type machine struct {
 }
 
 func readMachine(ctx context.Context, b *bench) machine {
-	m := machine{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), CPUs: runtime.NumCPU(), Go: runtime.Version()}
-	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(raw), "\n") {
-			if name, val, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(name) == "model name" {
-				m.Model = strings.TrimSpace(val)
-				break
-			}
-		}
-	}
-	if raw, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(raw))
-	}
-	if out, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output(); err == nil {
-		m.Go = strings.TrimSpace(string(out))
-	}
-	if out, _ := exec.CommandContext(ctx, "wrk", "--version").CombinedOutput(); len(out) > 0 {
-		if f := strings.Fields(string(out)); len(f) > 1 {
-			m.Wrk = f[1]
-		}
-	}
-	if out, err := exec.CommandContext(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
-		m.Commit = strings.TrimSpace(string(out))
-	}
+	m := machine{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), CPUs: runtime.NumCPU(), Go: runtime.Version(),
+		Model: firstLine(ctx, "sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"), Kernel: firstLine(ctx, "uname", "-r"),
+		Wrk: firstLine(ctx, "sh", "-c", "wrk --version | cut -d' ' -f2"), Commit: firstLine(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD")}
 	for _, c := range b.catalogs {
 		if db, err := sql.Open("mysql", c.DSN); err == nil {
 			_ = db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&m.MySQL)
@@ -74,6 +54,13 @@ func readMachine(ctx context.Context, b *bench) machine {
 	return m
 }
 
+// firstLine is the first line a command prints, trimmed; "" if it fails.
+func firstLine(ctx context.Context, name string, args ...string) string {
+	out, _ := exec.CommandContext(ctx, name, args...).Output()
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
+}
+
 // row is a target's line of the table: medians over the rounds, sums of
 // errors and lost visits. Per-request figures are missing where not known.
 type row struct {
@@ -88,9 +75,7 @@ type row struct {
 	Unchecked int      `json:"runs_unchecked,omitempty"` // runs whose visits could not be checked
 	CPUUS     *float64 `json:"cpu_us_per_req,omitempty"`
 	Allocs    *float64 `json:"allocs_per_req,omitempty"`
-	Syscalls  *float64 `json:"syscalls_per_req,omitempty"`
 	McCPUUS   *float64 `json:"memcached_cpu_us_per_req,omitempty"`
-	McCalls   *float64 `json:"memcached_syscalls_per_req,omitempty"`
 }
 
 type report struct {
@@ -102,14 +87,14 @@ type report struct {
 	Catalogs map[string]*catalogs.DB `json:"catalogs"`
 	Rows     []row                   `json:"rows"`
 	Tabs     []tabsResult            `json:"tabs"`
-	Fleet    []fleetConns            `json:"fleet_connections"`
+	Growth   growth                  `json:"growth"`
 	Notes    []string                `json:"notes"`
 	Runs     []result                `json:"runs"`
 }
 
 func (b *bench) report() report {
 	rep := report{Machine: b.machine, Rounds: b.o.rounds, Duration: b.o.duration.String(), Conns: b.o.conns, Rev: b.o.rev,
-		Catalogs: b.catalogs, Tabs: b.tabs, Fleet: b.fleet, Notes: b.notes, Runs: b.runs}
+		Catalogs: b.catalogs, Tabs: b.tabs, Growth: b.growth, Notes: b.notes, Runs: b.runs}
 	for _, t := range b.targets {
 		var runs []result
 		for _, r := range b.runs {
@@ -125,21 +110,18 @@ func (b *bench) report() report {
 func summarize(t *target, runs []result) row {
 	r := row{Target: t.name, What: t.spec.what}
 	var rps, ratio, p50, p99 []float64
-	var cpu, allocs, calls, mcCPU, mcCalls []float64
+	var cpu, allocs, mcCPU []float64
 	for _, run := range runs {
 		n := float64(max(1, run.Wrk.Requests))
 		rps, ratio = append(rps, run.RPS), append(ratio, run.Ratio)
 		p50, p99 = append(p50, float64(run.Wrk.P50US)/1000), append(p99, float64(run.Wrk.P99US)/1000)
 		r.Errors += run.Wrk.errors()
-		cpu, calls = append(cpu, float64(run.CPU.Microseconds())/n), append(calls, float64(run.Syscalls)/n)
+		cpu = append(cpu, float64(run.CPU.Microseconds())/n)
 		if run.Allocs >= 0 {
 			allocs = append(allocs, run.Allocs/n)
 		}
 		if len(t.nodes) > 0 {
 			mcCPU = append(mcCPU, float64(run.McCPU.Microseconds())/n)
-			if run.McCalls >= 0 {
-				mcCalls = append(mcCalls, float64(run.McCalls)/n)
-			}
 		}
 		switch {
 		case run.Lost != nil && r.Lost == nil:
@@ -152,7 +134,7 @@ func summarize(t *target, runs []result) row {
 		}
 	}
 	r.RPS, r.Ratio, r.P50MS, r.P99MS = median(rps), median(ratio), median(p50), median(p99)
-	r.CPUUS, r.Allocs, r.Syscalls, r.McCPUUS, r.McCalls = medianOf(cpu), medianOf(allocs), medianOf(calls), medianOf(mcCPU), medianOf(mcCalls)
+	r.CPUUS, r.Allocs, r.McCPUUS = medianOf(cpu), medianOf(allocs), medianOf(mcCPU)
 	return r
 }
 
@@ -195,11 +177,11 @@ func (rep report) markdown() string {
 	fmt.Fprintf(&w, "\n\n%d CPUs (%s), Linux %s, %s, MySQL %s, memcached %s, wrk %s. %d rounds of %s at %d connections (256 where named);"+
 		" medians over the rounds, errors and lost visits summed.\n\n", m.CPUs, m.Model, m.Kernel, m.Go, m.MySQL, m.Memcached, m.Wrk,
 		rep.Rounds, rep.Duration, rep.Conns)
-	w.WriteString("| target | req/s | × ceiling | p50 ms | p99 ms | errors | lost visits | CPU µs/req | allocs/req | syscalls/req | memcached CPU µs/req | memcached syscalls/req |\n")
-	w.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w.WriteString("| target | req/s | × ceiling | p50 ms | p99 ms | errors | lost visits | CPU µs/req | allocs/req | memcached CPU µs/req |\n")
+	w.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(&w, "| %s | %s | %s | %.2f | %.2f | %d | %s | %s | %s | %s | %s | %s |\n", r.Target, thousands(r.RPS), ratioText(r.Ratio),
-			r.P50MS, r.P99MS, r.Errors, lostCell(r), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.Syscalls, 2), num(r.McCPUUS, 2), num(r.McCalls, 2))
+		fmt.Fprintf(&w, "| %s | %s | %s | %.2f | %.2f | %d | %s | %s | %s | %s |\n", r.Target, thousands(r.RPS), ratioText(r.Ratio),
+			r.P50MS, r.P99MS, r.Errors, lostCell(r), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.McCPUUS, 2))
 	}
 	w.WriteString("\n")
 	seen := map[string]bool{}
@@ -210,7 +192,8 @@ func (rep report) markdown() string {
 		}
 	}
 	rep.sessionLayers(&w)
-	rep.fleetSection(&w)
+	rep.fleetRatio(&w)
+	rep.Growth.markdown(&w)
 	w.WriteString("\nCatalogs:")
 	for _, key := range []string{"3k", "1m"} {
 		if c := rep.Catalogs[key]; c != nil {
@@ -238,7 +221,7 @@ func (rep report) sessionLayers(w *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(w, "\n### Session layers: the home page of a returning browser, notice dismissed, 3,000 copies\n\n")
-	fmt.Fprintf(w, "| layer | target | req/s | × ceiling | CPU µs/page | allocs/page | memcached syscalls/page | lost visits under load | %d tabs at once: visits, counted |\n", tabsAtOnce)
+	fmt.Fprintf(w, "| layer | target | req/s | × ceiling | CPU µs/page | allocs/page | memcached CPU µs/page | lost visits under load | %d tabs at once: visits, counted |\n", tabsAtOnce)
 	w.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, tab := range rep.Tabs {
 		name := "home-fiber-session"
@@ -250,47 +233,29 @@ func (rep report) sessionLayers(w *strings.Builder) {
 		cells := strings.Repeat(" | ", 5) // six empty cells
 		for _, r := range rep.Rows {
 			if r.Target == name {
-				cells = fmt.Sprintf("%s | %s | %s | %s | %s | %s", thousands(r.RPS), ratioText(r.Ratio), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.McCalls, 2), lostCell(r))
+				cells = fmt.Sprintf("%s | %s | %s | %s | %s | %s", thousands(r.RPS), ratioText(r.Ratio), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.McCPUUS, 2), lostCell(r))
 			}
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %d, %d |\n", tab.Layer, name, cells, tab.Expected, tab.Stored)
 	}
 }
 
-// fleetSection shows the memcached connections the fleet's replicas held.
-func (rep report) fleetSection(w *strings.Builder) {
-	if len(rep.Fleet) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "\n### Fleet: memcached connections per replica at the end of each run (cap %d per replica and node, LOCALLIBRARY_MEMCACHED_MAX_CONNS)\n\n", rep.Fleet[0].Cap)
-	rps := map[string]float64{}
+// fleetRatio sets the fleet beside the ceiling's fleet, as home-3k is set
+// beside the ceiling.
+func (rep report) fleetRatio(w *strings.Builder) {
+	c := 0.0
 	for _, r := range rep.Rows {
-		rps[r.Target] = r.RPS
-	}
-	if c := rps["ceiling-fleet"]; c > 0 {
-		for _, r := range rep.Rows {
-			if name, label, _ := strings.Cut(r.Target, "@"); name == "fleet" {
-				if label != "" {
-					label = "@" + label
-				}
-				fmt.Fprintf(w, "- `%s` ÷ `ceiling-fleet` (req/s, medians): %.3f; `home-3k%s` ÷ `ceiling`: %s\n", r.Target, r.RPS/c, label, ratioText(ratioOf(rep.Rows, "home-3k"+label)))
-			}
+		if r.Target == "ceiling-fleet" {
+			c = r.RPS
 		}
-		w.WriteString("\n")
 	}
-	w.WriteString("| target | round | most to one node | most to all nodes | every replica, by node |\n|---|---:|---:|---:|---|\n")
-	for _, f := range rep.Fleet {
-		most, mostAll := 0, 0
-		var each []string
-		for _, byNode := range f.Conns {
-			all := 0
-			for _, n := range byNode {
-				most, all = max(most, n), all+n
+	for _, r := range rep.Rows {
+		if name, label, _ := strings.Cut(r.Target, "@"); name == "fleet" && c > 0 {
+			if label != "" {
+				label = "@" + label
 			}
-			mostAll = max(mostAll, all)
-			each = append(each, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(byNode)), " "), "[]"))
+			fmt.Fprintf(w, "\n`%s` ÷ `ceiling-fleet` (req/s, medians): %.3f; `home-3k%s` ÷ `ceiling`: %s\n", r.Target, r.RPS/c, label, ratioText(ratioOf(rep.Rows, "home-3k"+label)))
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %s |\n", f.Target, f.Round, most, mostAll, strings.Join(each, "; "))
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/locallibrary/locallibrary/config"
 	"github.com/locallibrary/locallibrary/internal/bench/catalogs"
 	"github.com/locallibrary/locallibrary/internal/testkit"
 )
@@ -46,10 +45,10 @@ type bench struct {
 	targets       []*target
 	machine       machine
 
-	runs  []result
-	tabs  []tabsResult
-	fleet []fleetConns
-	notes []string
+	runs   []result
+	tabs   []tabsResult
+	growth growth
+	notes  []string
 }
 
 // build is the service at one revision, with the processes it runs.
@@ -203,23 +202,8 @@ func (b *bench) startMemcached(ctx context.Context) error {
 		b.fleetNodes = b.nodes
 		b.logf("memcached: using %s; the sessions the bench makes are under the key prefix %q and expire within an hour",
 			strings.Join(b.o.memcached, ","), keyPrefix)
-		if !b.wants(fleetKind) {
-			return nil
-		}
-		if len(b.nodes) != fleetNodes {
+		if b.wants(fleetKind) && len(b.nodes) != fleetNodes {
 			b.note("the fleet ran on the %d memcached nodes given, not %d", len(b.nodes), fleetNodes)
-		}
-		// Each replica's pool may hold its cap of connections to every node.
-		replicas := fleetReplicas
-		if b.o.rev != "" {
-			replicas *= 2
-		}
-		need := replicas * configDefaults().MemcachedMaxConns
-		for _, n := range b.nodes {
-			if n.maxConns < need {
-				return fmt.Errorf("memcached %s takes %d connections; the fleet's %d replicas may open %d (LOCALLIBRARY_MEMCACHED_MAX_CONNS each): start it with -c %d or more, or leave out the fleet target",
-					n.addr, n.maxConns, replicas, need, need+1024)
-			}
 		}
 		return nil
 	}
@@ -351,12 +335,6 @@ func (bd *build) anyService() *testkit.Service {
 		}
 	}
 	return nil
-}
-
-// configDefaults are the service's defaults, as config has them.
-func configDefaults() config.Config {
-	cfg, _ := config.Load(func(string) string { return "" })
-	return cfg
 }
 
 // fiberProc is the fibersession program: the home page on Fiber's own

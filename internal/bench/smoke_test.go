@@ -67,6 +67,10 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: a per-request figure is missing: %+v", r.Target, r)
 		}
 	}
+	// Each run reads its services' /metrics before and after.
+	if len(rep.Growth) != 2 || rep.Growth[0].Process != "service-3k" || rep.Growth[0].Readings < 4 || rep.Growth[0].FirstRSS <= 0 || rep.Growth[1].LastGoroutines <= 0 {
+		t.Errorf("growth of the service processes: %+v", rep.Growth)
+	}
 	if len(rep.Tabs) != 2 || rep.Tabs[0].Stored != rep.Tabs[0].Expected || rep.Tabs[0].Expected != tabsBrowsers*(tabsAtOnce+1) {
 		t.Errorf("concurrent tabs: %+v; the site's layer must count every visit", rep.Tabs)
 	}

@@ -116,27 +116,37 @@ func TestReport(t *testing.T) {
 	home := &target{spec: targetSpec{name: "home-3k", what: "home page", kind: homeKind}, name: "home-3k", set: &browserSet{}, nodes: []*mcNode{{}}}
 	ceil := &target{spec: targetSpec{name: "ceiling", what: "13 bytes"}, name: "ceiling"}
 	runs := []result{
-		{Target: "ceiling", Round: 1, RPS: 40000, Wrk: wrkResult{Requests: 400000}, Allocs: -1, McCalls: -1},
+		{Target: "ceiling", Round: 1, RPS: 40000, Wrk: wrkResult{Requests: 400000}, Allocs: -1},
 		{Target: "home-3k", Round: 1, RPS: 10000, Ratio: 0.25, Wrk: wrkResult{Requests: 100000, P99US: 9000, Status: 2},
-			CPU: 5 * time.Second, Allocs: 8_000_000, McCPU: time.Second, McCalls: 50_000, Lost: lost(0)},
+			CPU: 5 * time.Second, Allocs: 8_000_000, McCPU: time.Second, Lost: lost(0)},
 		{Target: "home-3k", Round: 2, RPS: 14000, Ratio: 0.35, Wrk: wrkResult{Requests: 140000, P99US: 7000},
-			CPU: 7 * time.Second, Allocs: 11_200_000, McCPU: 2 * time.Second, McCalls: -1, Lost: lost(-2)},
-		{Target: "home-3k", Round: 3, RPS: 12000, Ratio: 0.30, Wrk: wrkResult{Requests: 120000, P99US: 8000}, Allocs: 9_600_000, McCalls: 60_000},
+			CPU: 7 * time.Second, Allocs: 11_200_000, McCPU: 2 * time.Second, Lost: lost(-2)},
+		{Target: "home-3k", Round: 3, RPS: 12000, Ratio: 0.30, Wrk: wrkResult{Requests: 120000, P99US: 8000}, Allocs: 9_600_000},
+	}
+	var g growth
+	for _, text := range []string{"process_resident_memory_bytes 3.145728e+07\ngo_goroutines 20\n",
+		"process_resident_memory_bytes 4.194304e+07\ngo_goroutines 90\n", "process_resident_memory_bytes 3.3554432e+07\ngo_goroutines 21\n"} {
+		m, err := testkit.ParseMetrics([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.read("service-3k", m)
 	}
 	b := &bench{targets: []*target{ceil, home}, runs: runs, o: options{rounds: 3, duration: 10 * time.Second, conns: 64},
 		tabs: []tabsResult{{Layer: "the site's session layer", Browsers: 50, Tabs: 8, Expected: 450, Stored: 450},
-			{Layer: "Fiber's session middleware", Browsers: 50, Tabs: 8, Expected: 450, Stored: 120}}}
+			{Layer: "Fiber's session middleware", Browsers: 50, Tabs: 8, Expected: 450, Stored: 120}}, growth: g}
 	rep := b.report()
 	r := rep.Rows[1]
-	if r.RPS != 12000 || r.Ratio != 0.30 || r.P99MS != 8 || r.Errors != 2 || *r.Lost != -2 || r.Unchecked != 1 || *r.Allocs != 80 || *r.McCalls != 0.5 {
+	if r.RPS != 12000 || r.Ratio != 0.30 || r.P99MS != 8 || r.Errors != 2 || *r.Lost != -2 || r.Unchecked != 1 || *r.Allocs != 80 || *r.McCPUUS != 10 {
 		t.Errorf("home row %+v", r)
 	}
 	md := rep.markdown()
 	for _, want := range []string{
-		"| home-3k | 12,000 | 0.300 | 0.00 | 8.00 | 2 | 2 extra (1 runs not checked) | 50.0 | 80 | 0.00 | 10.00 | 0.50 |",
-		"| ceiling | 40,000 |  | 0.00 | 0.00 | 0 |  | 0.0 |  | 0.00 |  |  |",
+		"| home-3k | 12,000 | 0.300 | 0.00 | 8.00 | 2 | 2 extra (1 runs not checked) | 50.0 | 80 | 10.00 |",
+		"| ceiling | 40,000 |  | 0.00 | 0.00 | 0 |  | 0.0 |  |  |",
 		"- `home-3k`: home page",
-		"| the site's session layer | home-3k | 12,000 | 0.300 | 50.0 | 80 | 0.50 | 2 extra (1 runs not checked) | 450, 450 |",
+		"| the site's session layer | home-3k | 12,000 | 0.300 | 50.0 | 80 | 10.00 | 2 extra (1 runs not checked) | 450, 450 |",
+		"| service-3k | 3 | 30.0 → 32.0 | +6.7 % | 40.0 | 20 → 21 | 90 |",
 		"| home-fiber-session |  |  |  |  |  |  | 450, 120 |",
 	} {
 		if !strings.Contains(md, want) {

@@ -88,24 +88,3 @@ func (m Metrics) Sum(name string, keep func(labels map[string]string) bool) floa
 	}
 	return total
 }
-
-// Has tells whether the reading holds a series of metric name.
-func (m Metrics) Has(name string) bool {
-	for _, s := range m {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// By sums metric name's values by the value of one label.
-func (m Metrics) By(name, label string) map[string]float64 {
-	out := map[string]float64{}
-	for _, s := range m {
-		if s.Name == name {
-			out[s.Labels[label]] += s.Value
-		}
-	}
-	return out
-}

@@ -1,5 +1,5 @@
-// Package testkit is what the tests, the benchmark (internal/bench), the
-// soak (internal/bench/soak) and the scale-out proof (deploy/local) share
+// Package testkit is what the tests, the benchmark (internal/bench) and
+// the scale-out proof (deploy/local) share
 // to run real parts on loopback: the one check that skips a test whose
 // service is not configured (Require), child processes and their logs,
 // free ports, memcached nodes, MariaDB scratch databases, browsers that

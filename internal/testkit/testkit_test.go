@@ -31,11 +31,8 @@ errs_total{op="set"} 4
 	if got := m.Sum("req_bucket", func(l map[string]string) bool { return l["le"] == "+Inf" }); got != 5 {
 		t.Errorf("+Inf bucket = %v, want 5", got)
 	}
-	if got := m.By("errs_total", "op"); got["get"] != 2 || got["set"] != 4 {
-		t.Errorf("errs_total by op = %v", got)
-	}
-	if !m.Has("up") || m.Has("down") {
-		t.Error("Has is wrong")
+	if got := m.Sum("errs_total", func(l map[string]string) bool { return l["op"] == "set" }); got != 4 {
+		t.Errorf("errs_total{op=set} = %v, want 4", got)
 	}
 	if _, err := ParseMetrics([]byte("up{ 1\n")); err == nil {
 		t.Error("a broken line parsed without an error")
@@ -140,9 +137,6 @@ func TestStartMemcached(t *testing.T) {
 	}
 	if StatInt(st, "pid") != int64(mc.Proc.PID()) {
 		t.Errorf("stats pid %s, want %d", st["pid"], mc.Proc.PID())
-	}
-	if _, peak, err := Mem(mc.Proc.PID()); err != nil || peak <= 0 {
-		t.Errorf("Mem: %d, %v", peak, err)
 	}
 	if _, err := CPUTime(mc.Proc.PID()); err != nil {
 		t.Error(err)

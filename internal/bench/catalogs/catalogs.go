@@ -1,4 +1,4 @@
-// Package catalogs makes the catalogs the bench and the soak measure, in a
+// Package catalogs makes the catalogs the bench measures, in a
 // MySQL they are given: database NAME_3k or NAME_1m (NAME the DSN's,
 // llbench if none), made with the service's own migrate and seed commands,
 // reused when its counts match, dropped and seeded again when not. An
