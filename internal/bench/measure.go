@@ -186,6 +186,7 @@ func (b *bench) measure(ctx context.Context) error {
 		for i := start; ceiling > 0 && i < len(b.runs); i++ {
 			b.runs[i].Ratio = b.runs[i].RPS / ceiling
 		}
+		b.growth.settle()
 	}
 	return b.checkTabs(ctx)
 }
