@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/locallibrary/locallibrary/internal/testkit"
@@ -18,6 +19,10 @@ import (
 
 // visitsRe finds the home page's visit count.
 var visitsRe = regexp.MustCompile(`You have visited this page (\d+) times?\.`)
+
+// visitsUnavailable is what the home page says instead of the count when
+// memcached did not answer.
+const visitsUnavailable = "Your visit count is unavailable right now."
 
 // Each page the browsers load has a heading no other page has: a body
 // without it is another page's (or a broken one).
@@ -79,6 +84,9 @@ type browser struct {
 	outOfOrder  int    // pages whose count was not the previous one + 1
 	noCount     int    // home pages (200) that showed no count
 	homeFailure int    // home page loads that failed
+	// unavailableAt are the times of the pages in noCount that said the
+	// count is unavailable.
+	unavailableAt []time.Time
 	// restartsExpected: a count out of order is not noted as a problem
 	// (after the resize, where moved counts start again at 1).
 	restartsExpected bool
@@ -156,7 +164,10 @@ func (b *browser) home() {
 	m := visitsRe.FindStringSubmatch(body)
 	if m == nil {
 		b.noCount++
-		if strings.Contains(body, homeHeading) {
+		switch {
+		case strings.Contains(body, visitsUnavailable):
+			b.unavailableAt = append(b.unavailableAt, time.Now()) // the caller judges how many are too many
+		case strings.Contains(body, homeHeading):
 			i := strings.Index(body, `<div class="session-box">`)
 			b.traffic.note(fmt.Sprintf("a home page without a count: %.120q", body[max(i, 0):]))
 		}
@@ -229,4 +240,41 @@ func (l *load) end() time.Duration {
 	close(l.stop)
 	l.wg.Wait()
 	return time.Since(l.started)
+}
+
+// homeLoad has each browser load the home page back to back, one request
+// in flight per browser, until end.
+func homeLoad(browsers []*browser) *load {
+	l := &load{browsers: browsers, stop: make(chan struct{}), started: time.Now()}
+	for _, b := range browsers {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				b.home()
+			}
+		})
+	}
+	return l
+}
+
+// returningBrowsers makes n browsers, each with a session made through the
+// cookie test and the count 1 it showed, its requests counted in tr.
+func returningBrowsers(t *testing.T, base *url.URL, tr *traffic, n int) []*browser {
+	t.Helper()
+	browsers := make([]*browser, n)
+	for i := range browsers {
+		browsers[i] = newBrowser(base, tr, nil)
+	}
+	testkit.Each(context.Background(), n, 32, func(i int) { browsers[i].home() })
+	for i, b := range browsers {
+		if b.homeOK != 1 || b.lastCount != 1 || b.sessionID() == "" {
+			t.Fatalf("browser %d's first visit: %d home pages with a count, count %d, session %q; problems: %q",
+				i, b.homeOK, b.lastCount, b.sessionID(), tr.samples)
+		}
+	}
+	return browsers
 }

@@ -174,12 +174,13 @@ func (f *fleet) replace(old *replica, servers []string) (step, error) {
 	return s, nil
 }
 
-// startMemcached starts memcached number i on a free loopback port.
-func startMemcached(t *testing.T, ps *testkit.Procs, i int) string {
+// startMemcached starts memcached number i on addr, "" for a free loopback
+// port (a node started again, empty, takes the port it had).
+func startMemcached(t *testing.T, ps *testkit.Procs, i int, addr string) *testkit.Memcached {
 	t.Helper()
-	mc, err := testkit.StartMemcached(context.Background(), ps, fmt.Sprintf("memcached-%d", i), "", 64, "-c", "1024", "-t", "1")
+	mc, err := testkit.StartMemcached(context.Background(), ps, fmt.Sprintf("memcached-%d", i), addr, 64, "-c", "1024", "-t", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mc.Addr
+	return mc
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +53,7 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	tl, ps, dir, bin, dsn := setUpCatalog(t)
 	var servers []string
 	for i := range memcachedNodes {
-		servers = append(servers, startMemcached(t, ps, i+1))
+		servers = append(servers, startMemcached(t, ps, i+1, "").Addr)
 	}
 	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn, env: []string{
 		fmt.Sprintf("LOCALLIBRARY_MEMCACHED_MAX_CONNS=%d", poolCap),
@@ -68,18 +67,9 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 
 	// Each browser's session, made through the cookie test, and its
 	// first count.
-	tr := &traffic{}
-	browsers := make([]*browser, poolBrowsers)
-	for i := range browsers {
-		browsers[i] = newBrowser(base, tr, nil)
-	}
-	testkit.Each(context.Background(), len(browsers), 32, func(i int) { browsers[i].home() })
+	browsers := returningBrowsers(t, base, &traffic{}, poolBrowsers)
 	had := make([]int, len(browsers))
 	for i, b := range browsers {
-		if b.homeOK != 1 || b.lastCount != 1 || b.sessionID() == "" {
-			t.Fatalf("browser %d's first visit: %d home pages with a count, count %d, session %q; problems: %q",
-				i, b.homeOK, b.lastCount, b.sessionID(), tr.samples)
-		}
 		had[i] = b.homeOK
 	}
 	statsBefore := nodeStats(t, servers)
@@ -91,21 +81,7 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	for _, b := range browsers {
 		b.countInto(loadTr)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	loadBegan := time.Now()
-	for _, b := range browsers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				b.home()
-			}
-		})
-	}
+	ld := homeLoad(browsers)
 	maxPerNode := make([][]int, len(pids)) // replica → node → most seen
 	maxTotal := make([]int, len(pids))
 	for i := range maxPerNode {
@@ -114,16 +90,15 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 	var samples int
 	var over []string
 	tick := time.NewTicker(sampleEvery)
-	for end := loadBegan.Add(poolLoadFor); time.Now().Before(end); {
+	for end := ld.started.Add(poolLoadFor); time.Now().Before(end); {
 		<-tick.C
 		conns, err := connsTo(ssBin, pids, servers)
 		if err != nil {
-			close(stop)
-			wg.Wait()
+			ld.end()
 			t.Fatalf("count the replicas' memcached connections: %v", err)
 		}
 		samples++
-		at := time.Since(loadBegan)
+		at := time.Since(ld.started)
 		for i, perNode := range conns {
 			total := 0
 			for j, n := range perNode {
@@ -137,9 +112,7 @@ func TestAFleetKeepsMemcachedConnectionsWithinThePoolCap(t *testing.T) {
 		}
 	}
 	tick.Stop()
-	close(stop)
-	wg.Wait()
-	loadTook := time.Since(loadBegan)
+	loadTook := ld.end()
 	statsAfter := nodeStats(t, servers)
 
 	// Each browser comes back once more: the count it was shown last

@@ -104,7 +104,7 @@ func setUp(t *testing.T) (*fleet, []string) {
 	tl, ps, dir, bin, dsn := setUpCatalog(t)
 	var servers []string
 	for i := range memcachedNodes {
-		servers = append(servers, startMemcached(t, ps, i+1))
+		servers = append(servers, startMemcached(t, ps, i+1, "").Addr)
 	}
 	f := &fleet{t: t, ps: ps, bin: bin, dsn: dsn}
 	f.start(tl.nginx, dir, servers, replicas)
@@ -312,7 +312,7 @@ func resize(t *testing.T, f *fleet, base *url.URL, servers []string, browsers []
 		}
 	}
 
-	servers4 := append(append([]string(nil), servers...), startMemcached(t, f.ps, memcachedNodes+1))
+	servers4 := append(append([]string(nil), servers...), startMemcached(t, f.ps, memcachedNodes+1, "").Addr)
 	f.steps = nil
 	if err := f.rollout(servers4); err != nil {
 		t.Fatalf("rolling restart with 4 memcached servers: %v", err)

@@ -65,7 +65,7 @@ func TestReadyThroughAFloodOfUnknownIDs(t *testing.T) {
 		fmt.Sprintf("LOCALLIBRARY_DB_MAX_OPEN_CONNS=%d", floodPool),
 		"LOCALLIBRARY_PAGE_CACHE_TTL=" + floodPageTTL.String(),
 	}}
-	servers := []string{startMemcached(t, ps, 1)}
+	servers := []string{startMemcached(t, ps, 1, "").Addr}
 	f.start(tl.nginx, dir, servers, replicas)
 	for _, r := range f.live {
 		for _, page := range knownPages {

@@ -617,8 +617,9 @@ func TestReplicaSurvivesRestartedEmptyPrimary(t *testing.T) {
 }
 
 // TestSkippedCopyCatchesUp freezes the node holding one copy of a counter:
-// increments made while it is skipped are owed to it and added at its next
-// increment, so losing the other copy later does not send the count back.
+// the count reached while it is skipped is owed to it, and its next
+// increment raises it past that, so losing the other copy later does not
+// send the count back.
 func TestSkippedCopyCatchesUp(t *testing.T) {
 	procs, addrs := memcachedtest.Cluster(t, 3)
 	probed := make(probes, 1)
@@ -650,4 +651,40 @@ func TestSkippedCopyCatchesUp(t *testing.T) {
 	if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
 		t.Fatalf("Increment on the caught-up copy alone = %d, %v; want %d", n, err, want)
 	}
+}
+
+// TestRestartedCopyIsNotPaidTwice is two app replicas, each with its own
+// Storage, on the same nodes. While the node holding one copy of a counter
+// is dead, replica a skips it and owes it the increments it missed; the
+// node comes back empty, and replica b, the first to count there, creates
+// the copy and raises it to the other one's count, which holds those
+// increments already. a's next increment must not add them a second time.
+func TestRestartedCopyIsNotPaidTwice(t *testing.T) {
+	procs, addrs := memcachedtest.Cluster(t, 3)
+	probed := make(probes, 1)
+	a := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{probed: probed.done})
+	b := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{})
+	var want uint64
+	count := func(s *Storage, when string) {
+		t.Helper()
+		want++
+		if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
+			t.Fatalf("Increment %s = %d, %v; want %d", when, n, err, want)
+		}
+	}
+	for range 3 {
+		count(a, "before")
+	}
+	owners := a.owners("visits")
+	dead := a.ringIndex(owners[1])
+	procs[dead].Kill()
+	for range 3 { // the first finds the node dead, the rest skip it
+		count(a, "with a copy's node dead")
+	}
+	procs[dead] = procs[dead].Restart(t)
+	probed.waitUp(t, owners[1])
+	count(b, "on b, the first on the restarted node")
+	count(a, "on a, which owes the restarted node")
+	procs[a.ringIndex(owners[0])].Kill()
+	count(b, "on the restarted node's copy alone")
 }

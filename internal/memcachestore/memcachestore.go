@@ -138,13 +138,17 @@ type Config struct {
 //     is raised to the other copy's value, so after a node restarts, the
 //     other one dying does not send the count backwards (callers that
 //     create both copies at the same moment can leave one a little high:
-//     the raise counts increments still on their way). Increments a node
-//     certainly missed because it was skipped (down) are added to its next
-//     increment of that counter (up to 10,000 counters per node). One
-//     whose answer timed out may or may not have landed and is not
-//     replayed; nor are increments missed during a long outage beyond that
-//     bound: such a copy stays short, which shows only if the other copy is
-//     lost before the key expires.
+//     the raise counts increments still on their way). A copy that
+//     certainly missed increments because its node was skipped (down) is
+//     raised, at its next increment of that counter, to one more than the
+//     count returned meanwhile (remembered for up to 10,000 counters per
+//     node), not given the increments it missed: another replica of the
+//     app may have raised it already, or the node may have come back
+//     empty, and adding them would count them twice. One whose answer
+//     timed out may or may not have landed and is not made up for; nor
+//     are increments missed during a long outage beyond that bound: such a
+//     copy stays short, which shows only if the other copy is lost before
+//     the key expires.
 //
 // With Replicas: 1 a down node makes its keys fail with ErrUnavailable;
 // keys are not moved elsewhere.
@@ -616,52 +620,59 @@ func (s *Storage) increment(k, key string, exp time.Duration) (best uint64, lost
 	owners := s.owners(key)
 	vals := make([]uint64, len(owners))
 	created := make([]bool, len(owners))
-	deltas := make([]uint64, len(owners))
+	owed := make([]uint64, len(owners))
 	for i, n := range owners {
-		deltas[i] = 1 + n.owed.take(k) // with the increments it missed while down
+		owed[i] = n.owed.take(k) // a count it missed while down, 0 if none
 	}
 	errs := s.onEach(owners, func(i int, c *memcache.Client) (err error) {
-		vals[i], created[i], err = incrOrCreate(c, k, exp, deltas[i])
+		vals[i], created[i], err = incrOrCreate(c, k, exp)
 		return err
 	})
 	if err := anySucceeded("increment", errs); err != nil {
 		for i, n := range owners {
-			n.owed.add(k, deltas[i]-1) // this one was not counted anywhere
+			n.owed.add(k, owed[i]) // not counted anywhere: still owed as it was
 		}
 		return 0, nil, err
-	}
-	// A copy that was skipped (down) or had no free connection certainly
-	// missed this increment: it is owed, and added to its next one, so the
-	// copies do not drift apart while a node is briefly out of use.
-	for i, n := range owners {
-		if s.replicas > 1 && (errors.Is(errs[i], errDown) || errors.Is(errs[i], errPoolBusy)) {
-			n.owed.add(k, deltas[i])
-		}
 	}
 	for i, v := range vals {
 		if errs[i] == nil {
 			best = max(best, v)
+			if owed[i] > 0 {
+				best = max(best, owed[i]+1) // this visit came after the one that count was
+			}
+		}
+	}
+	// A copy that was skipped (down) or had no free connection certainly
+	// missed this increment: it is owed the count, to be raised to at its
+	// next one, so the copies do not drift apart while a node is briefly
+	// out of use.
+	for i, n := range owners {
+		if s.replicas > 1 && (errors.Is(errs[i], errDown) || errors.Is(errs[i], errPoolBusy)) {
+			n.owed.add(k, best)
 		}
 	}
 	// A copy we just created restarted from 1 while the other remembers
-	// the count: bring it up, so that losing the other node next does not
-	// send the count backwards. Best effort: the answer is already known.
+	// the count, and one that was owed missed increments: bring it up, so
+	// that losing the other node next does not send the count backwards.
+	// Best effort: the answer is already known.
 	for i, v := range vals {
-		if errs[i] == nil && created[i] && v < best {
+		if errs[i] == nil && (created[i] || owed[i] > 0) && v < best {
 			s.on(owners[i], func(c *memcache.Client) error { return raise(c, k, best, exp) })
-			lost = append(lost, owners[i])
+			if created[i] {
+				lost = append(lost, owners[i])
+			}
 		}
 	}
 	return best, lost, nil
 }
 
-// incrOrCreate does incr by delta; on a miss, add "1" (a created copy is
+// incrOrCreate does incr by one; on a miss, add "1" (a created copy is
 // raised to the other one's count); if another client's add won the race
 // (not stored), incr again. A key evicted between those steps sends us
 // round again, a bounded number of times.
-func incrOrCreate(c *memcache.Client, k string, exp time.Duration, delta uint64) (n uint64, created bool, err error) {
+func incrOrCreate(c *memcache.Client, k string, exp time.Duration) (n uint64, created bool, err error) {
 	for range 4 {
-		n, err := c.Increment(k, delta)
+		n, err := c.Increment(k, 1)
 		if !errors.Is(err, memcache.ErrCacheMiss) {
 			return n, false, err
 		}

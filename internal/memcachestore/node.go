@@ -44,7 +44,7 @@ type node struct {
 	name   string
 	pool   *pool
 	prober *memcache.Client // the probe's client, one connection at a time
-	owed   owed             // increments it missed while down (Replicas: 2)
+	owed   owed             // the counts it missed while down (Replicas: 2)
 	batch  batcher          // the pipelined reads (see pipeline.go)
 
 	// down is the lock-free fast path: false means healthy, go ahead.
@@ -135,9 +135,13 @@ func (n *node) probe() {
 	}
 }
 
-// owed counts, per counter, the increments a node certainly missed: it was
+// owed is, per counter, the count a node's copy must reach: the highest
+// count returned while the node certainly missed increments (it was
 // skipped while down, or had no free connection, while the other copy
-// counted them. They are added to its next increment of that counter.
+// counted them). Its next increment of that counter raises it to one more.
+// A count, not the increments missed: the copy may have been raised
+// meanwhile by another replica of the app, which cannot know what this
+// one owes, and those increments would be counted twice.
 type owed struct {
 	any atomic.Bool // the fast path: nothing owed, no lock
 	mu  sync.Mutex
@@ -149,8 +153,9 @@ type owed struct {
 // Storage).
 const maxOwed = 10_000
 
-func (o *owed) add(k string, n uint64) {
-	if n == 0 {
+// add remembers that k's copy must reach count (0: nothing owed).
+func (o *owed) add(k string, count uint64) {
+	if count == 0 {
 		return
 	}
 	o.mu.Lock()
@@ -159,11 +164,12 @@ func (o *owed) add(k string, n uint64) {
 		o.m = make(map[string]uint64)
 	}
 	if _, ok := o.m[k]; ok || len(o.m) < maxOwed {
-		o.m[k] += n
+		o.m[k] = max(o.m[k], count)
 		o.any.Store(true)
 	}
 }
 
+// take returns the count k's copy must reach, 0 if none, and forgets it.
 func (o *owed) take(k string) uint64 {
 	if !o.any.Load() {
 		return 0
