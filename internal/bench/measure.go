@@ -49,18 +49,8 @@ var firstVisitLines = []reqLine{
 	{method: "GET", path: "/catalog/", cookie: "cookietest=1"},
 }
 
-func getLines(path string, cookies []string) []reqLine {
-	if len(cookies) == 0 {
-		return []reqLine{{method: "GET", path: path}}
-	}
-	lines := make([]reqLine, len(cookies))
-	for i, c := range cookies {
-		lines[i] = reqLine{method: "GET", path: path, cookie: c}
-	}
-	return lines
-}
-
-// spread pairs every path with the browsers in turn.
+// spread pairs every path with the browsers in turn (no browser: no
+// cookie).
 func spread(paths, cookies []string) []reqLine {
 	if len(cookies) == 0 {
 		cookies = []string{""}
@@ -104,19 +94,19 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 	switch s.kind {
 	case ceilingKind:
 		t.addr, t.pids = b.ceilAddr, []int{b.ceiling.PID()}
-		t.lines = getLines("/", b.homeCookies())
+		t.lines = spread([]string{"/"}, b.homeCookies())
 		return t
 	case ceilingFleetKind:
 		t.addr = b.ceilFleetAddr
 		for _, p := range b.ceilFleet {
 			t.pids = append(t.pids, p.PID())
 		}
-		t.lines = getLines("/", b.homeCookies())
+		t.lines = spread([]string{"/"}, b.homeCookies())
 		return t
 	case fiberKind:
 		f := b.fiber
 		t.addr, t.pids, t.svcs, t.nodes, t.set = f.Addr, []int{f.PID()}, []*testkit.Service{f.Service}, b.nodes, f.group.dismissed
-		t.lines = getLines("/catalog/", t.set.cookies)
+		t.lines = spread([]string{"/catalog/"}, t.set.cookies)
 		return t
 	case fleetKind:
 		t.name += bd.label
@@ -124,7 +114,7 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 		for _, r := range bd.fleet {
 			t.pids = append(t.pids, r.PID())
 		}
-		t.lines = getLines("/catalog/", t.set.cookies)
+		t.lines = spread([]string{"/catalog/"}, t.set.cookies)
 		return t
 	}
 	t.name += bd.label
@@ -137,7 +127,7 @@ func (b *bench) newTarget(s targetSpec, bd *build) *target {
 		if s.notice {
 			t.set = g.notice
 		}
-		t.lines = getLines("/catalog/", t.set.cookies)
+		t.lines = spread([]string{"/catalog/"}, t.set.cookies)
 	case firstVisitKind:
 		t.lines = firstVisitLines
 	case formKind:
