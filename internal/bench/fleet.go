@@ -90,10 +90,6 @@ func (b *bench) startCeilingFleet(ctx context.Context) error {
 // startNginx starts nginx in front of upstream on a free port, its files in
 // the temporary folder, and returns its address once probe answers there.
 func (b *bench) startNginx(ctx context.Context, name string, upstream []string, probe string) (string, error) {
-	bin, err := testkit.FindBin("nginx", "nginx", "/usr/sbin")
-	if err != nil {
-		return "", err
-	}
 	addr, err := testkit.FreeAddr()
 	if err != nil {
 		return "", err
@@ -111,7 +107,7 @@ func (b *bench) startNginx(ctx context.Context, name string, upstream []string, 
 		return "", err
 	}
 	// -e: the error log is opened before the configuration is read.
-	p, err := b.procs.Start(name, nil, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	p, err := b.procs.Start(name, nil, b.bins["nginx"], "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
 	if err != nil {
 		return "", err
 	}

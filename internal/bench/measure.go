@@ -149,7 +149,7 @@ func (b *bench) measure(ctx context.Context) error {
 	if b.o.warmup > 0 {
 		for _, t := range b.targets {
 			b.logf("warming up %s for %v", t.name, b.o.warmup)
-			if _, err := runWrk(ctx, b.wrkDir(), t.name+"-warmup", t.addr, t.lines, t.conns, b.o.warmup); err != nil {
+			if _, err := b.runWrk(ctx, t.name+"-warmup", t.addr, t.lines, t.conns, b.o.warmup); err != nil {
 				return err
 			}
 			if t.set != nil {
@@ -198,7 +198,7 @@ func (b *bench) runOnce(ctx context.Context, t *target, round int) (result, erro
 	if err != nil {
 		return r, err
 	}
-	if r.Wrk, err = runWrk(ctx, b.wrkDir(), fmt.Sprintf("%s-round%d", t.name, round), t.addr, t.lines, t.conns, b.o.duration); err != nil {
+	if r.Wrk, err = b.runWrk(ctx, fmt.Sprintf("%s-round%d", t.name, round), t.addr, t.lines, t.conns, b.o.duration); err != nil {
 		return r, err
 	}
 	if check {

@@ -33,8 +33,11 @@ type machine struct {
 func readMachine(ctx context.Context, b *bench) machine {
 	m := machine{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), CPUs: runtime.NumCPU(), Go: runtime.Version(),
 		Model: firstLine(ctx, "sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"), Kernel: firstLine(ctx, "uname", "-r"),
-		Wrk: firstLine(ctx, "sh", "-c", "wrk --version | cut -d' ' -f2"), Commit: firstLine(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD"),
-		Fiber: firstLine(ctx, "go", "-C", b.root, "list", "-m", "-f", "{{.Version}}", "github.com/gofiber/fiber/v2")}
+		Commit: firstLine(ctx, "git", "-C", b.root, "rev-parse", "--short", "HEAD"),
+		Fiber:  firstLine(ctx, "go", "-C", b.root, "list", "-m", "-f", "{{.Version}}", "github.com/gofiber/fiber/v2")}
+	if f := strings.Fields(firstLine(ctx, b.bins["wrk"], "--version")); len(f) > 1 {
+		m.Wrk = f[1]
+	}
 	for _, c := range b.catalogs {
 		if db, err := sql.Open("mysql", c.DSN); err == nil {
 			_ = db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&m.MySQL)

@@ -30,7 +30,8 @@ type bench struct {
 	o         options
 	root, out string
 	log       io.Writer
-	tmp       string // binaries, nginx's files; removed at the end
+	tmp       string            // binaries, nginx's files; removed at the end
+	bins      map[string]string // wrk, nginx, memcached: where they were found
 	procs     *testkit.Procs
 
 	catalogs      map[string]*catalogs.DB // by catalogs.Sizes key
@@ -118,8 +119,9 @@ func (b *bench) setUp(ctx context.Context) error {
 	if len(b.o.memcached) == 0 {
 		needs = append(needs, "memcached")
 	}
+	b.bins = map[string]string{}
 	for _, n := range needs {
-		if _, err := testkit.FindBin(n, n, "/usr/sbin", "/usr/bin", "/usr/local/bin"); err != nil {
+		if b.bins[n], err = testkit.FindBin(n, n, "/usr/sbin", "/usr/bin", "/usr/local/bin"); err != nil {
 			return err
 		}
 	}

@@ -53,7 +53,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) != 4 || !strings.HasPrefix(rep.Machine.Fiber, "v2.") || rep.Catalogs["3k"] == nil || rep.Catalogs["3k"].Name != "ll_test_bench_3k" {
+	if len(rep.Rows) != 4 || !strings.HasPrefix(rep.Machine.Fiber, "v2.") || rep.Machine.Wrk == "" || rep.Catalogs["3k"] == nil || rep.Catalogs["3k"].Name != "ll_test_bench_3k" {
 		t.Fatalf("rows %+v, catalogs %+v", rep.Rows, rep.Catalogs)
 	}
 	for _, r := range rep.Rows {

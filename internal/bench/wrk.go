@@ -81,8 +81,9 @@ func (w wrkResult) rps() float64 {
 func (w wrkResult) errors() int64 { return w.Status + w.Connect + w.Read + w.Write + w.Timeout }
 
 // runWrk loads addr with the lines for d on conns connections; the
-// request file and wrk's output stay in dir as NAME.*.
-func runWrk(ctx context.Context, dir, name, addr string, lines []reqLine, conns int, d time.Duration) (wrkResult, error) {
+// request file and wrk's output stay in the wrk folder as NAME.*.
+func (b *bench) runWrk(ctx context.Context, name, addr string, lines []reqLine, conns int, d time.Duration) (wrkResult, error) {
+	dir := b.wrkDir()
 	script := filepath.Join(dir, "lines.lua")
 	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
 		return wrkResult{}, err
@@ -102,7 +103,7 @@ func runWrk(ctx context.Context, dir, name, addr string, lines []reqLine, conns 
 	// wrk stops by itself after -d; the deadline is for a wrk that hangs.
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(wctx, "wrk", args...)
+	cmd := exec.CommandContext(wctx, b.bins["wrk"], args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	_ = os.WriteFile(filepath.Join(dir, name+".out"), out, 0o644)
