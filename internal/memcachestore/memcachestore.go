@@ -637,9 +637,11 @@ func (s *Storage) increment(k, key string, exp time.Duration) (best uint64, lost
 	for i, v := range vals {
 		if errs[i] == nil {
 			best = max(best, v)
-			if owed[i] > 0 {
-				best = max(best, owed[i]+1) // this visit came after the one that count was
-			}
+		}
+		if owed[i] > 0 {
+			// A count returned earlier, whichever copy answers now: this
+			// visit came after it. (Also keeps it when node i fails again.)
+			best = max(best, owed[i]+1)
 		}
 	}
 	// A copy that was skipped (down) or had no free connection certainly
@@ -657,7 +659,10 @@ func (s *Storage) increment(k, key string, exp time.Duration) (best uint64, lost
 	// Best effort: the answer is already known.
 	for i, v := range vals {
 		if errs[i] == nil && (created[i] || owed[i] > 0) && v < best {
-			s.on(owners[i], func(c *memcache.Client) error { return raise(c, k, best, exp) })
+			err := s.on(owners[i], func(c *memcache.Client) error { return raise(c, k, best, exp) })
+			if err != nil && s.replicas > 1 {
+				owners[i].owed.add(k, best) // still short: raised at its next increment
+			}
 			if created[i] {
 				lost = append(lost, owners[i])
 			}

@@ -269,7 +269,7 @@ func (s *Storage) getThenIncrement(gk, getKey, ik, incrKey string) ([]byte, uint
 	if err != nil || val == nil {
 		return nil, 0, false, err
 	}
-	count, lost, err := s.increment(ik, incrKey, 0)
+	count, lost, err := s.increment(ik, incrKey, s.repairTTL) // raise writes this expiry: 0 would make a raised copy never expire
 	if err != nil {
 		return nil, 0, false, err
 	}
