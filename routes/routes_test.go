@@ -520,10 +520,13 @@ func TestCountsAreCached(t *testing.T) {
 func TestSecurityHeaders(t *testing.T) {
 	r := newBrowser(t, mustApp(t, routes.Deps{})).visit("/catalog/")
 	for header, want := range map[string]string{
-		"Content-Security-Policy": "frame-ancestors 'none'",
-		"X-Content-Type-Options":  "nosniff",
-		"Referrer-Policy":         "same-origin",
-		"X-Frame-Options":         "DENY",
+		"Content-Security-Policy":      "frame-ancestors 'none'",
+		"X-Content-Type-Options":       "nosniff",
+		"Referrer-Policy":              "same-origin",
+		"X-Frame-Options":              "DENY",
+		"Permissions-Policy":           "camera=()",
+		"Cross-Origin-Opener-Policy":   "same-origin",
+		"Cross-Origin-Resource-Policy": "same-origin",
 	} {
 		if got := r.header.Get(header); !strings.Contains(got, want) {
 			t.Errorf("%s = %q, want it to contain %q", header, got, want)
