@@ -102,7 +102,33 @@ func (s *Server) Kill() {
 // Stop freezes the process (SIGSTOP): its sockets stay open and accept
 // connections, but nothing answers, as with a hung memcached. Continue
 // resumes it.
-func (s *Server) Stop(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
+//
+// It returns once every thread of the process is stopped: a signal reaches
+// a thread group thread by thread, and on a loaded machine a worker thread
+// could otherwise still answer a request sent after Stop.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGSTOP)
+	for deadline := time.Now().Add(10 * time.Second); !s.allStopped(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("memcached on %s: not stopped 10s after SIGSTOP", s.Addr)
+		}
+	}
+}
+
+// allStopped tells whether every thread of the process is stopped (state T).
+func (s *Server) allStopped() bool {
+	threads, err := procfs.AllThreads(s.cmd.Process.Pid)
+	if err != nil {
+		return false
+	}
+	for _, th := range threads {
+		if st, err := th.Stat(); err != nil || st.State != "T" {
+			return false
+		}
+	}
+	return len(threads) > 0
+}
 
 // Continue resumes a stopped process (SIGCONT).
 func (s *Server) Continue(t testing.TB) { s.signal(t, syscall.SIGCONT) }
