@@ -227,10 +227,8 @@ func (rep report) sessionLayers(w *strings.Builder) {
 			tab.Layer = "Fiber " + rep.Machine.Fiber + " session middleware on memcachestore"
 		}
 		cells := strings.Repeat(" | ", 5) // six empty cells
-		for _, r := range rep.Rows {
-			if r.Target == name {
-				cells = fmt.Sprintf("%s | %s | %s | %s | %s | %s", thousands(r.RPS), ratioText(r.Ratio), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.McCPUUS, 2), lostCell(r))
-			}
+		if r, ok := rep.rowOf(name); ok {
+			cells = fmt.Sprintf("%s | %s | %s | %s | %s | %s", thousands(r.RPS), ratioText(r.Ratio), num(r.CPUUS, 1), num(r.Allocs, 0), num(r.McCPUUS, 2), lostCell(r))
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %d, %d |\n", tab.Layer, name, cells, tab.Expected, tab.Stored)
 	}
@@ -239,30 +237,26 @@ func (rep report) sessionLayers(w *strings.Builder) {
 // fleetRatio sets the fleet beside the ceiling's fleet, as home-3k is set
 // beside the ceiling.
 func (rep report) fleetRatio(w *strings.Builder) {
-	c := 0.0
+	ceiling, _ := rep.rowOf("ceiling-fleet")
 	for _, r := range rep.Rows {
-		if r.Target == "ceiling-fleet" {
-			c = r.RPS
-		}
-	}
-	for _, r := range rep.Rows {
-		if name, label, _ := strings.Cut(r.Target, "@"); name == "fleet" && c > 0 {
+		if name, label, _ := strings.Cut(r.Target, "@"); name == "fleet" && ceiling.RPS > 0 {
 			if label != "" {
 				label = "@" + label
 			}
-			fmt.Fprintf(w, "\n`%s` ÷ `ceiling-fleet` (req/s, medians): %.3f; `home-3k%s` ÷ `ceiling`: %s\n", r.Target, r.RPS/c, label, ratioText(ratioOf(rep.Rows, "home-3k"+label)))
+			home, _ := rep.rowOf("home-3k" + label) // a zero row without it: no ratio shown
+			fmt.Fprintf(w, "\n`%s` ÷ `ceiling-fleet` (req/s, medians): %.3f; `home-3k%s` ÷ `ceiling`: %s\n", r.Target, r.RPS/ceiling.RPS, label, ratioText(home.Ratio))
 		}
 	}
 }
 
-// ratioOf is the named row's ratio to the ceiling, 0 without that row.
-func ratioOf(rows []row, target string) float64 {
-	for _, r := range rows {
+// rowOf is the named target's row.
+func (rep report) rowOf(target string) (row, bool) {
+	for _, r := range rep.Rows {
 		if r.Target == target {
-			return r.Ratio
+			return r, true
 		}
 	}
-	return 0
+	return row{}, false
 }
 
 func lostCell(r row) string {

@@ -157,3 +157,14 @@ func TestReport(t *testing.T) {
 		}
 	}
 }
+
+func TestFleetRatio(t *testing.T) {
+	rep := report{Rows: []row{{Target: "home-3k", Ratio: 0.3}, {Target: "ceiling-fleet", RPS: 50000}, {Target: "fleet", RPS: 20000}, {Target: "fleet@abc", RPS: 10000}}}
+	var w strings.Builder
+	rep.fleetRatio(&w)
+	for _, want := range []string{"`fleet` ÷ `ceiling-fleet` (req/s, medians): 0.400; `home-3k` ÷ `ceiling`: 0.300", "`fleet@abc` ÷ `ceiling-fleet` (req/s, medians): 0.200; `home-3k@abc` ÷ `ceiling`: \n"} {
+		if !strings.Contains(w.String(), want) {
+			t.Errorf("fleet lines %q lack %q", w.String(), want)
+		}
+	}
+}
