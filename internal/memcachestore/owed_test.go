@@ -83,78 +83,76 @@ func (errTimeoutForTest) Error() string   { return "i/o timeout (injected)" }
 func (errTimeoutForTest) Timeout() bool   { return true }
 func (errTimeoutForTest) Temporary() bool { return true }
 
-// TestOwedCopyWhoseRaiseFailsStaysOwed: a node is out of use while three
-// visits are counted (it keeps its data); when it is back, the raise that
-// should bring it up fails once (a timeout; under load it would be
-// errPoolBusy). The count stays owed, so the copy is raised at the next
-// visit, and losing the other copy later does not send the count back.
-func TestOwedCopyWhoseRaiseFailsStaysOwed(t *testing.T) {
-	procs, addrs := memcachedtest.Cluster(t, 3)
-	fn := newFaultyNet()
-	probed := make(probes, 1)
-	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{dial: fn.dial, probed: probed.done})
+// owing is a Storage on three nodes that owes one copy of the counter
+// "visits": three visits counted on both copies, then three with the
+// second copy's node out of use (it keeps its data).
+type owing struct {
+	procs  []*memcachedtest.Server
+	addrs  []string
+	net    *faultyNet
+	probed probes
+	s      *Storage
+	owners []*node // "visits"'s: the owed copy's node second
+	count  func(when string)
+}
+
+func newOwing(t *testing.T) *owing {
+	o := &owing{net: newFaultyNet(), probed: make(probes, 1)}
+	o.procs, o.addrs = memcachedtest.Cluster(t, 3)
+	o.s = mustNewStorage(t, Config{Servers: o.addrs, Replicas: 2}, hooks{dial: o.net.dial, probed: o.probed.done})
 	var want uint64
-	count := func(when string) {
+	o.count = func(when string) { // a visit, which must be the next count
 		t.Helper()
 		want++
-		if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
+		if n, err := o.s.Increment("visits", time.Hour); err != nil || n != want {
 			t.Fatalf("Increment %s = %d, %v; want %d", when, n, err, want)
 		}
 	}
 	for range 3 {
-		count("before")
+		o.count("before")
 	}
-	owners := s.owners("visits")
-	second := addrs[s.ringIndex(owners[1])]
-	fn.setDown(second, true)
-	_ = s.Touch("visits", time.Hour) // the node is found out: increments skip it, certainly missed
-	if !owners[1].down.Load() {
+	o.owners = o.s.owners("visits")
+	o.net.setDown(o.addr(1), true)
+	_ = o.s.Touch("visits", time.Hour) // the node is found out: increments skip it, certainly missed
+	if !o.owners[1].down.Load() {
 		t.Fatal("node not down")
 	}
 	for range 3 {
-		count("with a copy's node out of use")
+		o.count("with a copy's node out of use")
 	}
-	fn.setDown(second, false)
-	probed.waitUp(t, owners[1])
-	fn.failNextGets(second)
-	count("once the node is back, its raise failing")
-	probed.waitUp(t, owners[1])
-	count("after")
-	procs[s.ringIndex(owners[0])].Kill()
-	count("on the once-owed copy alone")
+	return o
 }
 
-// TestOwedCountHoldsWhenItsNodeIsStillDown: one copy's node is out of use
-// (this replica owes it the count), then the other restarts empty. The
-// replica knows the count was 6, so it returns 7, not the 1 the restarted
-// node says.
+// addr is the address of "visits"'s i-th owner.
+func (o *owing) addr(i int) string { return o.addrs[o.s.ringIndex(o.owners[i])] }
+
+// TestOwedCopyWhoseRaiseFailsStaysOwed: when the owed copy's node is back,
+// the raise that should bring it up fails once (a timeout; under load it
+// would be errPoolBusy). The count stays owed, so the copy is raised at
+// the next visit, and losing the other copy later does not send the count
+// back.
+func TestOwedCopyWhoseRaiseFailsStaysOwed(t *testing.T) {
+	o := newOwing(t)
+	o.net.setDown(o.addr(1), false)
+	o.probed.waitUp(t, o.owners[1])
+	o.net.failNextGets(o.addr(1))
+	o.count("once the node is back, its raise failing")
+	o.probed.waitUp(t, o.owners[1])
+	o.count("after")
+	o.procs[o.s.ringIndex(o.owners[0])].Kill()
+	o.count("on the once-owed copy alone")
+}
+
+// TestOwedCountHoldsWhenItsNodeIsStillDown: while the owed copy's node is
+// still out of use, the other restarts empty. The replica knows the count
+// was 6, so it returns 7, not the 1 the restarted node says.
 func TestOwedCountHoldsWhenItsNodeIsStillDown(t *testing.T) {
-	procs, addrs := memcachedtest.Cluster(t, 3)
-	fn := newFaultyNet()
-	probed := make(probes, 1)
-	s := mustNewStorage(t, Config{Servers: addrs, Replicas: 2}, hooks{dial: fn.dial, probed: probed.done})
-	var want uint64
-	count := func(when string) {
-		t.Helper()
-		want++
-		if n, err := s.Increment("visits", time.Hour); err != nil || n != want {
-			t.Fatalf("Increment %s = %d, %v; want %d", when, n, err, want)
-		}
-	}
-	for range 3 {
-		count("before")
-	}
-	owners := s.owners("visits")
-	fn.setDown(addrs[s.ringIndex(owners[1])], true)
-	_ = s.Touch("visits", time.Hour)
-	for range 3 {
-		count("with a copy's node out of use")
-	}
-	first := s.ringIndex(owners[0])
-	procs[first] = procs[first].Restart(t)
-	_ = s.Touch("visits", time.Hour) // finds the old connections dead
-	probed.waitUp(t, owners[0])
-	count("the other node restarted empty")
+	o := newOwing(t)
+	first := o.s.ringIndex(o.owners[0])
+	o.procs[first] = o.procs[first].Restart(t)
+	_ = o.s.Touch("visits", time.Hour) // finds the old connections dead
+	o.probed.waitUp(t, o.owners[0])
+	o.count("the other node restarted empty")
 }
 
 // rawTTL is the remaining TTL memcached reports for key ("-1": never expires).
